@@ -1,0 +1,2 @@
+export * from './interval.js';
+export * from './schedule.js';

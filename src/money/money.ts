@@ -1,0 +1,80 @@
+/**
+ * Money as integer minor units. Decimals are parsed and printed only at the
+ * edges (config, API, CLI, JSON output); nothing here touches floating point.
+ */
+import currencyCodes from 'currency-codes';
+
+export interface Money {
+  /** Integer amount in the currency's minor unit (cents for USD, yen for JPY). */
+  readonly amountMinor: number;
+  /** ISO 4217 alphabetic code, upper case. */
+  readonly currency: string;
+}
+
+export class MoneyError extends Error {
+  readonly code = 'MONEY_INVALID';
+}
+
+/**
+ * The ISO 4217 exponent (number of minor-unit digits) of a currency, from the
+ * maintained `currency-codes` table; undefined for unknown codes and for
+ * codes without a minor unit (precious metals, testing codes).
+ */
+export function currencyExponent(currency: string): number | undefined {
+  const record = currencyCodes.code(currency.toUpperCase());
+  return record && Number.isInteger(record.digits) ? record.digits : undefined;
+}
+
+const DECIMAL = /^(\d+)(?:\.(\d+))?$/;
+
+export interface ParseAmountOptions {
+  /** Accept zero (a trial or a free plan). Default false: SPEC rejects zero amounts. */
+  readonly allowZero?: boolean;
+}
+
+/**
+ * Parses `"9.99"` (or a YAML/JSON number such as 9.99) in major units into
+ * integer minor units, exactly. Rejects more decimals than the currency has,
+ * negatives, zero (unless allowed), non-numeric text and unknown currencies.
+ */
+export function parseAmount(input: unknown, currency: string, options: ParseAmountOptions = {}): Money {
+  const code = typeof currency === 'string' ? currency.trim().toUpperCase() : '';
+  const exponent = /^[A-Z]{3}$/.test(code) ? currencyExponent(code) : undefined;
+  if (exponent === undefined) throw new MoneyError(`unknown currency code ${JSON.stringify(currency)} (expected an ISO 4217 code such as USD)`);
+  // A YAML/JSON number arrives as a double: use its shortest round-trip text, which is what the user typed.
+  const text = typeof input === 'number' ? numberText(input) : typeof input === 'string' ? input.trim() : null;
+  if (text === null) throw new MoneyError(`amount must be a decimal such as "9.99"; got ${JSON.stringify(input)}`);
+  if (text.startsWith('-')) throw new MoneyError(`amount must not be negative; got "${text}"`);
+  const m = DECIMAL.exec(text);
+  if (!m) throw new MoneyError(`amount must be a decimal such as "9.99"; got ${JSON.stringify(input)}`);
+  const whole = m[1]!;
+  const fraction = m[2] ?? '';
+  if (fraction.length > exponent) {
+    throw new MoneyError(
+      `amount "${text}" has ${fraction.length} decimal${fraction.length === 1 ? '' : 's'}; ${code} allows ${exponent}`,
+    );
+  }
+  const minorText = (whole + fraction.padEnd(exponent, '0')).replace(/^0+(?=\d)/, '');
+  const amountMinor = Number(minorText);
+  if (!Number.isSafeInteger(amountMinor)) throw new MoneyError(`amount "${text}" is too large`);
+  if (amountMinor === 0 && !options.allowZero) throw new MoneyError(`amount must be greater than zero; got "${text}"`);
+  return { amountMinor, currency: code };
+}
+
+function numberText(n: number): string {
+  if (!Number.isFinite(n)) return String(n);
+  const text = String(n);
+  // 1e-7 style: not something a person types as an amount.
+  return /e/i.test(text) ? 'not-a-plain-decimal' : text;
+}
+
+/** Formats minor units back to a major-unit decimal string: 999 USD -> "9.99", 1500 JPY -> "1500". */
+export function formatAmount(money: Money): string {
+  const exponent = currencyExponent(money.currency);
+  if (exponent === undefined) throw new MoneyError(`unknown currency code "${money.currency}"`);
+  if (!Number.isSafeInteger(money.amountMinor)) throw new MoneyError(`amountMinor must be an integer; got ${money.amountMinor}`);
+  const negative = money.amountMinor < 0;
+  const digits = String(Math.abs(money.amountMinor)).padStart(exponent + 1, '0');
+  const text = exponent === 0 ? digits : `${digits.slice(0, -exponent)}.${digits.slice(-exponent)}`;
+  return negative ? `-${text}` : text;
+}
