@@ -1,0 +1,59 @@
+/**
+ * `rebill` command line: one file per command, each parsing its flags and
+ * calling the layers below. This file wires them into commander and turns
+ * usage errors into exit code 2 with a one-line reason and the usage.
+ */
+import { Command, CommanderError } from 'commander';
+import { EXIT_USAGE } from '../errors.js';
+import { registerPreview } from './preview.js';
+import { registerCheckConfig } from './check-config.js';
+import { registerMigrate } from './migrate.js';
+import { registerRun } from './run.js';
+import { registerSimulate } from './simulate.js';
+import { registerFakeGateway } from './fake-gateway.js';
+
+/** Where a command reports its exit code; commander actions cannot return one. */
+export interface CommandContext {
+  exitCode: number;
+}
+
+/** Thrown by a command for bad arguments that commander cannot see (a bad date, a bad interval). */
+export class UsageError extends Error {}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const ctx: CommandContext = { exitCode: 0 };
+  const program = new Command('rebill')
+    .description('Self-hosted recurring billing: calendar-correct schedules, exactly-once collection.')
+    .showHelpAfterError(false)
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  registerRun(program, ctx);
+  registerMigrate(program, ctx);
+  registerCheckConfig(program, ctx);
+  registerPreview(program, ctx);
+  registerSimulate(program, ctx);
+  registerFakeGateway(program, ctx);
+  for (const command of program.commands) command.exitOverride();
+
+  try {
+    await program.parseAsync(argv as string[], { from: 'user' });
+    return ctx.exitCode;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+      // commander already printed "error: ..." on one line; add the usage of the command that failed.
+      process.stderr.write(`${usageOf(program, argv)}\n`);
+      return EXIT_USAGE;
+    }
+    if (err instanceof UsageError) {
+      process.stderr.write(`error: ${err.message}\n${usageOf(program, argv)}\n`);
+      return EXIT_USAGE;
+    }
+    throw err;
+  }
+}
+
+function usageOf(program: Command, argv: readonly string[]): string {
+  const sub = program.commands.find((c) => c.name() === argv[0]);
+  return sub ? `usage: rebill ${sub.name()} ${sub.usage()}` : `usage: rebill ${program.usage()}`;
+}
