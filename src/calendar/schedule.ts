@@ -223,7 +223,9 @@ export function firstCycleAtOrAfter(schedule: Schedule | ResolvedSchedule, insta
 export function currentCycleAt(schedule: Schedule | ResolvedSchedule, instant: DateTime): number {
   const r = resolved(schedule);
   const next = firstCycleAtOrAfter(r, instant);
-  return dueAt(r, next).equals(instant) ? next : next - 1;
+  // Compare the instants, not the DateTimes: luxon's equals() also compares zone and
+  // locale, so a caller's `now` in another zone would miss an exact due instant.
+  return dueAt(r, next).toMillis() === instant.toMillis() ? next : next - 1;
 }
 
 /**

@@ -1,9 +1,31 @@
 import type { Command } from 'commander';
+import { ConfigError, configFilePath, formatProblems, loadConfig } from '../config/index.js';
+import { EXIT_CONFIG } from '../errors.js';
 import type { CommandContext } from './index.js';
 
+/**
+ * `rebill check-config [--config F]`: validate the configuration without
+ * starting anything (SPEC section 10). Exit 0 with a one-line summary, or 78
+ * with every problem on stderr, one per line, so CI and deploy hooks can gate
+ * on it before a bad file reaches a running daemon.
+ */
 export function registerCheckConfig(program: Command, ctx: CommandContext): void {
-  program.command('check-config').description('not yet implemented').action(() => {
-    process.stderr.write('check-config: not yet implemented\n');
-    ctx.exitCode = 1;
-  });
+  program
+    .command('check-config')
+    .description('validate a configuration file and exit (0 valid, 78 invalid)')
+    .option('--config <file>', 'configuration file (default: $REBILL_CONFIG, else config/rebill.yaml)')
+    .action((flags: { config?: string }) => {
+      const file = configFilePath(flags.config);
+      try {
+        const config = loadConfig(file);
+        process.stdout.write(`config OK: ${config.plans.length} plans, ${Object.keys(config.gateways).length} gateways (${file})\n`);
+        ctx.exitCode = 0;
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        const lines = formatProblems(err.problems);
+        const count = `${lines.length} problem${lines.length === 1 ? '' : 's'} in ${file}`;
+        process.stderr.write(`${lines.join('\n')}\n${count}\n`);
+        ctx.exitCode = EXIT_CONFIG;
+      }
+    });
 }

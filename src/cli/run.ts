@@ -1,9 +1,75 @@
 import type { Command } from 'commander';
+import cron from 'node-cron';
+import { systemClock } from '../clock.js';
+import { createEngine, daemonGateways, engineOptions, missingLivePlans, upsertSeeds } from '../engine/index.js';
+import { EXIT_CONFIG } from '../errors.js';
+import { createLogger } from '../logger.js';
+import { migrateToLatest, openDatabase } from '../store/index.js';
 import type { CommandContext } from './index.js';
+import { configPath, loadConfigOrReport } from './config-file.js';
 
+/**
+ * `rebill run`: validate config, migrate, seed, then run the engine until
+ * SIGTERM/SIGINT, which stop claiming, let in-flight attempts finish (up to
+ * scheduler.drainSeconds), release unstarted claims and close the database.
+ */
 export function registerRun(program: Command, ctx: CommandContext): void {
-  program.command('run').description('not yet implemented').action(() => {
-    process.stderr.write('run: not yet implemented\n');
-    ctx.exitCode = 1;
-  });
+  program
+    .command('run')
+    .description('run the billing daemon until SIGTERM/SIGINT')
+    .option('--config <file>', 'config file (default: $REBILL_CONFIG or config/rebill.yaml)')
+    .action(async (flags: { config?: string }) => {
+      const file = configPath(flags.config);
+      const config = loadConfigOrReport(file);
+      if (typeof config === 'number') {
+        ctx.exitCode = config;
+        return;
+      }
+      const logger = createLogger({ level: config.logging.level });
+      const clock = systemClock;
+      const db = openDatabase(config.database.url, { synchronous: config.database.synchronous });
+      let stopSignal: NodeJS.Signals | null = null;
+      const stopped = new Promise<void>((resolve) => {
+        const onSignal = (signal: NodeJS.Signals) => {
+          stopSignal = signal;
+          resolve();
+        };
+        process.once('SIGTERM', onSignal);
+        process.once('SIGINT', onSignal);
+      });
+      try {
+        await migrateToLatest(db);
+        const missing = await missingLivePlans(db, config.plans);
+        if (missing.length) {
+          process.stderr.write(`${file}: plans still used by live subscriptions were removed: ${missing.join(', ')}\n`);
+          ctx.exitCode = EXIT_CONFIG;
+          return;
+        }
+        const seeded = await upsertSeeds(db, config.plans, config.subscriptions, clock.now());
+        const created = seeded.filter((r) => r.created).length;
+        const gateways = daemonGateways(db, clock, config.gateways);
+        const engine = createEngine({ db, clock, gateways, logger, options: engineOptions(config.retry, config.scheduler) });
+        engine.start();
+        // The cron sweep is the safety net; the engine's own timer wakes it for the earliest due instant.
+        const sweep = cron.schedule(config.scheduler.sweep, () => engine.kick(), { noOverlap: true });
+        logger.info(
+          { config: file, database: config.database.url.replace(/\/\/[^@]*@/, '//***@'), plans: config.plans.length, seeded: created, gateways: [...gateways.keys()] },
+          'rebill ready',
+        );
+        await stopped;
+        logger.info({ signal: stopSignal }, 'stopping: no new claims, draining in-flight attempts');
+        await sweep.stop();
+        const { drained } = await engine.stop(config.scheduler.drainSeconds * 1000);
+        for (const gateway of gateways.values()) await gateway.close?.();
+        const stats = engine.stats();
+        logger.info({ drained, attemptsStarted: stats.attemptsStarted, outcomesRecorded: stats.outcomesRecorded }, drained ? 'stopped cleanly' : 'stopped; some attempts were still in flight and will be reconciled on the next start');
+        ctx.exitCode = 0;
+      } catch (err) {
+        logger.fatal({ err }, 'rebill failed');
+        ctx.exitCode = 1;
+      } finally {
+        await db.destroy();
+        logger.flush();
+      }
+    });
 }

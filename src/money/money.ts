@@ -21,9 +21,21 @@ export class MoneyError extends Error {
  * codes without a minor unit (precious metals, testing codes).
  */
 export function currencyExponent(currency: string): number | undefined {
-  const record = currencyCodes.code(currency.toUpperCase());
+  const code = currency.toUpperCase();
+  if (NO_MINOR_UNIT.has(code)) return undefined;
+  const record = currencyCodes.code(code);
   return record && Number.isInteger(record.digits) ? record.digits : undefined;
 }
+
+/**
+ * ISO 4217 codes whose minor unit is "N.A." (precious metals, bond-market units,
+ * SDR, SUCRE, the ADB unit, the testing code and "no currency"). currency-codes
+ * turns "N.A." into 0 digits, which would let a plan bill in gold or in XXX as if
+ * it were yen; test/money checks this list against the ISO file the package ships.
+ */
+const NO_MINOR_UNIT: ReadonlySet<string> = new Set([
+  'XAG', 'XAU', 'XBA', 'XBB', 'XBC', 'XBD', 'XDR', 'XPD', 'XPT', 'XSU', 'XTS', 'XUA', 'XXX',
+]);
 
 const DECIMAL = /^(\d+)(?:\.(\d+))?$/;
 
@@ -43,10 +55,10 @@ export function parseAmount(input: unknown, currency: string, options: ParseAmou
   if (exponent === undefined) throw new MoneyError(`unknown currency code ${JSON.stringify(currency)} (expected an ISO 4217 code such as USD)`);
   // A YAML/JSON number arrives as a double: use its shortest round-trip text, which is what the user typed.
   const text = typeof input === 'number' ? numberText(input) : typeof input === 'string' ? input.trim() : null;
-  if (text === null) throw new MoneyError(`amount must be a decimal such as "9.99"; got ${JSON.stringify(input)}`);
+  if (text === null) throw new MoneyError(`amount must be a decimal such as "9.99"; got ${describe(input)}`);
   if (text.startsWith('-')) throw new MoneyError(`amount must not be negative; got "${text}"`);
   const m = DECIMAL.exec(text);
-  if (!m) throw new MoneyError(`amount must be a decimal such as "9.99"; got ${JSON.stringify(input)}`);
+  if (!m) throw new MoneyError(`amount must be a decimal such as "9.99"; got ${describe(input)}`);
   const whole = m[1]!;
   const fraction = m[2] ?? '';
   if (fraction.length > exponent) {
@@ -59,6 +71,17 @@ export function parseAmount(input: unknown, currency: string, options: ParseAmou
   if (!Number.isSafeInteger(amountMinor)) throw new MoneyError(`amount "${text}" is too large`);
   if (amountMinor === 0 && !options.allowZero) throw new MoneyError(`amount must be greater than zero; got "${text}"`);
   return { amountMinor, currency: code };
+}
+
+/** The rejected input as the user wrote it: JSON.stringify prints NaN as null and throws on a bigint. */
+function describe(input: unknown): string {
+  if (typeof input === 'number' || typeof input === 'bigint') return String(input);
+  if (input === undefined) return 'nothing';
+  try {
+    return JSON.stringify(input) ?? String(input);
+  } catch {
+    return String(input);
+  }
 }
 
 function numberText(n: number): string {

@@ -1,0 +1,42 @@
+/**
+ * Configuration: YAML files with line-accurate errors, `${...}` expansion,
+ * REBILL_* overrides, and the zod schemas that define (and type) every setting.
+ */
+export { loadConfig, parseConfig, loadScenario, parseScenario, configFilePath, DEFAULT_CONFIG_FILE } from './load.js';
+export { ConfigError, formatProblems, formatPath, type ConfigProblem, type PathSegment } from './problems.js';
+export { ENV_OVERRIDE_SECTIONS } from './source.js';
+export {
+  configErrorMap,
+  configSchema,
+  scenarioSchema,
+  planSchema,
+  planVersion,
+  intervalSchema,
+  gatewaySchema,
+  gatewaysSchema,
+  retrySchema,
+  schedulerSchema,
+  seedSubscriptionSchema,
+  scenarioSubscriptionSchema,
+  metadataSchema,
+  localDateSchema,
+  timeZoneSchema,
+  instantSchema,
+  defaultRetryDelays,
+  DEFAULT_RETRY_DELAYS,
+  DEFAULT_GATEWAYS,
+  GATEWAY_TYPES,
+  WEBHOOK_EVENT_TYPES,
+  type Config,
+  type PlanConfig,
+  type GatewayConfig,
+  type SeedSubscription,
+  type RetryConfig,
+  type SchedulerConfig,
+  type DatabaseConfig,
+  type HttpConfig,
+  type WebhookConfig,
+  type Scenario,
+  type ScenarioSubscription,
+  type ScenarioAction,
+} from './schema.js';

@@ -1,0 +1,765 @@
+/**
+ * The configuration schema: one zod schema per file type (`configSchema`,
+ * `scenarioSchema`) built from reusable section schemas. The schema is the
+ * single source of the TypeScript types (`z.output`), of the defaults, and of
+ * every validation rule, including the cross-field ones.
+ *
+ * Every object is strict, so a typo (`sendOnHuor`) is an error rather than a
+ * silently ignored key that leaves a plan charging at midnight.
+ *
+ * Cross-field rules run with `when: always`, so a file with a bad field in one
+ * place still gets its dangling references reported elsewhere in the same run.
+ * They therefore see partially parsed values and check each field's type
+ * before trusting it.
+ */
+import { createHash } from 'node:crypto';
+import { DateTime } from 'luxon';
+import { validateDetailed as validateCron } from 'node-cron';
+import * as z from 'zod';
+import {
+  isValidTimeZone,
+  IntervalError,
+  INTERVAL_UNITS,
+  parseDuration,
+  parseInterval,
+  parseLocalDate,
+  MONTH_END_POLICIES,
+  type Interval,
+  type MonthEndPolicy,
+} from '../calendar/index.js';
+import { currencyExponent, formatAmount, MoneyError, parseAmount } from '../money/index.js';
+import { unknownKeyMessage } from './problems.js';
+
+// ---------------------------------------------------------------------------
+// Messages
+
+/** A value as it appears in a message: strings quoted, collections named. */
+export function describeValue(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'an empty value';
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  return String(value);
+}
+
+const TYPE_NAMES: Record<string, string> = {
+  string: 'a string',
+  number: 'a number',
+  int: 'a whole number',
+  boolean: 'true or false',
+  object: 'a mapping',
+  record: 'a mapping',
+  array: 'a list',
+};
+
+/**
+ * The error map for parsing configuration: messages in the `expected ...; got
+ * ...` style of the contract, for the issue kinds the section schemas do not
+ * word themselves. Pass it as `{ error: configErrorMap }` when parsing with a
+ * schema from this module.
+ */
+export const configErrorMap: z.core.$ZodErrorMap = (issue) => {
+  const got = describeValue(issue.input);
+  switch (issue.code) {
+    case 'invalid_type':
+      if (issue.input === undefined) return 'required';
+      return `expected ${TYPE_NAMES[issue.expected] ?? issue.expected}; got ${got}`;
+    case 'invalid_value':
+      if (issue.input === undefined) return issue.values.length === 1 ? 'required' : `required (one of ${issue.values.join(', ')})`;
+      return issue.values.length === 1
+        ? `expected ${String(issue.values[0])}; got ${got}`
+        : `expected one of ${issue.values.join(', ')}; got ${got}`;
+    case 'too_small': {
+      const min = String(issue.minimum);
+      if (issue.origin === 'string') return issue.minimum === 1 ? 'must not be empty' : `expected at least ${min} characters`;
+      if (issue.origin === 'array') return `expected at least ${min} item${min === '1' ? '' : 's'}`;
+      return `expected a number ${issue.inclusive ? '>=' : '>'} ${min}; got ${got}`;
+    }
+    case 'too_big': {
+      const max = String(issue.maximum);
+      if (issue.origin === 'string') return `expected at most ${max} characters`;
+      if (issue.origin === 'array') return `expected at most ${max} items`;
+      return `expected a number ${issue.inclusive ? '<=' : '<'} ${max}; got ${got}`;
+    }
+    case 'invalid_format':
+      if (issue.format === 'url') return `expected an http(s) URL; got ${got}`;
+      if (issue.format === 'email') return `expected an email address; got ${got}`;
+      return `invalid ${issue.format}; got ${got}`;
+    case 'invalid_union':
+      {
+        const options = (issue as { options?: unknown[] }).options;
+        if (issue.discriminator && options) {
+          const value = (issue.input as Record<string, unknown> | undefined)?.[issue.discriminator];
+          if (value === undefined) return `required (one of ${options.join(', ')})`;
+          return `expected one of ${options.join(', ')}; got ${describeValue(value)}`;
+        }
+      }
+      return `invalid value; got ${got}`;
+    case 'invalid_key':
+      // A record key that failed its own schema: its message says why.
+      return issue.issues[0]?.message ?? `invalid key`;
+    case 'unrecognized_keys':
+      // Split into one problem per key (with a suggestion) when issues become problems.
+      return 'unknown key';
+    default:
+      return undefined;
+  }
+};
+
+// ---------------------------------------------------------------------------
+// Scalars
+
+/** Values from `${VAR}` and REBILL_* overrides are strings; numeric settings accept their digits. */
+function numericText(value: unknown): unknown {
+  return typeof value === 'string' && /^\s*[+-]?\d+(\.\d+)?\s*$/.test(value) ? Number(value) : value;
+}
+
+function booleanText(value: unknown): unknown {
+  return value === 'true' ? true : value === 'false' ? false : value;
+}
+
+/** A whole number in [min, max], also accepted as a numeric string. */
+function wholeNumber(min: number, max?: number) {
+  const range = max === undefined ? `>= ${min}` : `${min}..${max}`;
+  const error = (issue: { input?: unknown }) =>
+    issue.input === undefined ? 'required' : `expected a whole number ${range}; got ${describeValue(issue.input)}`;
+  const int = z.int({ error }).min(min);
+  return z.preprocess(numericText, max === undefined ? int : int.max(max));
+}
+
+/** A number greater than zero, also accepted as a numeric string. */
+function positiveNumber() {
+  return z.preprocess(
+    numericText,
+    z.number({ error: (issue) => (issue.input === undefined ? 'required' : `expected a number > 0; got ${describeValue(issue.input)}`) }).positive(),
+  );
+}
+
+function flag() {
+  return z.preprocess(booleanText, z.boolean());
+}
+
+function text() {
+  return z.string().min(1);
+}
+
+const ID_PATTERN = /^[A-Za-z0-9._-]+$/;
+
+/** Ids that are safe in URLs, logs and idempotency keys (`<subscriptionId>:<cycle>:<attempt>`). */
+function identifier() {
+  return z
+    .string()
+    .max(100)
+    .regex(ID_PATTERN, { error: (issue) => `expected letters, digits, ".", "_" or "-"; got ${describeValue(issue.input)}` });
+}
+
+/** `yyyy-MM-dd`, a real calendar date. */
+export const localDateSchema = z.string().refine(
+  (value) => {
+    try {
+      parseLocalDate(value);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { error: (issue) => `expected a date yyyy-MM-dd; got ${describeValue(issue.input)}` },
+);
+
+/** An IANA time zone name (`Europe/Berlin`). */
+export const timeZoneSchema = z
+  .string()
+  .refine(isValidTimeZone, { error: (issue) => `unknown IANA time zone ${describeValue(issue.input)}` });
+
+function isoDuration(allowZero: boolean) {
+  return z.string().superRefine((value, ctx) => {
+    let millis: number;
+    try {
+      millis = parseDuration(value).toMillis();
+    } catch {
+      ctx.addIssue({ code: 'custom', input: value, message: `expected an ISO-8601 duration such as P14D; got ${describeValue(value)}` });
+      return;
+    }
+    if (millis < 0 || (millis === 0 && !allowZero)) {
+      ctx.addIssue({ code: 'custom', input: value, message: `expected a duration ${allowZero ? '>=' : '>'} 0; got ${describeValue(value)}` });
+    }
+  });
+}
+
+const httpUrl = () => z.url({ protocol: /^https?$/ });
+
+/** An ISO-8601 instant with an explicit offset (`2025-01-31T00:00:00Z`), kept as text plus epoch ms. */
+export const instantSchema = z.string().transform((value, ctx) => {
+  const parsed = DateTime.fromISO(value, { setZone: true });
+  // Without an offset the instant would depend on the machine's zone, which a scenario must not.
+  if (!parsed.isValid || !/T[^Z+-]*(Z|[+-]\d{2}(:?\d{2})?)$/i.test(value)) {
+    ctx.addIssue({ code: 'custom', input: value, message: `expected an ISO-8601 instant with an offset, e.g. 2025-01-31T00:00:00Z; got ${describeValue(value)}` });
+    return z.NEVER;
+  }
+  return { text: value, ms: parsed.toMillis() };
+});
+
+// ---------------------------------------------------------------------------
+// Intervals
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/**
+ * An interval as an alias (`MONTH`), a phrase (`"3 months"`) or `{unit, count}`,
+ * parsed by the calendar so config and API accept exactly the same spellings.
+ * Problems inside the object form are reported at `every.unit` / `every.count`.
+ */
+export const intervalSchema = z.unknown().transform((input, ctx): Interval => {
+  if (input === undefined || input === null) {
+    ctx.addIssue({ code: 'custom', input, message: 'required' });
+    return z.NEVER;
+  }
+  let candidate = input;
+  if (isPlainObject(input)) {
+    const allowed = ['unit', 'count'];
+    let bad = false;
+    for (const key of Object.keys(input).filter((k) => !allowed.includes(k))) {
+      ctx.addIssue({ code: 'custom', input, path: [key], message: unknownKeyMessage(key, allowed), params: { at: 'key' } });
+      bad = true;
+    }
+    if (input.unit === undefined) {
+      ctx.addIssue({ code: 'custom', input, path: ['unit'], message: `required (one of ${INTERVAL_UNITS.join(', ')})` });
+      return z.NEVER;
+    }
+    if (bad) return z.NEVER;
+    candidate = { unit: input.unit, count: numericText(input.count) };
+  }
+  try {
+    return parseInterval(candidate);
+  } catch (err) {
+    if (!(err instanceof IntervalError)) throw err;
+    // The calendar prefixes object-form problems with the field they concern.
+    const field = /^(unit|count): ([\s\S]*)$/.exec(err.message);
+    if (field && isPlainObject(input)) ctx.addIssue({ code: 'custom', input, path: [field[1]!], message: field[2]! });
+    else ctx.addIssue({ code: 'custom', input, message: err.message });
+    return z.NEVER;
+  }
+});
+
+// ---------------------------------------------------------------------------
+// Plans
+
+/** The fields of a plan as written; `planSchema` adds the money and the version. */
+const planFieldsSchema = z.strictObject({
+  id: identifier(),
+  description: z.string().nullable().default(null),
+  amount: z.union([z.string(), z.number()], {
+    error: (issue) => (issue.input === undefined ? 'required' : `expected a decimal amount such as "9.99"; got ${describeValue(issue.input)}`),
+  }),
+  currency: z.string().superRefine((value, ctx) => {
+    if (currencyExponent(value.trim()) === undefined || !/^[A-Za-z]{3}$/.test(value.trim())) {
+      ctx.addIssue({ code: 'custom', input: value, message: `unknown ISO 4217 currency code ${describeValue(value)}` });
+    }
+  }),
+  every: intervalSchema,
+  sendOnHour: wholeNumber(0, 23).default(0),
+  timezone: timeZoneSchema.default('UTC'),
+  monthEnd: z.enum(MONTH_END_POLICIES as [MonthEndPolicy, ...MonthEndPolicy[]]).default('clamp'),
+  mode: z.enum(['charge', 'link']).default('charge'),
+  /** Null until the config resolves it to the only gateway. */
+  gateway: text().nullable().default(null),
+  trial: isoDuration(false).nullable().default(null),
+  maxCycles: wholeNumber(1).nullable().default(null),
+  endDate: localDateSchema.nullable().default(null),
+  backfill: flag().default(false),
+});
+
+/**
+ * A plan's version: a short hash of the fields that decide what is charged
+ * and when. Subscriptions keep the version they were created with, so editing
+ * a plan's price or schedule affects new subscriptions only (SPEC section 4).
+ */
+export function planVersion(plan: {
+  amountMinor: number;
+  currency: string;
+  every: Interval;
+  sendOnHour: number;
+  timezone: string;
+  monthEnd: string;
+  trial: string | null;
+  maxCycles: number | null;
+  endDate: string | null;
+}): string {
+  // A fixed array, not an object, so key order can never change the hash.
+  const canonical = JSON.stringify([
+    plan.amountMinor,
+    plan.currency,
+    plan.every.unit,
+    plan.every.count,
+    plan.sendOnHour,
+    plan.timezone,
+    plan.monthEnd,
+    plan.trial,
+    plan.maxCycles,
+    plan.endDate,
+  ]);
+  return createHash('sha256').update(canonical).digest('hex').slice(0, 12);
+}
+
+/**
+ * One plan: the written fields plus `amountMinor`, the canonical `amount`
+ * text, the upper-case `currency` and `version`. `gateway` stays null when
+ * not written; the enclosing file's schema resolves it.
+ */
+export const planSchema = planFieldsSchema
+  .superRefine(
+    (plan, ctx) => {
+      const { amount, currency, trial } = plan as Record<string, unknown>;
+      if (typeof currency !== 'string' || currencyExponent(currency.trim()) === undefined) return; // reported on currency
+      if (typeof amount !== 'string' && typeof amount !== 'number') return; // reported on amount
+      try {
+        parseAmount(amount, currency, { allowZero: typeof trial === 'string' });
+      } catch (err) {
+        if (!(err instanceof MoneyError)) throw err;
+        const zeroHint = /greater than zero/.test(err.message) ? ' (zero is allowed only with a trial)' : '';
+        ctx.addIssue({ code: 'custom', input: amount, path: ['amount'], message: err.message.replace(/^amount /, '') + zeroHint });
+      }
+    },
+    { when: () => true },
+  )
+  .transform((plan) => {
+    const money = parseAmount(plan.amount, plan.currency, { allowZero: plan.trial !== null });
+    const resolved = {
+      ...plan,
+      amount: formatAmount(money),
+      amountMinor: money.amountMinor,
+      currency: money.currency,
+    };
+    return { ...resolved, version: planVersion(resolved) };
+  });
+
+// ---------------------------------------------------------------------------
+// Gateways
+
+/** Gateway types, in the order error messages list them. */
+export const GATEWAY_TYPES = ['simulator', 'coolpay', 'http'] as const;
+
+const timeoutSeconds = () => wholeNumber(1, 3600).default(30);
+
+/** One gateway, discriminated on `type`. */
+export const gatewaySchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('simulator') }),
+  z.strictObject({
+    type: z.literal('coolpay'),
+    baseUrl: httpUrl(),
+    apiKey: text(),
+    timeoutSeconds: timeoutSeconds(),
+    callbackSecret: text().optional(),
+  }),
+  z.strictObject({
+    type: z.literal('http'),
+    url: httpUrl(),
+    secret: text(),
+    timeoutSeconds: timeoutSeconds(),
+  }),
+]);
+
+/** Gateways by name; at least one. */
+export const gatewaysSchema = z
+  .record(
+    z.string().regex(ID_PATTERN, { error: (issue) => `gateway names may use letters, digits, ".", "_" or "-"; got ${describeValue(issue.input)}` }),
+    gatewaySchema,
+  )
+  .refine((gateways) => Object.keys(gateways).length > 0, { error: 'at least one gateway is required' });
+
+/** What `gateways:` means when the section is absent: the built-in simulator. */
+export const DEFAULT_GATEWAYS = { sim: { type: 'simulator' } } as const;
+
+// ---------------------------------------------------------------------------
+// Retry, scheduler and the daemon settings
+
+/** Retry delays when `retry.delays` is not written (SPEC section 6). */
+export const DEFAULT_RETRY_DELAYS = ['P1D', 'P3D'] as const;
+
+/** The default delays for `attempts`, repeating the last one when more attempts are configured. */
+export function defaultRetryDelays(attempts: number): string[] {
+  return Array.from({ length: Math.max(0, attempts - 1) }, (_, i) => DEFAULT_RETRY_DELAYS[Math.min(i, DEFAULT_RETRY_DELAYS.length - 1)]!);
+}
+
+/**
+ * The retry policy: `attempts` per cycle in total, `delays[i]` the wait before
+ * attempt i + 2 (so at least attempts - 1 of them), and what happens to the
+ * subscription after the last failed attempt.
+ */
+export const retrySchema = z
+  .strictObject({
+    attempts: wholeNumber(1, 10).default(3),
+    delays: z.array(isoDuration(true)).optional(),
+    onFinalFailure: z.enum(['terminate', 'pause', 'keep']).default('terminate'),
+  })
+  .superRefine(
+    (retry, ctx) => {
+      const { attempts, delays } = retry as Record<string, unknown>;
+      if (typeof attempts !== 'number' || !Array.isArray(delays) || delays.length >= attempts - 1) return;
+      ctx.addIssue({
+        code: 'custom',
+        input: delays,
+        path: ['delays'],
+        message: `too short for attempts: ${attempts}: need ${attempts - 1} delays (the wait before each attempt after the first); got ${delays.length}`,
+      });
+    },
+    { when: () => true },
+  )
+  .transform((retry) => ({ ...retry, delays: retry.delays ?? defaultRetryDelays(retry.attempts) }));
+
+/** A node-cron expression with 5 or 6 fields. */
+const cronSchema = z.string().superRefine((value, ctx) => {
+  const result = validateCron(value);
+  if (!result.valid) {
+    const reasons = result.errors.map((e) => e.message).join('; ');
+    ctx.addIssue({ code: 'custom', input: value, message: `expected a cron expression with 5 or 6 fields; got ${describeValue(value)} (${reasons})` });
+  }
+});
+
+/** The sweep and the dispatch queue. Times are in seconds. */
+export const schedulerSchema = z.strictObject({
+  /** Safety-net sweep for due work; the engine also arms a timer for the next due instant. */
+  sweep: cronSchema.default('* * * * *'),
+  /** Gateway calls in flight at once. */
+  concurrency: wholeNumber(1, 1000).default(16),
+  /** Gateway calls started per second. */
+  ratePerSecond: positiveNumber().default(50),
+  /** How long a claimed subscription stays invisible to other sweeps; must outlast a gateway call. */
+  leaseSeconds: wholeNumber(1).default(120),
+  /** Most due subscriptions claimed by one sweep. */
+  claimBatch: wholeNumber(1, 100_000).default(500),
+  /** How long shutdown waits for in-flight attempts. */
+  drainSeconds: wholeNumber(0).default(30),
+  /** How often a pending attempt is asked about when no callback arrives. */
+  pendingPollSeconds: wholeNumber(1).default(300),
+});
+
+const databaseSchema = z.strictObject({
+  url: z
+    .string()
+    .refine((url) => /^sqlite:.+/.test(url) || /^postgres(ql)?:\/\/./.test(url), {
+      error: (issue) => `expected sqlite:<path> or postgres://...; got ${describeValue(issue.input)}`,
+    })
+    .default('sqlite:./data/rebill.db'),
+  /** SQLite only: FULL survives power loss, which a money ledger needs; NORMAL is faster. */
+  synchronous: z.enum(['full', 'normal']).default('full'),
+});
+
+const httpSchema = z.strictObject({
+  host: text().default('0.0.0.0'),
+  port: wholeNumber(0, 65535).default(8080),
+  tokens: z.array(z.strictObject({ token: text(), scope: z.enum(['read', 'write']) })).default([]),
+});
+
+/** Event types that webhooks can subscribe to (SPEC section 8). */
+export const WEBHOOK_EVENT_TYPES = [
+  'subscription.created',
+  'charge.succeeded',
+  'charge.failed',
+  'charge.pending',
+  'payment_link.sent',
+  'subscription.paused',
+  'subscription.resumed',
+  'subscription.cancelled',
+  'subscription.finished',
+  'subscription.payment_failed',
+] as const;
+
+const EVENT_FAMILIES = [...new Set(WEBHOOK_EVENT_TYPES.map((t) => `${t.split('.')[0]}.*`))];
+
+const webhookEventSchema = z.string().refine((event) => event === '*' || (WEBHOOK_EVENT_TYPES as readonly string[]).includes(event) || EVENT_FAMILIES.includes(event), {
+  error: (issue) => `expected "*", an event family (${EVENT_FAMILIES.join(', ')}) or an event type such as charge.succeeded; got ${describeValue(issue.input)}`,
+});
+
+const webhookSchema = z.strictObject({
+  url: httpUrl(),
+  secret: text(),
+  events: z.array(webhookEventSchema).min(1).default(['*']),
+});
+
+const loggingSchema = z.strictObject({
+  level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+// ---------------------------------------------------------------------------
+// Subscriptions
+
+const customerSchema = z.strictObject({
+  id: text().optional(),
+  email: z.email().optional(),
+  phone: text().optional(),
+  firstName: text().optional(),
+  lastName: text().optional(),
+});
+
+/** Integrator-owned string pairs, at most 50 keys (SPEC section 5). */
+export const metadataSchema = z
+  .record(
+    z.string(),
+    z.string({ error: (issue) => `expected a string (quote numbers and booleans); got ${describeValue(issue.input)}` }),
+  )
+  .refine((metadata) => Object.keys(metadata).length <= 50, {
+    error: (issue) => `at most 50 keys; got ${Object.keys(issue.input as object).length}`,
+  });
+
+function subscriptionFields<T extends z.ZodType>(startDate: T) {
+  return {
+    id: identifier(),
+    planId: text(),
+    /** Required when the plan's mode is charge; checked against the plan by the file's schema. */
+    paymentToken: text().nullable().default(null),
+    startDate,
+    endDate: localDateSchema.nullable().default(null),
+    sendOnHour: wholeNumber(0, 23).nullable().default(null),
+    timezone: timeZoneSchema.nullable().default(null),
+    externalId: text().nullable().default(null),
+    source: text().nullable().default(null),
+    customer: customerSchema.nullable().default(null),
+    metadata: metadataSchema.default({}),
+  };
+}
+
+function endNotBeforeStart(sub: unknown, ctx: z.core.$RefinementCtx<unknown>): void {
+  const { startDate, endDate } = sub as Record<string, unknown>;
+  // yyyy-MM-dd strings compare correctly as text.
+  if (typeof startDate === 'string' && typeof endDate === 'string' && endDate < startDate) {
+    ctx.addIssue({ code: 'custom', input: endDate, path: ['endDate'], message: `must not be before startDate (${startDate}); got "${endDate}"` });
+  }
+}
+
+/** A subscription in the config's `subscriptions:` seed list. */
+export const seedSubscriptionSchema = z
+  .strictObject(subscriptionFields(localDateSchema))
+  .superRefine(endNotBeforeStart, { when: () => true });
+
+/** A subscription in a scenario file: startDate defaults to the scenario's start date. */
+export const scenarioSubscriptionSchema = z
+  .strictObject(subscriptionFields(localDateSchema.optional()))
+  .superRefine(endNotBeforeStart, { when: () => true });
+
+// ---------------------------------------------------------------------------
+// Cross-field rules shared by the config and scenario files
+
+type Ctx = z.core.$RefinementCtx<unknown>;
+
+function records(value: unknown): Array<Record<string, unknown> | undefined> {
+  return Array.isArray(value) ? value.map((v) => (isPlainObject(v) ? v : undefined)) : [];
+}
+
+/** Duplicate ids in a list are reported at each repeat, naming the first. */
+function checkUniqueIds(list: unknown, section: string, what: string, ctx: Ctx): void {
+  const seen = new Map<string, number>();
+  records(list).forEach((item, i) => {
+    const id = item?.id;
+    if (typeof id !== 'string') return;
+    const first = seen.get(id);
+    if (first === undefined) seen.set(id, i);
+    else ctx.addIssue({ code: 'custom', input: id, path: [section, i, 'id'], message: `duplicate ${what} id "${id}" (also ${section}[${first}])` });
+  });
+}
+
+function checkBilling(root: Record<string, unknown>, ctx: Ctx): void {
+  const gateways = isPlainObject(root.gateways) ? root.gateways : undefined;
+  const gatewayNames = gateways ? Object.keys(gateways) : [];
+  checkUniqueIds(root.plans, 'plans', 'plan', ctx);
+
+  // Every plan must reach a gateway; naming one is optional only when there is exactly one.
+  if (gateways) {
+    records(root.plans).forEach((plan, i) => {
+      if (!plan) return;
+      const gateway = plan.gateway;
+      if (typeof gateway === 'string' && !gatewayNames.includes(gateway)) {
+        ctx.addIssue({
+          code: 'custom',
+          input: gateway,
+          path: ['plans', i, 'gateway'],
+          message: `unknown gateway "${gateway}"; configured: ${gatewayNames.join(', ') || 'none'}`,
+        });
+      } else if ((gateway === null || gateway === undefined) && gatewayNames.length > 1) {
+        ctx.addIssue({
+          code: 'custom',
+          input: gateway,
+          path: ['plans', i, 'gateway'],
+          message: `required when more than one gateway is configured (${gatewayNames.join(', ')})`,
+        });
+      }
+    });
+  }
+
+  // A lease that expires while a gateway call may still be running lets another
+  // sweep claim the same cycle: the attempt would be recovered as unknown while
+  // the first call can still capture. Keep the lease longer than any timeout.
+  const scheduler = isPlainObject(root.scheduler) ? root.scheduler : undefined;
+  const lease = scheduler?.leaseSeconds;
+  if (gateways && typeof lease === 'number') {
+    for (const [name, gateway] of Object.entries(gateways)) {
+      const timeout = isPlainObject(gateway) ? gateway.timeoutSeconds : undefined;
+      if (typeof timeout === 'number' && lease <= timeout) {
+        ctx.addIssue({
+          code: 'custom',
+          input: lease,
+          path: ['scheduler', 'leaseSeconds'],
+          message: `must be greater than gateways.${name}.timeoutSeconds (leaseSeconds ${lease} <= timeoutSeconds ${timeout}), or a charge still waiting on the gateway could be claimed again`,
+          // When leaseSeconds is the default, point at the timeout that conflicts with it.
+          params: { fallback: ['gateways', name, 'timeoutSeconds'] },
+        });
+      }
+    }
+  }
+}
+
+function checkSubscriptions(root: Record<string, unknown>, ctx: Ctx): void {
+  checkUniqueIds(root.subscriptions, 'subscriptions', 'subscription', ctx);
+  const plans = new Map<string, Record<string, unknown>>();
+  for (const plan of records(root.plans)) if (plan && typeof plan.id === 'string' && !plans.has(plan.id)) plans.set(plan.id, plan);
+  records(root.subscriptions).forEach((sub, i) => {
+    if (!sub || typeof sub.planId !== 'string') return;
+    const plan = plans.get(sub.planId);
+    if (!plan) {
+      const known = [...plans.keys()].join(', ') || 'none';
+      ctx.addIssue({ code: 'custom', input: sub.planId, path: ['subscriptions', i, 'planId'], message: `unknown plan "${sub.planId}"; defined: ${known}` });
+      return;
+    }
+    if (plan.mode === 'charge' && (sub.paymentToken === null || sub.paymentToken === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        input: sub.paymentToken,
+        path: ['subscriptions', i, 'paymentToken'],
+        message: `required: plan "${sub.planId}" uses mode charge`,
+      });
+    }
+  });
+}
+
+/** Fills each plan's gateway with the only configured one when it was not named (checked above). */
+function resolvePlanGateways<P extends { gateway: string | null }>(
+  plans: P[],
+  gateways: Record<string, unknown>,
+): Array<Omit<P, 'gateway'> & { gateway: string }> {
+  const only = Object.keys(gateways)[0]!;
+  return plans.map((plan) => ({ ...plan, gateway: plan.gateway ?? only }));
+}
+
+const always = { when: () => true };
+
+// ---------------------------------------------------------------------------
+// Files
+
+/** The sections a config and a scenario share. */
+const billingSections = {
+  scheduler: schedulerSchema.prefault({}),
+  retry: retrySchema.prefault({}),
+  gateways: gatewaysSchema.prefault(DEFAULT_GATEWAYS),
+  plans: z.array(planSchema).min(1, { error: 'at least one plan is required' }),
+};
+
+/** The daemon's configuration file (SPEC section 4). */
+export const configSchema = z
+  .strictObject({
+    database: databaseSchema.prefault({}),
+    http: httpSchema.prefault({}),
+    ...billingSections,
+    webhooks: z.array(webhookSchema).default([]),
+    logging: loggingSchema.prefault({}),
+    subscriptions: z.array(seedSubscriptionSchema).default([]),
+  })
+  .superRefine((root, ctx) => {
+    checkBilling(root, ctx);
+    checkSubscriptions(root, ctx);
+  }, always)
+  .transform((config) => ({ ...config, plans: resolvePlanGateways(config.plans, config.gateways) }));
+
+const actionSchema = z
+  .strictObject({
+    at: instantSchema,
+    subscriptionId: text(),
+    do: z.enum(['pause', 'resume', 'cancel']),
+    /** cancel only: stop at the end of the current period instead of now. */
+    atPeriodEnd: flag().optional(),
+    /** pause only: resume automatically on this local date. */
+    resumeDate: localDateSchema.optional(),
+  })
+  .superRefine((action, ctx) => {
+    const { do: verb, atPeriodEnd, resumeDate } = action as Record<string, unknown>;
+    if (atPeriodEnd !== undefined && verb !== 'cancel') {
+      ctx.addIssue({ code: 'custom', input: atPeriodEnd, path: ['atPeriodEnd'], message: `only applies to do: cancel; got do: ${describeValue(verb)}` });
+    }
+    if (resumeDate !== undefined && verb !== 'pause') {
+      ctx.addIssue({ code: 'custom', input: resumeDate, path: ['resumeDate'], message: `only applies to do: pause; got do: ${describeValue(verb)}` });
+    }
+  }, always)
+  .transform(({ at, ...rest }) => ({ ...rest, at: at.text, atMs: at.ms }));
+
+/** A `rebill simulate` scenario file (SPEC section 10). */
+export const scenarioSchema = z
+  .strictObject({
+    start: instantSchema,
+    until: instantSchema,
+    ...billingSections,
+    subscriptions: z.array(scenarioSubscriptionSchema).default([]),
+    actions: z.array(actionSchema).default([]),
+  })
+  .superRefine((root, ctx) => {
+    checkBilling(root, ctx);
+    checkSubscriptions(root, ctx);
+    const start = isPlainObject(root.start) && typeof root.start.ms === 'number' ? root.start.ms : undefined;
+    const until = isPlainObject(root.until) && typeof root.until.ms === 'number' ? root.until.ms : undefined;
+    if (start !== undefined && until !== undefined && until <= start) {
+      ctx.addIssue({ code: 'custom', input: root.until, path: ['until'], message: `must be after start (${String((root.start as { text: unknown }).text)})` });
+    }
+    const subscriptionIds = new Set(records(root.subscriptions).map((s) => s?.id));
+    records(root.actions).forEach((action, i) => {
+      if (!action) return;
+      if (typeof action.subscriptionId === 'string' && !subscriptionIds.has(action.subscriptionId)) {
+        ctx.addIssue({ code: 'custom', input: action.subscriptionId, path: ['actions', i, 'subscriptionId'], message: `unknown subscription "${action.subscriptionId}"` });
+      }
+      const at = typeof action.atMs === 'number' ? action.atMs : isPlainObject(action.at) && typeof action.at.ms === 'number' ? action.at.ms : undefined;
+      if (at !== undefined && start !== undefined && until !== undefined && (at < start || at > until)) {
+        ctx.addIssue({ code: 'custom', input: action.at, path: ['actions', i, 'at'], message: 'must be between start and until, or it would never run' });
+      }
+    });
+  }, always)
+  .transform(({ start, until, subscriptions, ...rest }) => {
+    // A scenario subscription without a startDate starts on the scenario's first (UTC) day.
+    const startDate = DateTime.fromMillis(start.ms, { zone: 'utc' }).toISODate()!;
+    return {
+      ...rest,
+      start: start.text,
+      startMs: start.ms,
+      until: until.text,
+      untilMs: until.ms,
+      plans: resolvePlanGateways(rest.plans, rest.gateways),
+      subscriptions: subscriptions.map((sub) => ({ ...sub, startDate: sub.startDate ?? startDate })),
+    };
+  });
+
+// ---------------------------------------------------------------------------
+// Types (all derived from the schemas)
+
+/** A validated, defaults-applied configuration. */
+export type Config = z.output<typeof configSchema>;
+/** A plan with its money parsed, its gateway resolved and its version hash. */
+export type PlanConfig = Config['plans'][number];
+/** One configured gateway. */
+export type GatewayConfig = z.output<typeof gatewaySchema>;
+/** A subscription from the config's seed list. */
+export type SeedSubscription = Config['subscriptions'][number];
+/** The retry policy with its delays resolved. */
+export type RetryConfig = z.output<typeof retrySchema>;
+/** Sweep, queue and lease settings. */
+export type SchedulerConfig = z.output<typeof schedulerSchema>;
+/** Database connection settings. */
+export type DatabaseConfig = Config['database'];
+/** HTTP listener and admin tokens. */
+export type HttpConfig = Config['http'];
+/** One outgoing webhook endpoint. */
+export type WebhookConfig = Config['webhooks'][number];
+/** A validated simulate scenario. */
+export type Scenario = z.output<typeof scenarioSchema>;
+/** A subscription in a scenario, startDate resolved. */
+export type ScenarioSubscription = Scenario['subscriptions'][number];
+/** A scheduled pause/resume/cancel in a scenario. */
+export type ScenarioAction = Scenario['actions'][number];

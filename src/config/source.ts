@@ -1,0 +1,229 @@
+/**
+ * YAML text -> plain values plus the file position of every key path.
+ *
+ * We walk the `yaml` package's node tree ourselves instead of calling
+ * `toJS()` so that each key and each value keeps its line and column (through
+ * a LineCounter), duplicate keys are reported with their path and both lines,
+ * and `${...}` references are expanded where they stand.
+ */
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, type Document, type Node } from 'yaml';
+import { expandReferences, hasReferences, type ExpandContext } from './expand.js';
+import { formatPath, type ConfigProblem, type PathSegment } from './problems.js';
+
+/** A position in a source: the config file, or an env var (line 0). */
+export interface SourcePosition {
+  readonly file: string;
+  readonly line: number;
+  readonly column: number;
+}
+
+interface Located {
+  /** Where the key is written; absent for array items and the root. */
+  readonly key?: SourcePosition;
+  /** Where the value starts. */
+  readonly value: SourcePosition;
+}
+
+/** Parsed values plus the positions needed to point problems at the right line. */
+export class SourceTree {
+  readonly problems: ConfigProblem[] = [];
+  private readonly positions = new Map<string, Located>();
+
+  constructor(
+    readonly file: string,
+    public value: unknown,
+  ) {}
+
+  /** Records where the value at `path` (and its key) came from. */
+  record(path: readonly PathSegment[], located: Located): void {
+    this.positions.set(formatPath(path), located);
+  }
+
+  /** Drops the positions below `path`: an env override replaced that whole value. */
+  forgetBelow(path: readonly PathSegment[]): void {
+    const prefix = formatPath(path);
+    for (const key of [...this.positions.keys()]) {
+      if (key.length > prefix.length && key.startsWith(prefix) && (key[prefix.length] === '.' || key[prefix.length] === '[')) {
+        this.positions.delete(key);
+      }
+    }
+  }
+
+  /** True when the source itself wrote (or an env override set) this exact path. */
+  has(path: readonly PathSegment[]): boolean {
+    return this.positions.has(formatPath(path));
+  }
+
+  /**
+   * The position of `path`, or of its nearest ancestor that exists: a missing
+   * required key is reported at the mapping that should have contained it.
+   * `at: 'key'` prefers the key's own position (unknown and duplicate keys).
+   */
+  locate(path: readonly PathSegment[], at: 'key' | 'value' = 'value'): SourcePosition {
+    for (let n = path.length; n >= 0; n--) {
+      const found = this.positions.get(formatPath(path.slice(0, n)));
+      if (found) return (at === 'key' && n === path.length ? found.key : undefined) ?? found.value;
+    }
+    return { file: this.file, line: 1, column: 1 };
+  }
+
+  /** Adds a problem located at `path`. */
+  problem(path: readonly PathSegment[], message: string, at: 'key' | 'value' = 'value'): void {
+    const pos = this.locate(path, at);
+    this.problems.push({ file: pos.file, line: pos.line, column: pos.column, path: formatPath(path), message });
+  }
+}
+
+interface BuildContext {
+  readonly tree: SourceTree;
+  readonly doc: Document;
+  readonly lines: LineCounter;
+  readonly expand: ExpandContext;
+}
+
+// Alias chains deeper than this are a mistake or an attack (billion laughs), not a config.
+const MAX_DEPTH = 64;
+
+/**
+ * Parses YAML text into a SourceTree. Syntax errors become problems with the
+ * parser's line and column (and no value); duplicate keys and failed `${...}`
+ * expansions become problems at their key path.
+ */
+export function readYamlSource(text: string, file: string, expand: ExpandContext): SourceTree {
+  const tree = new SourceTree(file, undefined);
+  const lines = new LineCounter();
+  // uniqueKeys off: we report duplicates ourselves, with the key path the parser does not know.
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: false, prettyErrors: true });
+  if (doc.errors.length > 0) {
+    for (const err of doc.errors) {
+      const pos = err.linePos?.[0];
+      // The parser's message repeats the position and appends a code frame; keep the first sentence.
+      const message = err.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+      tree.problems.push({ file, line: pos?.line ?? 0, column: pos?.col ?? 0, path: '', message: `YAML syntax: ${message}` });
+    }
+    return tree;
+  }
+  const ctx: BuildContext = { tree, doc, lines, expand };
+  tree.value = doc.contents === null ? {} : build(doc.contents as Node, [], ctx, 0);
+  tree.record([], { value: position(ctx, (doc.contents as Node | null)?.range?.[0] ?? 0) });
+  return tree;
+}
+
+function position(ctx: BuildContext, offset: number): SourcePosition {
+  const { line, col } = ctx.lines.linePos(offset);
+  return { file: ctx.tree.file, line, column: col };
+}
+
+function build(node: unknown, path: PathSegment[], ctx: BuildContext, depth: number): unknown {
+  if (depth > MAX_DEPTH) {
+    ctx.tree.problem(path, `nested more than ${MAX_DEPTH} levels deep`);
+    return null;
+  }
+  if (isAlias(node)) {
+    const target = node.resolve(ctx.doc);
+    return target ? build(target, path, ctx, depth + 1) : null;
+  }
+  if (isMap(node)) {
+    const out: Record<string, unknown> = {};
+    const firstLine = new Map<string, number>();
+    for (const pair of node.items) {
+      const keyNode = pair.key as Node | null;
+      const keyPos = position(ctx, keyNode?.range?.[0] ?? node.range?.[0] ?? 0);
+      if (!isScalar(keyNode) || keyNode.value === null || typeof keyNode.value === 'object') {
+        ctx.tree.problems.push({ ...keyPos, path: formatPath(path), message: 'keys must be plain names' });
+        continue;
+      }
+      const key = String(keyNode.value);
+      const keyPath = [...path, key];
+      const valueNode = pair.value as Node | null;
+      const valuePos = valueNode?.range ? position(ctx, valueNode.range[0]) : keyPos;
+      const earlier = firstLine.get(key);
+      if (earlier !== undefined) {
+        ctx.tree.problems.push({ ...keyPos, path: formatPath(keyPath), message: `duplicate key (first defined on line ${earlier})` });
+        continue;
+      }
+      if (key === '__proto__') {
+        // Assigning it would change the object's prototype instead of adding a key.
+        ctx.tree.problems.push({ ...keyPos, path: formatPath(keyPath), message: 'reserved key name' });
+        continue;
+      }
+      firstLine.set(key, keyPos.line);
+      ctx.tree.record(keyPath, { key: keyPos, value: valuePos });
+      out[key] = valueNode === null ? null : build(valueNode, keyPath, ctx, depth + 1);
+    }
+    return out;
+  }
+  if (isSeq(node)) {
+    return node.items.map((item, index) => {
+      const itemPath = [...path, index];
+      const itemNode = item as Node | null;
+      ctx.tree.record(itemPath, { value: position(ctx, itemNode?.range?.[0] ?? node.range?.[0] ?? 0) });
+      return itemNode === null ? null : build(itemNode, itemPath, ctx, depth + 1);
+    });
+  }
+  if (isScalar(node)) {
+    const value = node.value;
+    if (typeof value !== 'string' || !hasReferences(value)) return value;
+    const expanded = expandReferences(value, ctx.expand);
+    if (expanded.ok) return expanded.value;
+    for (const message of expanded.errors) ctx.tree.problem(path, message);
+    return value;
+  }
+  return null;
+}
+
+/** Sections whose scalar settings `REBILL_<SECTION>_<KEY>` env vars may override. */
+export const ENV_OVERRIDE_SECTIONS = ['database', 'http', 'scheduler', 'retry', 'logging'] as const;
+
+const ENV_PREFIX = 'REBILL_';
+
+/** `RATE_PER_SECOND` -> `ratePerSecond`. */
+function camelCase(upperSnake: string): string {
+  return upperSnake.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
+/**
+ * Applies `REBILL_<SECTION>_<KEY>` overrides (`REBILL_HTTP_PORT=9090` ->
+ * `http.port`), the twelve-factor way to vary one setting per deployment
+ * without editing the file. Only the daemon-setting sections are eligible, so
+ * other REBILL_ variables (REBILL_CONFIG, REBILL_ADMIN_TOKEN used through
+ * `${...}`) are left alone; a key the section does not have is still caught by
+ * the schema and reported against the variable's name. Values stay strings
+ * (numeric settings accept numeric strings); a value starting with `[` or `{`
+ * is read as YAML flow, for list settings such as `REBILL_RETRY_DELAYS=[P1D, P2D]`.
+ */
+export function applyEnvOverrides(tree: SourceTree, env: Readonly<Record<string, string | undefined>>): void {
+  const root = tree.value;
+  if (root === null || typeof root !== 'object' || Array.isArray(root)) return;
+  const sections = root as Record<string, unknown>;
+  const names = Object.keys(env)
+    .filter((name) => name.startsWith(ENV_PREFIX) && env[name] !== undefined)
+    .sort();
+  for (const name of names) {
+    const rest = name.slice(ENV_PREFIX.length);
+    const section = ENV_OVERRIDE_SECTIONS.find((s) => rest.startsWith(`${s.toUpperCase()}_`) && rest.length > s.length + 1);
+    if (!section) continue;
+    const key = camelCase(rest.slice(section.length + 1));
+    const raw = env[name]!;
+    const origin: SourcePosition = { file: `$${name}`, line: 0, column: 0 };
+    let value: unknown = raw;
+    if (/^\s*[[{]/.test(raw)) {
+      try {
+        value = parseYaml(raw);
+      } catch (err) {
+        tree.problems.push({ ...origin, path: formatPath([section, key]), message: `not valid YAML flow: ${(err as Error).message.split('\n')[0]}` });
+        continue;
+      }
+    }
+    const current = sections[section];
+    if (current === undefined || current === null) {
+      sections[section] = {};
+      tree.record([section], { key: origin, value: origin });
+    } else if (typeof current !== 'object' || Array.isArray(current)) {
+      continue; // The schema reports the malformed section itself.
+    }
+    (sections[section] as Record<string, unknown>)[key] = value;
+    tree.forgetBelow([section, key]);
+    tree.record([section, key], { key: origin, value: origin });
+  }
+}

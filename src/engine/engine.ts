@@ -1,0 +1,429 @@
+/**
+ * The billing engine: sweep, claim with leases, bounded dispatch, attempt
+ * recording and reconciliation (SPEC sections 6 and 7, DESIGN.md).
+ *
+ * How money stays safe:
+ * 1. A sweep claims due subscriptions by writing a lease (owner + expiry) on
+ *    their rows, never more than the dispatch queue has room for; the rest
+ *    waits in the database.
+ * 2. Intent: for the whole claimed batch, the attempt rows (state in_flight,
+ *    idempotency key `<subscriptionId>:<cycle>:<attempt>`) and the
+ *    subscriptions' pointer `reconcile` are committed in ONE transaction
+ *    before any gateway is called.
+ * 3. Call: each attempt goes through p-queue (concurrency + rate limit) to its
+ *    gateway with that key.
+ * 4. Outcome: a group-commit writer records attempt state, the subscription's
+ *    next step and the events in one transaction per batch, re-reading each
+ *    row and checking the lease inside it. Nothing that depends on an outcome
+ *    happens before its flush.
+ * A process that dies between 2 and 4 leaves rows whose pointer says
+ * `reconcile` and whose lease expires: the next sweep asks the gateway about
+ * the same key (captured -> recorded, declined -> recorded, never seen ->
+ * re-sent with the same key). A new key is made only for a new attempt number.
+ */
+import { hostname } from 'node:os';
+import PQueue from 'p-queue';
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import {
+  applyEnd,
+  applyScheduledPause,
+  beginAttempt,
+  dueStep,
+  resume,
+  settleAttempt,
+  type AttemptInfo,
+  type CollectionPolicy,
+  type Outcome,
+  type Step,
+  type Subscription,
+  type Transition,
+} from '../domain/index.js';
+import { GatewayUnavailableError, type CollectRequest, type Gateway, type GatewayResult, type StatusResult } from '../gateways/gateway.js';
+import {
+  claimDue,
+  getAttempt,
+  getLeased,
+  inTransaction,
+  insertAttempts,
+  LeaseLostError,
+  nextWakeAt,
+  releaseLeases,
+  extendLeases,
+  updateAttempt,
+  writeTransition,
+  type AttemptIntent,
+  type Db,
+} from '../store/index.js';
+import { GroupCommitWriter } from './writer.js';
+
+export interface EngineOptions {
+  /** Parallel gateway calls (scheduler.concurrency). */
+  readonly concurrency: number;
+  /** Gateway calls started per second (scheduler.ratePerSecond); null: unlimited (simulate). */
+  readonly ratePerSecond: number | null;
+  /** Lease length in ms; must exceed every gateway timeout. */
+  readonly leaseMs: number;
+  /** Most subscriptions held in memory at once (claimed, queued, in flight, awaiting flush). */
+  readonly queueBound: number;
+  /** Longest sleep between sweeps when nothing is due (the node-cron sweep also wakes the loop). */
+  readonly maxSleepMs: number;
+  readonly policy: CollectionPolicy;
+}
+
+export interface EngineDeps {
+  readonly db: Db;
+  readonly clock: Clock;
+  readonly gateways: ReadonlyMap<string, Gateway>;
+  readonly logger: Logger;
+  readonly options: EngineOptions;
+  /** Lease owner prefix; default host:pid:random. */
+  readonly owner?: string;
+}
+
+export interface EngineStats {
+  /** Subscriptions currently held in memory by this engine. */
+  readonly active: number;
+  /** Highest `active` ever seen: never above options.queueBound. */
+  readonly highWater: number;
+  /** Highest p-queue size + pending ever seen. */
+  readonly queueHighWater: number;
+  readonly sweeps: number;
+  readonly lastSweepAt: number | null;
+  readonly attemptsStarted: number;
+  readonly outcomesRecorded: number;
+}
+
+type Job = { kind: 'send'; sub: Subscription; key: string; token: string } | { kind: 'status'; sub: Subscription; key: string; token: string };
+
+/** The engine's public surface: `run` uses start/stop, `simulate` uses sweepUntilIdle. */
+export interface Engine {
+  /** Claims due work and starts it; resolves once claimed work is queued (not finished). Returns how many rows it claimed. */
+  sweep(): Promise<number>;
+  /** Sweeps and waits until no due work is left and every outcome is recorded. */
+  sweepUntilIdle(): Promise<void>;
+  /** Starts the wake-up loop (timer for the earliest due instant). */
+  start(): void;
+  /** Wakes the loop now (node-cron sweep, a new subscription, an API change). */
+  kick(): void;
+  /** Stops claiming, lets in-flight calls finish up to `drainMs`, releases unstarted claims. */
+  stop(drainMs: number): Promise<{ drained: boolean }>;
+  stats(): EngineStats;
+}
+
+/** Builds the engine from one dependency object (no singletons, no DI container). */
+export function createEngine(deps: EngineDeps): Engine {
+  const { db, clock, gateways, logger, options } = deps;
+  const owner = deps.owner ?? `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
+  const queue = new PQueue({
+    concurrency: options.concurrency,
+    ...(options.ratePerSecond ? { intervalCap: Math.max(1, Math.floor(options.ratePerSecond)), interval: 1000, carryoverIntervalCount: true } : {}),
+  });
+  const writer = new GroupCommitWriter(db, clock, logger);
+  let active = 0;
+  let highWater = 0;
+  let queueHighWater = 0;
+  let sweeps = 0;
+  let lastSweepAt: number | null = null;
+  let attemptsStarted = 0;
+  let outcomesRecorded = 0;
+  let claimSeq = 0;
+  let stopping = false;
+  let sweeping: Promise<number> | null = null;
+  let kicked = false;
+  let sleeper: AbortController | null = null;
+  let loopDone: Promise<void> | null = null;
+  let heartbeat: ReturnType<typeof setInterval> | null = null;
+  /** Claims whose job has not started yet, by subscription id: released on shutdown. */
+  const unstarted = new Map<string, string>();
+
+  const log = (sub: Subscription, fields: Record<string, unknown>, msg: string) =>
+    logger.info({ subscriptionId: sub.id, cycle: sub.nextCycle, attempt: sub.nextAttempt, ...fields }, msg);
+
+  function hold(n: number) {
+    active += n;
+    if (active > highWater) highWater = active;
+  }
+
+  function release(n: number) {
+    active -= n;
+    // Room in the queue again: due work waiting in the database can be claimed.
+    if (!stopping) kick();
+  }
+
+  async function sweep(): Promise<number> {
+    if (sweeping) return sweeping;
+    sweeping = sweepOnce().finally(() => {
+      sweeping = null;
+    });
+    return sweeping;
+  }
+
+  async function sweepOnce(): Promise<number> {
+    if (stopping) return 0;
+    const now = clock.now();
+    sweeps++;
+    lastSweepAt = now;
+    const capacity = options.queueBound - active;
+    if (capacity <= 0) return 0;
+    const token = `${owner}/${++claimSeq}`;
+    // Sweeps never overlap and completions only lower `active`, so the capacity read above still holds.
+    const claimed = await claimDue(db, token, now, capacity, options.leaseMs);
+    hold(claimed.length);
+    if (claimed.length === 0) return 0;
+
+    const lifecycle: Subscription[] = [];
+    const collect: Subscription[] = [];
+    const queries: Subscription[] = [];
+    const idle: Subscription[] = [];
+    for (const sub of claimed) {
+      const step = dueStep(sub, now);
+      if (step === 'pause' || step === 'resume' || step === 'end') lifecycle.push(sub);
+      else if (step === 'collect') collect.push(sub);
+      else if (step === 'reconcile' || step === 'poll') queries.push(sub);
+      else idle.push(sub);
+    }
+    if (idle.length) {
+      await releaseLeases(db, token, idle.map((s) => s.id));
+      active -= idle.length;
+    }
+    if (lifecycle.length) await applyLifecycle(lifecycle, token, now);
+    if (collect.length) await startAttempts(collect, token, now);
+    for (const sub of queries) enqueue({ kind: 'status', sub, key: `${sub.id}:${sub.nextCycle}:${sub.nextAttempt}`, token });
+    return claimed.length;
+  }
+
+  /** Scheduled pauses, resumes and ends: one transaction for the batch, leases released. */
+  async function applyLifecycle(subs: Subscription[], token: string, now: number) {
+    const written: Array<[Subscription, Step]> = [];
+    try {
+      await inTransaction(db, async (trx) => {
+        for (const claimed of subs) {
+          const sub = await getLeased(trx, claimed.id, token);
+          const step = dueStep(sub, now);
+          const t: Transition | null =
+            step === 'pause' ? applyScheduledPause(sub, now) : step === 'resume' ? resume(sub, now) : step === 'end' ? applyEnd(sub, now) : null;
+          if (t) {
+            await writeTransition(trx, t, now, 'release');
+            written.push([t.subscription, step]);
+          }
+        }
+      });
+    } catch (err) {
+      // The leases run out by themselves, so the batch is retried after leaseMs: a natural backoff.
+      logger.error({ err, subscriptions: subs.map((s) => s.id) }, 'lifecycle batch failed; will retry when the leases expire');
+      active -= subs.length;
+      return;
+    }
+    await releaseLeases(db, token, subs.map((s) => s.id));
+    for (const [sub, step] of written) log(sub, { step, status: sub.status, terminationType: sub.terminationType }, `subscription ${step}`);
+    release(subs.length);
+  }
+
+  /** Intent: commit every attempt row of the batch, then queue the gateway calls. */
+  async function startAttempts(subs: Subscription[], token: string, now: number) {
+    const started: Array<{ sub: Subscription; key: string }> = [];
+    try {
+      await inTransaction(db, async (trx) => {
+        const intents: AttemptIntent[] = [];
+        const transitions: Transition[] = [];
+        for (const claimed of subs) {
+          const sub = await getLeased(trx, claimed.id, token);
+          if (dueStep(sub, now) !== 'collect') continue;
+          const begun = beginAttempt(sub, now, now + options.leaseMs);
+          intents.push({ key: begun.key, subscription: sub, cycle: sub.nextCycle, attempt: sub.nextAttempt });
+          transitions.push(begun);
+          started.push({ sub: begun.subscription, key: begun.key });
+        }
+        await insertAttempts(trx, intents, now);
+        for (const t of transitions) await writeTransition(trx, t, now, 'keep');
+      });
+    } catch (err) {
+      logger.error({ err, subscriptions: subs.map((s) => s.id) }, 'could not record attempt intents; will retry when the leases expire');
+      active -= subs.length;
+      return;
+    }
+    const startedIds = new Set(started.map((s) => s.sub.id));
+    const skipped = subs.filter((s) => !startedIds.has(s.id));
+    if (skipped.length) {
+      await releaseLeases(db, token, skipped.map((s) => s.id));
+      release(skipped.length);
+    }
+    attemptsStarted += started.length;
+    for (const { sub, key } of started) enqueue({ kind: 'send', sub, key, token });
+  }
+
+  function enqueue(job: Job) {
+    unstarted.set(job.sub.id, job.token);
+    void queue
+      .add(() => runJob(job))
+      .catch((err: unknown) => {
+        logger.error({ err, subscriptionId: job.sub.id }, 'dispatch job failed; the lease will expire and the row be reconciled');
+        active--;
+      });
+    const depth = queue.size + queue.pending;
+    if (depth > queueHighWater) queueHighWater = depth;
+  }
+
+  function requestOf(sub: Subscription, attempt: AttemptInfo): CollectRequest {
+    return {
+      idempotencyKey: attempt.key,
+      subscriptionId: sub.id,
+      cycle: attempt.cycle,
+      attempt: attempt.attempt,
+      amount: sub.amount,
+      description: sub.description ?? sub.planId ?? sub.id,
+      paymentToken: sub.paymentToken,
+      customer: {},
+    };
+  }
+
+  async function callGateway(sub: Subscription, attempt: AttemptInfo, kind: Job['kind']): Promise<Outcome> {
+    const gateway = gateways.get(sub.gateway);
+    if (!gateway) return { kind: 'unavailable', error: `gateway "${sub.gateway}" is not configured` };
+    const request = requestOf(sub, attempt);
+    const key = attempt.key;
+    try {
+      if (kind === 'status') return fromStatus(await gateway.status(key, request));
+      return fromResult(attempt.mode === 'link' ? await gateway.sendLink(request) : await gateway.charge(request));
+    } catch (err) {
+      if (!(err instanceof GatewayUnavailableError)) logger.warn({ err, subscriptionId: sub.id, key }, 'gateway call failed unexpectedly; outcome unknown');
+      return { kind: 'unavailable', error: err instanceof Error ? `${(err as { code?: string }).code ?? 'ERROR'}: ${err.message}` : String(err) };
+    }
+  }
+
+  async function runJob(job: Job): Promise<void> {
+    unstarted.delete(job.sub.id);
+    let kind: Job['kind'] = job.kind;
+    // A re-send after "not found" goes round this loop once more with the same key.
+    for (;;) {
+      const attempt = await getAttempt(db, job.key);
+      if (!attempt) {
+        logger.error({ subscriptionId: job.sub.id, key: job.key }, 'attempt row missing; releasing');
+        await releaseLeases(db, job.token, [job.sub.id]);
+        release(1);
+        return;
+      }
+      const outcome = await callGateway(job.sub, attempt, kind);
+      const result = await writer.record({ subscriptionId: job.sub.id, token: job.token, key: job.key, outcome, policy: options.policy });
+      outcomesRecorded++;
+      if (result.kind === 'resend') {
+        kind = 'send';
+        continue;
+      }
+      if (result.kind === 'written') {
+        const s = result.subscription;
+        log(s, { cycle: result.cycle, attempt: result.attempt, outcome: outcome.kind, state: result.state, key: job.key, next: s.nextAction }, `attempt ${result.state}`);
+      }
+      release(1);
+      return;
+    }
+  }
+
+  async function sweepUntilIdle(): Promise<void> {
+    for (;;) {
+      const claimed = await sweep();
+      await queue.onIdle();
+      await writer.flush();
+      if (claimed === 0 && active === 0) return;
+    }
+  }
+
+  async function loop(): Promise<void> {
+    while (!stopping) {
+      kicked = false;
+      try {
+        await sweep();
+      } catch (err) {
+        logger.error({ err }, 'sweep failed');
+      }
+      if (stopping) break;
+      if (kicked && active < options.queueBound) continue;
+      const now = clock.now();
+      let wakeAt = now + options.maxSleepMs;
+      if (active < options.queueBound) {
+        try {
+          const next = await nextWakeAt(db);
+          if (next !== null) wakeAt = Math.min(wakeAt, Math.max(next, now + 1));
+        } catch (err) {
+          logger.error({ err }, 'could not read the next due instant');
+        }
+      }
+      if (kicked) continue;
+      sleeper = new AbortController();
+      await clock.sleepUntil(wakeAt, sleeper.signal);
+      sleeper = null;
+    }
+  }
+
+  function kick() {
+    kicked = true;
+    sleeper?.abort();
+  }
+
+  function start() {
+    if (loopDone) return;
+    loopDone = loop();
+    // Heartbeat: long queues and slow gateways must not let a held lease expire under us.
+    heartbeat = setInterval(() => {
+      if (active > 0) {
+        extendLeases(db, `${owner}/`, clock.now() + options.leaseMs).catch((err: unknown) => logger.error({ err }, 'lease heartbeat failed'));
+      }
+    }, Math.max(1000, Math.floor(options.leaseMs / 3)));
+    heartbeat.unref?.();
+  }
+
+  async function stop(drainMs: number): Promise<{ drained: boolean }> {
+    stopping = true;
+    sleeper?.abort();
+    if (heartbeat) clearInterval(heartbeat);
+    await loopDone;
+    await sweeping;
+    // Queued jobs that never started: their attempt rows say in_flight and the row says reconcile,
+    // so releasing the lease lets the next daemon ask the gateway (it will say "not found" and re-send).
+    queue.clear();
+    for (const [id, token] of unstarted) {
+      await releaseLeases(db, token, [id], clock.now());
+      active--;
+    }
+    unstarted.clear();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const drained = await Promise.race([
+      queue.onIdle().then(() => true),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), drainMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    await writer.flush();
+    return { drained };
+  }
+
+  return {
+    sweep,
+    sweepUntilIdle,
+    start,
+    kick,
+    stop,
+    stats: () => ({ active, highWater, queueHighWater, sweeps, lastSweepAt, attemptsStarted, outcomesRecorded }),
+  };
+}
+
+function fromResult(result: GatewayResult): Outcome {
+  switch (result.kind) {
+    case 'captured':
+      return { kind: 'captured', externalId: result.externalId };
+    case 'declined':
+      return result.externalId === undefined
+        ? { kind: 'declined', code: result.code, hard: result.hard }
+        : { kind: 'declined', code: result.code, hard: result.hard, externalId: result.externalId };
+    case 'pending':
+      return result.linkUrl === undefined ? { kind: 'pending', externalId: result.externalId } : { kind: 'pending', externalId: result.externalId, linkUrl: result.linkUrl };
+  }
+}
+
+function fromStatus(result: StatusResult): Outcome {
+  return result.kind === 'not_found' ? { kind: 'not_found' } : fromResult(result);
+}
+
+export { LeaseLostError, settleAttempt };

@@ -1,0 +1,3 @@
+export * from './engine.js';
+export * from './writer.js';
+export * from './runtime.js';

@@ -1,0 +1,112 @@
+/**
+ * Group commit for attempt outcomes (DESIGN.md "Intent, call, outcome").
+ *
+ * Outcomes arriving within a few milliseconds are written in one transaction:
+ * attempt state, the subscription's next step and the events. Each caller's
+ * promise resolves only after that commit, so nothing that depends on an
+ * outcome (a log line that says "captured", the next claim) runs before it is
+ * durable. Each row is re-read inside the transaction and its lease checked:
+ * an API pause/cancel made meanwhile is respected, and a daemon whose lease
+ * expired (another daemon took over) records nothing.
+ */
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import { settleAttempt, type AttemptState, type CollectionPolicy, type Outcome, type Subscription } from '../domain/index.js';
+import { getAttempt, getLeased, inTransaction, LeaseLostError, updateAttempt, writeTransition, type Db } from '../store/index.js';
+
+export interface OutcomeItem {
+  readonly subscriptionId: string;
+  /** The claim token that must still own the row's lease. */
+  readonly token: string;
+  readonly key: string;
+  readonly outcome: Outcome;
+  readonly policy: CollectionPolicy;
+}
+
+export type OutcomeResult =
+  | { readonly kind: 'written'; readonly subscription: Subscription; readonly state: AttemptState; readonly cycle: number; readonly attempt: number }
+  /** The gateway never saw the key: the lease is kept and the caller sends the same key again. */
+  | { readonly kind: 'resend' }
+  | { readonly kind: 'lease_lost' };
+
+type Entry = { item: OutcomeItem; resolve: (r: OutcomeResult) => void; reject: (e: unknown) => void };
+
+export class GroupCommitWriter {
+  private buffer: Entry[] = [];
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private flushing: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly db: Db,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+    private readonly maxBatch = 200,
+    private readonly delayMs = 2,
+  ) {}
+
+  /** Queues an outcome; resolves once it is committed. */
+  record(item: OutcomeItem): Promise<OutcomeResult> {
+    return new Promise((resolve, reject) => {
+      this.buffer.push({ item, resolve, reject });
+      if (this.buffer.length >= this.maxBatch) void this.flush();
+      else if (!this.timer) this.timer = setTimeout(() => void this.flush(), this.delayMs);
+    });
+  }
+
+  /** Writes everything buffered now; resolves when all earlier flushes are done too. */
+  flush(): Promise<void> {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    const batch = this.buffer;
+    this.buffer = [];
+    this.flushing = this.flushing.then(() => (batch.length ? this.write(batch) : undefined));
+    return this.flushing;
+  }
+
+  private async write(batch: Entry[]): Promise<void> {
+    try {
+      const results = await inTransaction(this.db, (trx) => this.apply(trx, batch.map((e) => e.item)));
+      batch.forEach((e, i) => e.resolve(results[i]!));
+    } catch (err) {
+      // One bad row must not hold back the others: retry each outcome in its own transaction.
+      this.logger.warn({ err, batch: batch.length }, 'outcome batch failed; writing one by one');
+      for (const e of batch) {
+        try {
+          const [result] = await inTransaction(this.db, (trx) => this.apply(trx, [e.item]));
+          e.resolve(result!);
+        } catch (itemErr) {
+          e.reject(itemErr);
+        }
+      }
+    }
+  }
+
+  private async apply(trx: Parameters<Parameters<typeof inTransaction>[1]>[0], items: OutcomeItem[]): Promise<OutcomeResult[]> {
+    const now = this.clock.now();
+    const results: OutcomeResult[] = [];
+    for (const item of items) {
+      let sub: Subscription;
+      try {
+        sub = await getLeased(trx, item.subscriptionId, item.token);
+      } catch (err) {
+        if (!(err instanceof LeaseLostError)) throw err;
+        this.logger.warn({ subscriptionId: item.subscriptionId, key: item.key }, 'lease lost before the outcome was recorded; the new owner will reconcile');
+        results.push({ kind: 'lease_lost' });
+        continue;
+      }
+      const attempt = await getAttempt(trx, item.key);
+      if (!attempt) throw new Error(`attempt ${item.key} is missing`);
+      const settlement = settleAttempt(sub, attempt, item.outcome, now, item.policy);
+      await updateAttempt(trx, item.key, settlement.attempt, now, settlement.resend);
+      if (settlement.resend) {
+        results.push({ kind: 'resend' });
+        continue;
+      }
+      await writeTransition(trx, settlement, now, 'release');
+      results.push({ kind: 'written', subscription: settlement.subscription, state: settlement.attempt.state, cycle: attempt.cycle, attempt: attempt.attempt });
+    }
+    return results;
+  }
+}

@@ -1,0 +1,254 @@
+/**
+ * `type: coolpay`: the CoolPay REST API, which follows QuickPay API v10
+ * (Basic auth with an empty user and the API key as password,
+ * `Accept-Version: v10`, JSON bodies, amounts in integer minor units).
+ *
+ * Charge mode: the stored payment token IS a CoolPay subscription id (an
+ * agreement the customer authorised earlier). Each attempt is one recurring
+ * payment on it, `POST /subscriptions/{token}/recurring`, whose `order_id` is
+ * the attempt's idempotency key: CoolPay refuses a second payment with the
+ * same order_id, so a re-send after a lost answer cannot charge twice, and
+ * `GET /payments?order_id=<key>` answers "did that attempt happen?".
+ *
+ * Link mode: `POST /subscriptions` (order_id = key) creates a new agreement
+ * and `PUT /subscriptions/{id}/link` returns the payment window URL for the
+ * customer. Completing the window only authorises the agreement; no money
+ * moves. status(key) therefore does, in order:
+ *   1. a payment with order_id = key exists -> its state (captured, declined, pending);
+ *   2. no agreement with order_id = key -> not_found;
+ *   3. the agreement is authorised (`accepted`) -> charge it once for this
+ *      cycle, as a recurring payment with order_id = key (the same dedup as
+ *      charge mode, so polling twice cannot charge twice) and report that;
+ *   4. the agreement's authorisation was rejected -> declined with its code;
+ *   5. otherwise the link is still open -> pending with its URL.
+ *
+ * A decline is a returned value; a timeout, network error or 5xx throws
+ * GatewayUnavailableError (outcome unknown); an answer we cannot read throws
+ * GatewayProtocolError. The API key never appears in a message.
+ */
+import { z } from 'zod';
+import { declineFromOperation } from './acquirer-codes.js';
+import {
+  GatewayProtocolError,
+  type CollectRequest,
+  type Gateway,
+  type GatewayResult,
+  type StatusResult,
+} from './gateway.js';
+import { briefMessage, redact, sendJson, type HttpCaller } from './http-client.js';
+
+export interface CoolpayGatewayOptions {
+  /** Config name of this gateway (`coolpay`). */
+  readonly name: string;
+  /** API root, e.g. `https://api.coolpay.example` (no trailing path needed). */
+  readonly baseUrl: string;
+  readonly apiKey: string;
+  /** Per request, covering connect, headers and body. */
+  readonly timeoutSeconds: number;
+  /** Injected fetch (tests); default the global one. */
+  readonly fetch?: typeof fetch;
+}
+
+/** QuickPay status code of an approved operation. */
+const APPROVED = '20000';
+
+const Operation = z.object({
+  type: z.string(),
+  amount: z.number().nullish(),
+  pending: z.boolean().nullish(),
+  qp_status_code: z.string().nullish(),
+  qp_status_msg: z.string().nullish(),
+  aq_status_code: z.string().nullish(),
+  aq_status_msg: z.string().nullish(),
+});
+type Operation = z.infer<typeof Operation>;
+
+const Payment = z.object({
+  id: z.union([z.number(), z.string()]),
+  order_id: z.string().nullish(),
+  accepted: z.boolean().nullish(),
+  state: z.string(),
+  operations: z.array(Operation).nullish(),
+});
+type Payment = z.infer<typeof Payment>;
+
+const Subscription = Payment.extend({ link: z.object({ url: z.string() }).nullish() });
+const Link = z.object({ url: z.string() });
+
+/** Creates the CoolPay adapter. Options are checked here so a bad config fails at start, not at the first charge. */
+export function createCoolpayGateway(options: CoolpayGatewayOptions): Gateway {
+  const { name, apiKey } = options;
+  let base: URL;
+  try {
+    base = new URL(options.baseUrl);
+  } catch {
+    throw new TypeError(`coolpay gateway "${name}": baseUrl is not a URL`);
+  }
+  if (base.protocol !== 'https:' && base.protocol !== 'http:') throw new TypeError(`coolpay gateway "${name}": baseUrl must be http(s)`);
+  if (!apiKey) throw new TypeError(`coolpay gateway "${name}": apiKey is empty`);
+  if (!(options.timeoutSeconds > 0)) throw new TypeError(`coolpay gateway "${name}": timeoutSeconds must be > 0`);
+  const root = base.href.replace(/\/+$/, '');
+
+  const caller: HttpCaller = {
+    gateway: `coolpay "${name}"`,
+    timeoutSeconds: options.timeoutSeconds,
+    fetch: options.fetch ?? globalThis.fetch,
+    secrets: [apiKey],
+  };
+  const authorization = `Basic ${Buffer.from(`:${apiKey}`).toString('base64')}`;
+
+  /** One API call; answers 2xx JSON, or the body of a 4xx that still describes a payment (a decline). */
+  async function call<T>(
+    method: 'GET' | 'POST' | 'PUT',
+    path: string,
+    route: string,
+    schema: z.ZodType<T>,
+    body?: unknown,
+    idempotencyKey?: string,
+  ): Promise<T> {
+    const headers: Record<string, string> = {
+      Authorization: authorization,
+      'Accept-Version': 'v10',
+      Accept: 'application/json',
+    };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    if (idempotencyKey !== undefined) headers['Idempotency-Key'] = idempotencyKey;
+    const request = { method, url: `${root}${path}`, route: `${method} ${route}`, headers };
+    const response = await sendJson(caller, body === undefined ? request : { ...request, body: JSON.stringify(body) });
+    const parsed = schema.safeParse(response.json);
+    if (response.status >= 200 && response.status < 300) {
+      if (parsed.success) return parsed.data;
+      throw new GatewayProtocolError(`${caller.gateway}: ${method} ${route} answered ${response.status} with an unexpected body (${z.prettifyError(parsed.error).replace(/\s+/g, ' ')})`);
+    }
+    // Some acquirers make the gateway answer a rejected payment with a 4xx that still carries
+    // the payment; that is a decline like any other. Every other 4xx is a bug on one side.
+    if (response.status >= 400 && response.status < 500 && parsed.success && isRejectedPayment(response.json)) return parsed.data;
+    const detail = redact(briefMessage(JSON.stringify(response.json ?? '')), caller.secrets);
+    throw new GatewayProtocolError(`${caller.gateway}: ${method} ${route} answered ${response.status}${detail}`);
+  }
+
+  function recurring(subscriptionId: string, request: CollectRequest): Promise<Payment> {
+    return call(
+      'POST',
+      `/subscriptions/${encodeURIComponent(subscriptionId)}/recurring?synchronized`,
+      '/subscriptions/{id}/recurring',
+      Payment,
+      {
+        amount: request.amount.amountMinor,
+        // Not a QuickPay field: lets the gateway refuse an amount in the wrong currency for the agreement.
+        currency: request.amount.currency,
+        order_id: request.idempotencyKey,
+        auto_capture: true,
+      },
+      request.idempotencyKey,
+    );
+  }
+
+  /**
+   * A payment's state as our result. An authorised payment that auto_capture
+   * did not capture is captured here (same amount, keyed on the attempt), so
+   * an attempt never stops at "authorised": that would hold the customer's
+   * money without collecting it.
+   */
+  async function settle(payment: Payment, request: CollectRequest): Promise<GatewayResult> {
+    const state = classify(payment);
+    if (state.kind !== 'authorized') return state;
+    const captured = await call(
+      'POST',
+      `/payments/${encodeURIComponent(String(payment.id))}/capture?synchronized`,
+      '/payments/{id}/capture',
+      Payment,
+      { amount: request.amount.amountMinor },
+      `${request.idempotencyKey}:capture`,
+    );
+    const after = classify(captured);
+    // Still only authorised: the capture was accepted for processing; a status query will see it.
+    return after.kind === 'authorized' ? { kind: 'pending', externalId: String(captured.id) } : after;
+  }
+
+  return {
+    name,
+
+    async charge(request) {
+      // No agreement to charge: the same hard decline a real gateway gives an empty card number.
+      if (!request.paymentToken) return { kind: 'declined', code: 'invalid_card_number', hard: true };
+      return settle(await recurring(request.paymentToken, request), request);
+    },
+
+    async sendLink(request) {
+      const subscription = await call(
+        'POST',
+        '/subscriptions',
+        '/subscriptions',
+        Subscription,
+        { order_id: request.idempotencyKey, currency: request.amount.currency, description: request.description },
+        request.idempotencyKey,
+      );
+      const id = String(subscription.id);
+      const link = await call('PUT', `/subscriptions/${encodeURIComponent(id)}/link`, '/subscriptions/{id}/link', Link, {
+        amount: request.amount.amountMinor,
+      });
+      return { kind: 'pending', externalId: id, linkUrl: link.url };
+    },
+
+    async status(idempotencyKey, request): Promise<StatusResult> {
+      const query = `order_id=${encodeURIComponent(idempotencyKey)}`;
+      const payments = await call('GET', `/payments?${query}`, '/payments?order_id={key}', z.array(Payment));
+      const payment = pickPayment(payments);
+      if (payment) return settle(payment, request);
+
+      const subscriptions = await call('GET', `/subscriptions?${query}`, '/subscriptions?order_id={key}', z.array(Subscription));
+      const subscription = subscriptions[0];
+      if (!subscription) return { kind: 'not_found' };
+      const id = String(subscription.id);
+      if (subscription.accepted) return settle(await recurring(id, { ...request, idempotencyKey }), request);
+      const failed = lastFailedOperation(subscription);
+      if (failed || subscription.state === 'rejected') {
+        const { code, hard } = declineFromOperation(failed);
+        return { kind: 'declined', code, hard, externalId: id };
+      }
+      return subscription.link?.url
+        ? { kind: 'pending', externalId: id, linkUrl: subscription.link.url }
+        : { kind: 'pending', externalId: id };
+    },
+  };
+}
+
+type PaymentState = GatewayResult | { readonly kind: 'authorized' };
+
+/**
+ * Reads a QuickPay-style payment. Order matters: an approved capture is
+ * final whatever else the payment shows; then a rejection; then anything
+ * still being processed; then an authorisation waiting for its capture.
+ */
+function classify(payment: Payment): PaymentState {
+  const externalId = String(payment.id);
+  const operations = payment.operations ?? [];
+  if (operations.some((op) => op.type === 'capture' && op.qp_status_code === APPROVED && !op.pending)) {
+    return { kind: 'captured', externalId };
+  }
+  const failed = lastFailedOperation(payment);
+  if (payment.state === 'rejected' || (failed && payment.accepted !== true) || (failed && failed.type === 'capture')) {
+    const { code, hard } = declineFromOperation(failed);
+    return { kind: 'declined', code, hard, externalId };
+  }
+  if (operations.some((op) => op.pending)) return { kind: 'pending', externalId };
+  if (payment.accepted === true) return { kind: 'authorized' };
+  return { kind: 'pending', externalId };
+}
+
+function isRejectedPayment(body: unknown): boolean {
+  const payment = Payment.safeParse(body);
+  return payment.success && classify(payment.data).kind === 'declined';
+}
+
+/** The last operation if it finished and was not approved. */
+function lastFailedOperation(payment: Payment): Operation | undefined {
+  const last = payment.operations?.at(-1);
+  return last && !last.pending && last.qp_status_code && last.qp_status_code !== APPROVED ? last : undefined;
+}
+
+/** order_id is unique at CoolPay, so there is at most one; should there be more, a captured one wins. */
+function pickPayment(payments: Payment[]): Payment | undefined {
+  return payments.find((p) => classify(p).kind === 'captured') ?? payments[0];
+}

@@ -1,0 +1,470 @@
+/**
+ * `rebill fake-gateway`: a standalone CoolPay-compatible HTTP server for
+ * end-to-end tests and demos. It serves exactly the endpoints the coolpay
+ * adapter uses, with the simulator's token behaviour (./tokens.ts):
+ *
+ *   POST /subscriptions                   create an agreement for a payment link (idempotent on order_id)
+ *   GET  /subscriptions?order_id=K        [] or [agreement]
+ *   PUT  /subscriptions/{id}/link         { url } of the payment window
+ *   POST /subscriptions/{id}/recurring    charge an agreement; {id} is a card token (tok_ok, ...) or a link agreement
+ *   POST /payments/{id}/capture           capture an authorised payment
+ *   GET  /payments?order_id=K             [] or [payment]
+ *   GET  /payments/{id}                   one payment
+ * and two test endpoints that need no auth:
+ *   GET  /__ledger                        every capture: [{ order_id, amount, currency, payment_id, captured_at }]
+ *   POST /__pay/{id}  { token }           the customer completes a payment window with card `token`
+ *
+ * Money safety is the point of this server, so it holds the same line as a
+ * real gateway: one payment per order_id, ever. A repeated order_id gets the
+ * original payment back (whatever state it is in, even mid-processing), and
+ * with a ledger file every capture is appended and fsynced before the answer
+ * is written, then reloaded at start, so a restarted server still refuses to
+ * capture an order_id twice and still lists it.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { systemClock, type Clock } from '../clock.js';
+import { ACQUIRER_CODES } from './acquirer-codes.js';
+import { openJsonLines, type JsonLinesFile } from './jsonl-file.js';
+import { attemptFromOrderId, chargeDecision, linkDecision, parseToken, type IssuerDecision, type TokenBehaviour } from './tokens.js';
+
+export interface FakeGatewayOptions {
+  /** Default 127.0.0.1. */
+  readonly host?: string;
+  /** 0 (default) picks a free port; read it from `url`/`port`. */
+  readonly port?: number;
+  /** JSON-lines file of captures; reloaded at start. Without it, captures live in memory only. */
+  readonly ledgerFile?: string;
+  /** Stamps created_at / captured_at and times `tok_slow_MS`. Default the system clock. */
+  readonly clock?: Clock;
+}
+
+export interface FakeGateway {
+  /** `http://HOST:PORT`, the adapter's baseUrl. */
+  readonly url: string;
+  readonly port: number;
+  /** Stops listening, drops open connections and requests in progress, closes the ledger file. */
+  close(): Promise<void>;
+}
+
+/** One capture, as `GET /__ledger` lists it and the ledger file stores it. */
+export interface FakeCapture {
+  readonly order_id: string;
+  /** Integer minor units, as CoolPay counts. */
+  readonly amount: number;
+  readonly currency: string;
+  readonly payment_id: number;
+  readonly captured_at: string;
+}
+
+interface Operation {
+  id: number;
+  type: 'authorize' | 'recurring' | 'capture';
+  amount: number;
+  pending: boolean;
+  qp_status_code: string | null;
+  qp_status_msg: string | null;
+  aq_status_code: string | null;
+  aq_status_msg: string | null;
+  created_at: string;
+}
+
+interface Payment {
+  id: number;
+  type: 'Payment';
+  order_id: string;
+  accepted: boolean;
+  currency: string;
+  state: 'pending' | 'new' | 'processed' | 'rejected';
+  subscription_id: string | null;
+  operations: Operation[];
+  created_at: string;
+}
+
+interface Subscription {
+  id: number;
+  type: 'Subscription';
+  order_id: string;
+  accepted: boolean;
+  currency: string;
+  description: string;
+  state: 'initial' | 'pending' | 'active' | 'rejected';
+  link: { url: string; amount: number } | null;
+  operations: Operation[];
+  created_at: string;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const MAX_BODY_BYTES = 1024 * 1024;
+const APPROVED = { qp_status_code: '20000', qp_status_msg: 'Approved', aq_status_code: '000', aq_status_msg: 'Approved' };
+
+/** Starts the fake CoolPay server; resolves once it listens. */
+export async function startFakeGateway(options: FakeGatewayOptions = {}): Promise<FakeGateway> {
+  const host = options.host ?? '127.0.0.1';
+  const clock = options.clock ?? systemClock;
+  const shutdown = new AbortController();
+  const nowIso = () => new Date(clock.now()).toISOString();
+
+  // --- state -------------------------------------------------------------------------------
+  const paymentsByOrderId = new Map<string, Payment>();
+  const paymentsById = new Map<number, Payment>();
+  /** tok_pending payments: captured when next looked up, as a real pending charge settles later. */
+  const settleOnQuery = new Set<Payment>();
+  const subscriptionsByOrderId = new Map<string, Subscription>();
+  const subscriptionsById = new Map<string, Subscription>();
+  const captures: FakeCapture[] = [];
+  let lastId = 1000;
+  const nextId = () => ++lastId;
+
+  let ledger: JsonLinesFile | undefined;
+  if (options.ledgerFile !== undefined) {
+    ledger = openJsonLines(options.ledgerFile);
+    for (const record of ledger.records) restoreCapture(record as FakeCapture, options.ledgerFile);
+  }
+
+  /** A capture from a previous run: the payment exists again, finished, so its order_id stays taken. */
+  function restoreCapture(capture: FakeCapture, file: string): void {
+    if (typeof capture?.order_id !== 'string' || !Number.isSafeInteger(capture.amount) || !Number.isSafeInteger(capture.payment_id)) {
+      ledger?.close();
+      throw new Error(`${file}: a line is not a fake-gateway capture`);
+    }
+    if (paymentsByOrderId.has(capture.order_id)) return;
+    const at = capture.captured_at;
+    const payment: Payment = {
+      id: capture.payment_id,
+      type: 'Payment',
+      order_id: capture.order_id,
+      accepted: true,
+      currency: capture.currency,
+      state: 'processed',
+      subscription_id: null,
+      operations: [
+        { ...APPROVED, id: nextId(), type: 'recurring', amount: capture.amount, pending: false, created_at: at },
+        { ...APPROVED, id: nextId(), type: 'capture', amount: capture.amount, pending: false, created_at: at },
+      ],
+      created_at: at,
+    };
+    paymentsByOrderId.set(payment.order_id, payment);
+    paymentsById.set(payment.id, payment);
+    captures.push(capture);
+    lastId = Math.max(lastId, capture.payment_id);
+  }
+
+  function operation(type: Operation['type'], amount: number, decision: IssuerDecision): Operation {
+    const base = { id: nextId(), type, amount, created_at: nowIso() };
+    switch (decision.kind) {
+      case 'approve':
+        return { ...base, ...APPROVED, pending: false };
+      case 'pending':
+        return { ...base, pending: true, qp_status_code: null, qp_status_msg: null, aq_status_code: null, aq_status_msg: null };
+      case 'decline': {
+        const acquirer = ACQUIRER_CODES[decision.code] ?? { aqCode: '05', message: 'Do not honor' };
+        return {
+          ...base,
+          pending: false,
+          qp_status_code: '40000',
+          qp_status_msg: 'Rejected by acquirer',
+          aq_status_code: acquirer.aqCode,
+          aq_status_msg: acquirer.message,
+        };
+      }
+    }
+  }
+
+  /** Captures an authorised payment: durable in the ledger file before anyone is told. */
+  function capture(payment: Payment, amount: number): void {
+    const row: FakeCapture = { order_id: payment.order_id, amount, currency: payment.currency, payment_id: payment.id, captured_at: nowIso() };
+    ledger?.append(row);
+    captures.push(row);
+    payment.operations.push(operation('capture', amount, { kind: 'approve' }));
+    payment.state = 'processed';
+  }
+
+  function isCaptured(payment: Payment): boolean {
+    return payment.operations.some((op) => op.type === 'capture' && op.qp_status_code === '20000' && !op.pending);
+  }
+
+  function authorizedAmount(payment: Payment): number {
+    return payment.operations.find((op) => op.type === 'recurring' && op.qp_status_code === '20000')?.amount ?? 0;
+  }
+
+  /** Applies the issuer's decision on a recurring payment (and captures it when asked to). */
+  function decide(payment: Payment, amount: number, decision: IssuerDecision, autoCapture: boolean): void {
+    const op = operation('recurring', amount, decision);
+    // A slow payment already shows a pending recurring operation: replace it with the outcome.
+    const last = payment.operations.at(-1);
+    if (last?.type === 'recurring' && last.pending) payment.operations.pop();
+    payment.operations.push(op);
+    switch (decision.kind) {
+      case 'approve':
+        payment.accepted = true;
+        payment.state = 'new';
+        if (autoCapture) capture(payment, amount);
+        return;
+      case 'decline':
+        payment.state = 'rejected';
+        return;
+      case 'pending':
+        payment.state = 'pending';
+        settleOnQuery.add(payment);
+        return;
+    }
+  }
+
+  function settleIfDue(payment: Payment): void {
+    if (!settleOnQuery.has(payment)) return;
+    settleOnQuery.delete(payment);
+    const op = payment.operations.at(-1);
+    decide(payment, op?.amount ?? 0, { kind: 'approve' }, true);
+  }
+
+  // --- endpoints ---------------------------------------------------------------------------
+  async function recurring(subscriptionId: string, body: Record<string, unknown>, req: http.IncomingMessage, res: http.ServerResponse) {
+    const orderId = requireString(body, 'order_id');
+    const amount = requireAmount(body, 'amount');
+    const autoCapture = body.auto_capture !== false;
+    const existing = paymentsByOrderId.get(orderId);
+    if (existing) return sendJson(res, 202, existing);
+
+    let behaviour: TokenBehaviour;
+    let currency: string;
+    const agreement = subscriptionsById.get(subscriptionId);
+    if (agreement) {
+      // A link agreement: the customer's card already passed the issuer when the window was completed.
+      if (!agreement.accepted) throw new HttpError(400, `subscription ${subscriptionId} is not authorized`);
+      behaviour = { kind: 'approve' };
+      currency = agreement.currency;
+    } else {
+      // A stored agreement: its id is the card token and names the behaviour.
+      behaviour = parseToken(subscriptionId);
+      // CoolPay agreements carry their currency; the token ones here take the adapter's.
+      currency = typeof body.currency === 'string' && /^[A-Za-z]{3}$/.test(body.currency) ? body.currency.toUpperCase() : 'DKK';
+    }
+    if (behaviour.kind === 'server_error') throw new HttpError(500, 'simulated internal error');
+
+    const payment: Payment = {
+      id: nextId(),
+      type: 'Payment',
+      order_id: orderId,
+      accepted: false,
+      currency,
+      state: 'pending',
+      subscription_id: subscriptionId,
+      operations: [],
+      created_at: nowIso(),
+    };
+    // Taken before any wait: a duplicate arriving while this one is slow gets this payment, not a second charge.
+    paymentsByOrderId.set(orderId, payment);
+    paymentsById.set(payment.id, payment);
+
+    if (behaviour.kind === 'slow') {
+      payment.operations.push(operation('recurring', amount, { kind: 'pending' }));
+      await clock.sleepUntil(clock.now() + behaviour.delayMs, shutdown.signal);
+      if (shutdown.signal.aborted) return void req.socket.destroy();
+    }
+    decide(payment, amount, chargeDecision(behaviour, attemptFromOrderId(orderId)), autoCapture);
+    // tok_timeout: the charge is done and recorded; the answer is lost on the way back.
+    if (behaviour.kind === 'lose_response') return void req.socket.destroy();
+    sendJson(res, 202, payment);
+  }
+
+  function captureEndpoint(paymentId: string, body: Record<string, unknown>, res: http.ServerResponse) {
+    const payment = paymentsById.get(Number(paymentId));
+    if (!payment) throw new HttpError(404, 'payment not found');
+    if (isCaptured(payment)) return sendJson(res, 202, payment);
+    if (!payment.accepted || payment.state !== 'new') throw new HttpError(400, `payment is ${payment.state}, not authorized`);
+    const amount = requireAmount(body, 'amount');
+    if (amount > authorizedAmount(payment)) throw new HttpError(400, 'amount exceeds the authorized amount');
+    capture(payment, amount);
+    sendJson(res, 202, payment);
+  }
+
+  function createSubscription(body: Record<string, unknown>, res: http.ServerResponse) {
+    const orderId = requireString(body, 'order_id');
+    const currency = requireString(body, 'currency');
+    if (!/^[A-Za-z]{3}$/.test(currency)) throw new HttpError(400, 'currency must be an ISO 4217 code');
+    const existing = subscriptionsByOrderId.get(orderId);
+    if (existing) return sendJson(res, 200, existing);
+    const subscription: Subscription = {
+      id: nextId(),
+      type: 'Subscription',
+      order_id: orderId,
+      accepted: false,
+      currency: currency.toUpperCase(),
+      description: typeof body.description === 'string' ? body.description : '',
+      state: 'initial',
+      link: null,
+      operations: [],
+      created_at: nowIso(),
+    };
+    subscriptionsByOrderId.set(orderId, subscription);
+    subscriptionsById.set(String(subscription.id), subscription);
+    sendJson(res, 201, subscription);
+  }
+
+  function putLink(subscriptionId: string, body: Record<string, unknown>, res: http.ServerResponse) {
+    const subscription = subscriptionsById.get(subscriptionId);
+    if (!subscription) throw new HttpError(404, 'subscription not found');
+    const amount = requireAmount(body, 'amount');
+    subscription.link = { url: `${url}/__pay/${subscription.id}`, amount };
+    sendJson(res, 200, { url: subscription.link.url });
+  }
+
+  /** The customer completes the payment window with card `token`: the agreement is authorised, or not. */
+  function payLink(subscriptionId: string, body: Record<string, unknown>, res: http.ServerResponse) {
+    const subscription = subscriptionsById.get(subscriptionId);
+    if (!subscription?.link) throw new HttpError(404, 'no payment link with this id');
+    if (subscription.accepted) return sendJson(res, 200, subscription);
+    const token = typeof body.token === 'string' ? body.token : null;
+    const decision = linkDecision(parseToken(token), attemptFromOrderId(subscription.order_id));
+    subscription.operations.push(operation('authorize', subscription.link.amount, decision));
+    subscription.accepted = decision.kind === 'approve';
+    subscription.state = decision.kind === 'approve' ? 'active' : decision.kind === 'pending' ? 'pending' : 'rejected';
+    sendJson(res, 200, subscription);
+  }
+
+  async function route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const target = new URL(req.url ?? '/', 'http://fake.invalid');
+    const parts = target.pathname.split('/').filter(Boolean).map(decodePathSegment);
+    const method = req.method ?? 'GET';
+    const [first, id, action] = parts;
+
+    if (first === '__ledger' && parts.length === 1 && method === 'GET') return sendJson(res, 200, captures);
+    if (first === '__pay' && parts.length === 2 && method === 'POST') return payLink(id!, await readJson(req), res);
+
+    if (!authorized(req)) {
+      res.setHeader('WWW-Authenticate', 'Basic realm="coolpay"');
+      throw new HttpError(401, 'Unauthorized');
+    }
+    const orderId = target.searchParams.get('order_id');
+    if (first === 'subscriptions') {
+      if (parts.length === 1 && method === 'POST') return createSubscription(await readJson(req), res);
+      if (parts.length === 1 && method === 'GET') {
+        const found = orderId === null ? [...subscriptionsById.values()] : [subscriptionsByOrderId.get(orderId)].filter(Boolean);
+        return sendJson(res, 200, found);
+      }
+      if (parts.length === 3 && action === 'link' && method === 'PUT') return putLink(id!, await readJson(req), res);
+      if (parts.length === 3 && action === 'recurring' && method === 'POST') return recurring(id!, await readJson(req), req, res);
+    }
+    if (first === 'payments') {
+      if (parts.length === 1 && method === 'GET') {
+        const found = orderId === null ? [...paymentsById.values()] : [paymentsByOrderId.get(orderId)].filter((p): p is Payment => !!p);
+        found.forEach(settleIfDue);
+        return sendJson(res, 200, found);
+      }
+      if (parts.length === 2 && method === 'GET') {
+        const payment = paymentsById.get(Number(id));
+        if (!payment) throw new HttpError(404, 'payment not found');
+        settleIfDue(payment);
+        return sendJson(res, 200, payment);
+      }
+      if (parts.length === 3 && action === 'capture' && method === 'POST') return captureEndpoint(id!, await readJson(req), res);
+    }
+    throw new HttpError(404, `no route ${method} ${target.pathname}`);
+  }
+
+  const server = http.createServer((req, res) => {
+    route(req, res).catch((err: unknown) => {
+      if (res.headersSent || req.socket.destroyed) return;
+      if (err instanceof HttpError) return sendJson(res, err.status, { message: err.message });
+      // A ledger write that failed: the capture is not durable, so the caller must not believe it happened.
+      process.stderr.write(`fake-gateway: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+      sendJson(res, 500, { message: 'internal error' });
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  }).catch((err: unknown) => {
+    ledger?.close();
+    throw err;
+  });
+  const port = (server.address() as AddressInfo).port;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    port,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        shutdown.abort();
+        server.close(() => {
+          ledger?.close();
+          resolve();
+        });
+        server.closeAllConnections();
+      });
+      return closing;
+    },
+  };
+}
+
+/** Basic auth with any non-empty API key (CoolPay: empty user, key as password). */
+function authorized(req: http.IncomingMessage): boolean {
+  const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(req.headers.authorization ?? '');
+  if (!match) return false;
+  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  return colon >= 0 && decoded.length > colon + 1;
+}
+
+async function readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) throw new HttpError(413, 'body too large');
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (text.trim() === '') return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new HttpError(400, 'body is not JSON');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new HttpError(400, 'body must be a JSON object');
+  return parsed as Record<string, unknown>;
+}
+
+function decodePathSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new HttpError(400, 'malformed path');
+  }
+}
+
+function requireString(body: Record<string, unknown>, field: string): string {
+  const value = body[field];
+  if (typeof value !== 'string' || value === '') throw new HttpError(400, `${field} is required`);
+  return value;
+}
+
+function requireAmount(body: Record<string, unknown>, field: string): number {
+  const value = body[field];
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    throw new HttpError(400, `${field} must be a positive integer in minor units`);
+  }
+  return value;
+}
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}

@@ -1,0 +1,444 @@
+/**
+ * Repositories: the only code that writes SQL. Every state change is written
+ * with its events in one transaction (transactional outbox), and every
+ * engine write re-reads the row inside that transaction and checks the lease,
+ * so an API call that paused or cancelled meanwhile is never overwritten and a
+ * daemon that lost its lease cannot record anything.
+ */
+import { randomUUID } from 'node:crypto';
+import { sql, type Transaction, type Selectable } from 'kysely';
+import {
+  workAt,
+  type CycleWrite,
+  type DomainEvent,
+  type NewSubscription,
+  type Subscription,
+  type Transition,
+  type AttemptInfo,
+  type AttemptState,
+  type AttemptUpdate,
+  type CustomerInput,
+} from '../domain/index.js';
+import { createSubscription as createTransition } from '../domain/index.js';
+import { RebillError } from '../errors.js';
+import { fromDbTime, toDbTime, type Db } from './db.js';
+import type { AttemptTable, Database, SubscriptionTable } from './schema.js';
+
+type Trx = Transaction<Database>;
+type Conn = Db | Trx;
+
+const t = (ms: number | null): string | null => (ms === null ? null : toDbTime(ms));
+const ms = (text: string | null): number | null => (text === null ? null : fromDbTime(text));
+
+/** Maps a stored row to the domain type. */
+export function rowToSubscription(row: Selectable<SubscriptionTable>): Subscription {
+  return {
+    id: row.id,
+    externalId: row.external_id,
+    source: row.source,
+    planId: row.plan_id,
+    planVersion: row.plan_version,
+    customerId: row.customer_id,
+    paymentToken: row.payment_token,
+    description: row.description,
+    amount: { amountMinor: Number(row.amount_minor), currency: row.currency },
+    mode: row.mode as Subscription['mode'],
+    gateway: row.gateway,
+    schedule: JSON.parse(row.schedule) as Subscription['schedule'],
+    status: row.status as Subscription['status'],
+    terminationType: row.termination_type as Subscription['terminationType'],
+    completedCycles: Number(row.completed_cycles),
+    lastPaidCycle: Number(row.last_paid_cycle),
+    nextAction: row.next_action as Subscription['nextAction'],
+    nextCycle: Number(row.next_cycle),
+    nextAttempt: Number(row.next_attempt),
+    actionAt: ms(row.action_at),
+    pauseAt: ms(row.pause_at),
+    resumeAt: ms(row.resume_at),
+    pausedAt: ms(row.paused_at),
+    endedAt: ms(row.ended_at),
+    latestPaymentExternalId: row.latest_payment_external_id,
+    metadata: row.metadata ? (JSON.parse(row.metadata) as Record<string, string>) : {},
+    createdAt: fromDbTime(row.created_at),
+    updatedAt: fromDbTime(row.updated_at),
+  };
+}
+
+/** The mutable columns of a subscription row (everything a transition can change). */
+function stateColumns(sub: Subscription) {
+  return {
+    status: sub.status,
+    termination_type: sub.terminationType,
+    completed_cycles: sub.completedCycles,
+    last_paid_cycle: sub.lastPaidCycle,
+    next_action: sub.nextAction,
+    next_cycle: sub.nextCycle,
+    next_attempt: sub.nextAttempt,
+    action_at: t(sub.actionAt),
+    pause_at: t(sub.pauseAt),
+    resume_at: t(sub.resumeAt),
+    paused_at: t(sub.pausedAt),
+    ended_at: t(sub.endedAt),
+    work_at: t(workAt(sub)),
+    latest_payment_external_id: sub.latestPaymentExternalId,
+    payment_token: sub.paymentToken,
+    metadata: JSON.stringify(sub.metadata),
+    updated_at: toDbTime(sub.updatedAt),
+  };
+}
+
+export class NotFoundError extends RebillError {}
+export class LeaseLostError extends RebillError {}
+
+/** Upserts cycle history rows; a paid cycle never goes back to any other status. */
+async function writeCycles(trx: Trx, sub: Subscription, cycles: readonly CycleWrite[], now: number): Promise<void> {
+  for (const c of cycles) {
+    const values = {
+      subscription_id: sub.id,
+      cycle: c.cycle,
+      due_at: toDbTime(c.dueAt),
+      status: c.status,
+      amount_minor: sub.amount.amountMinor,
+      currency: sub.amount.currency,
+      attempts: c.attempts ?? 0,
+      settled_at: t(c.settledAt ?? null),
+      created_at: toDbTime(now),
+    };
+    await trx
+      .insertInto('cycles')
+      .values(values)
+      .onConflict((oc) =>
+        oc
+          .columns(['subscription_id', 'cycle'])
+          .doUpdateSet({ status: values.status, attempts: values.attempts, settled_at: values.settled_at })
+          .where('cycles.status', '<>', 'paid'),
+      )
+      .execute();
+  }
+}
+
+async function writeEvents(trx: Trx, events: readonly DomainEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  await trx
+    .insertInto('events')
+    .values(
+      events.map((e) => ({
+        type: e.type,
+        subscription_id: e.subscriptionId,
+        cycle: e.cycle ?? null,
+        attempt: e.attempt ?? null,
+        occurred_at: toDbTime(e.at),
+        payload: JSON.stringify(e.data),
+      })),
+    )
+    .execute();
+}
+
+/**
+ * Writes a transition: the subscription's new state, its cycle rows and its
+ * events, inside the caller's transaction. `lease` decides what happens to
+ * the row's lease: `release` (the engine is done with it), `keep` (an attempt
+ * is in flight) or `ignore` (an API call: the lease belongs to whoever holds it).
+ */
+export async function writeTransition(trx: Trx, transition: Transition, now: number, lease: 'release' | 'keep' | 'ignore'): Promise<void> {
+  const sub = transition.subscription;
+  const leaseColumns = lease === 'release' ? { lease_owner: null, lease_until: null } : {};
+  await trx.updateTable('subscriptions').set({ ...stateColumns(sub), ...leaseColumns }).where('id', '=', sub.id).execute();
+  await writeCycles(trx, sub, transition.cycles, now);
+  await writeEvents(trx, transition.events);
+}
+
+/** Finds a customer by id, then email, then phone; creates one otherwise (SPEC section 5). */
+async function resolveCustomer(trx: Trx, customer: CustomerInput | null | undefined, now: number): Promise<string | null> {
+  if (!customer) return null;
+  if (customer.id) {
+    const found = await trx.selectFrom('customers').select('id').where('id', '=', customer.id).executeTakeFirst();
+    if (found) return found.id;
+  }
+  for (const [column, value] of [['email', customer.email], ['phone', customer.phone]] as const) {
+    if (!value) continue;
+    const found = await trx.selectFrom('customers').select('id').where(column, '=', value).orderBy('created_at').executeTakeFirst();
+    if (found) return found.id;
+  }
+  if (!customer.id && !customer.email && !customer.phone && !customer.firstName && !customer.lastName) return null;
+  const id = customer.id ?? `cus_${randomUUID()}`;
+  await trx
+    .insertInto('customers')
+    .values({ id, email: customer.email ?? null, phone: customer.phone ?? null, first_name: customer.firstName ?? null, last_name: customer.lastName ?? null, created_at: toDbTime(now) })
+    .execute();
+  return id;
+}
+
+export interface CreateResult {
+  readonly subscription: Subscription;
+  /** false when an existing subscription was returned (same id, or same live source+externalId). */
+  readonly created: boolean;
+}
+
+/**
+ * Creates a subscription, idempotently: the same id, or the same
+ * (source, externalId) as a subscription that is not terminated, returns the
+ * existing row instead of a duplicate.
+ */
+export async function createSubscription(
+  db: Db,
+  input: Omit<NewSubscription, 'customerId'> & { customerId?: string | null; customer?: CustomerInput | null },
+  now: number,
+): Promise<CreateResult> {
+  return db.transaction().execute(async (trx) => {
+    const byId = await trx.selectFrom('subscriptions').selectAll().where('id', '=', input.id).executeTakeFirst();
+    if (byId) return { subscription: rowToSubscription(byId), created: false };
+    if (input.externalId) {
+      const byExternal = await trx
+        .selectFrom('subscriptions')
+        .selectAll()
+        .where('external_id', '=', input.externalId)
+        .where((eb) => (input.source ? eb('source', '=', input.source) : eb('source', 'is', null)))
+        .where('status', '<>', 'terminated')
+        .executeTakeFirst();
+      if (byExternal) return { subscription: rowToSubscription(byExternal), created: false };
+    }
+    const customerId = input.customerId ?? (await resolveCustomer(trx, input.customer, now));
+    const { customer: _customer, ...rest } = input;
+    const transition = createTransition({ ...rest, customerId }, now);
+    const sub = transition.subscription;
+    await trx
+      .insertInto('subscriptions')
+      .values({
+        id: sub.id,
+        external_id: sub.externalId,
+        source: sub.source,
+        plan_id: sub.planId,
+        plan_version: sub.planVersion,
+        customer_id: sub.customerId,
+        description: sub.description,
+        amount_minor: sub.amount.amountMinor,
+        currency: sub.amount.currency,
+        mode: sub.mode,
+        gateway: sub.gateway,
+        schedule: JSON.stringify(sub.schedule),
+        lease_owner: null,
+        lease_until: null,
+        created_at: toDbTime(sub.createdAt),
+        ...stateColumns(sub),
+      })
+      .execute();
+    await writeCycles(trx, sub, transition.cycles, now);
+    await writeEvents(trx, transition.events);
+    return { subscription: sub, created: true };
+  });
+}
+
+/** Reads one subscription, or throws NotFoundError. */
+export async function getSubscription(db: Conn, id: string): Promise<Subscription> {
+  const row = await db.selectFrom('subscriptions').selectAll().where('id', '=', id).executeTakeFirst();
+  if (!row) throw new NotFoundError('SUBSCRIPTION_NOT_FOUND', `no subscription with id "${id}"`);
+  return rowToSubscription(row);
+}
+
+/**
+ * Applies an operator/API transition (pause, resume, cancel) to the current
+ * row in one transaction with its events. The lease is left alone: the engine
+ * re-reads the row before it writes anything.
+ */
+export async function updateSubscription(db: Db, id: string, now: number, change: (sub: Subscription) => Transition): Promise<Subscription> {
+  return db.transaction().execute(async (trx) => {
+    const transition = change(await getSubscription(trx, id));
+    await writeTransition(trx, transition, now, 'ignore');
+    return transition.subscription;
+  });
+}
+
+/**
+ * Claims up to `limit` subscriptions whose work is due, by setting a lease
+ * (owner + expiry) in one statement. A row with a live lease is invisible to
+ * every other sweep and daemon until the lease expires; an expired lease
+ * (its daemon died) makes the row claimable again, which is how recovery
+ * finds in-flight attempts. PostgreSQL will add FOR UPDATE SKIP LOCKED to the
+ * selecting subquery; SQLite serialises writers, so the statement is atomic.
+ */
+export async function claimDue(db: Db, owner: string, now: number, limit: number, leaseMs: number): Promise<Subscription[]> {
+  if (limit <= 0) return [];
+  const nowText = toDbTime(now);
+  const due = db
+    .selectFrom('subscriptions')
+    .select('id')
+    .where('work_at', '<=', nowText)
+    .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', nowText)]))
+    .orderBy('work_at')
+    .limit(limit);
+  await db
+    .updateTable('subscriptions')
+    .set({ lease_owner: owner, lease_until: toDbTime(now + leaseMs) })
+    .where('id', 'in', due)
+    .execute();
+  const rows = await db.selectFrom('subscriptions').selectAll().where('lease_owner', '=', owner).orderBy('work_at').execute();
+  return rows.map(rowToSubscription);
+}
+
+/** Reads a claimed row inside a transaction; throws LeaseLostError if another owner has it now. */
+export async function getLeased(trx: Trx, id: string, owner: string): Promise<Subscription> {
+  const row = await trx.selectFrom('subscriptions').selectAll().where('id', '=', id).executeTakeFirst();
+  if (!row) throw new NotFoundError('SUBSCRIPTION_NOT_FOUND', `no subscription with id "${id}"`);
+  if (row.lease_owner !== owner) throw new LeaseLostError('LEASE_LOST', `lease on ${id} is no longer held by ${owner}`);
+  return rowToSubscription(row);
+}
+
+/**
+ * Gives back leases (graceful shutdown, or work that was claimed but never
+ * started). With `dueNow`, the rows' pending step becomes due at that instant
+ * so the next daemon picks them up at once instead of after the lease time.
+ */
+export async function releaseLeases(db: Db, owner: string, ids?: readonly string[], dueNow?: number): Promise<void> {
+  const due = dueNow === undefined ? {} : { action_at: toDbTime(dueNow), work_at: toDbTime(dueNow) };
+  let q = db.updateTable('subscriptions').set({ lease_owner: null, lease_until: null, ...due }).where('lease_owner', '=', owner);
+  if (ids) {
+    if (ids.length === 0) return;
+    q = q.where('id', 'in', ids);
+  }
+  await q.execute();
+}
+
+/** Moves the lease expiry forward for every row whose owner starts with `ownerPrefix` (heartbeat). */
+export async function extendLeases(db: Db, ownerPrefix: string, until: number): Promise<void> {
+  await db.updateTable('subscriptions').set({ lease_until: toDbTime(until) }).where('lease_owner', 'like', `${ownerPrefix}%`).execute();
+}
+
+/**
+ * The earliest instant at which some row becomes claimable: its work time, or
+ * its lease expiry if that is later (a leased row is someone's in-flight work
+ * until then). For arming the wake-up timer.
+ */
+export async function nextWakeAt(db: Db): Promise<number | null> {
+  const row = await db
+    .selectFrom('subscriptions')
+    .select((eb) =>
+      eb.fn
+        .min(eb.case().when('lease_until', '>', eb.ref('work_at')).then(eb.ref('lease_until')).else(eb.ref('work_at')).end())
+        .as('at'),
+    )
+    .where('work_at', 'is not', null)
+    .executeTakeFirst();
+  return row?.at ? fromDbTime(row.at as string) : null;
+}
+
+/** The earliest work instant of any row (simulate jumps its clock there). */
+export async function nextWorkAt(db: Db): Promise<number | null> {
+  const row = await db.selectFrom('subscriptions').select((eb) => eb.fn.min('work_at').as('at')).where('work_at', 'is not', null).executeTakeFirst();
+  return row?.at ? fromDbTime(row.at as string) : null;
+}
+
+/** The attempt row to insert when an attempt starts (state in_flight, before the gateway call). */
+export interface AttemptIntent {
+  readonly key: string;
+  readonly subscription: Subscription;
+  readonly cycle: number;
+  readonly attempt: number;
+}
+
+/** Inserts in-flight attempt rows; part of the intent transaction. */
+export async function insertAttempts(trx: Trx, intents: readonly AttemptIntent[], now: number): Promise<void> {
+  if (intents.length === 0) return;
+  const at = toDbTime(now);
+  await trx
+    .insertInto('attempts')
+    .values(
+      intents.map((i) => ({
+        idempotency_key: i.key,
+        subscription_id: i.subscription.id,
+        cycle: i.cycle,
+        attempt: i.attempt,
+        gateway: i.subscription.gateway,
+        mode: i.subscription.mode,
+        state: 'in_flight',
+        amount_minor: i.subscription.amount.amountMinor,
+        currency: i.subscription.amount.currency,
+        decline_code: null,
+        hard_decline: null,
+        external_id: null,
+        link_url: null,
+        error: null,
+        sends: 1,
+        created_at: at,
+        updated_at: at,
+      })),
+    )
+    .execute();
+}
+
+function rowToAttempt(row: Selectable<AttemptTable>): AttemptInfo {
+  return {
+    key: row.idempotency_key,
+    cycle: Number(row.cycle),
+    attempt: Number(row.attempt),
+    mode: row.mode as AttemptInfo['mode'],
+    state: row.state as AttemptState,
+    sends: Number(row.sends),
+    createdAt: fromDbTime(row.created_at),
+  };
+}
+
+/** Reads an attempt by idempotency key. */
+export async function getAttempt(db: Conn, key: string): Promise<AttemptInfo | undefined> {
+  const row = await db.selectFrom('attempts').selectAll().where('idempotency_key', '=', key).executeTakeFirst();
+  return row ? rowToAttempt(row) : undefined;
+}
+
+/** Writes an attempt's new state. */
+export async function updateAttempt(trx: Trx, key: string, update: AttemptUpdate, now: number, resend = false): Promise<void> {
+  await trx
+    .updateTable('attempts')
+    .set({
+      state: update.state,
+      ...(update.declineCode !== undefined ? { decline_code: update.declineCode } : {}),
+      ...(update.hardDecline !== undefined ? { hard_decline: update.hardDecline === null ? null : update.hardDecline ? 1 : 0 } : {}),
+      ...(update.externalId !== undefined && update.externalId !== null ? { external_id: update.externalId } : {}),
+      ...(update.linkUrl !== undefined && update.linkUrl !== null ? { link_url: update.linkUrl } : {}),
+      ...(update.error !== undefined ? { error: update.error } : {}),
+      ...(resend ? { sends: sql<number>`sends + 1` } : {}),
+      updated_at: toDbTime(now),
+    })
+    .where('idempotency_key', '=', key)
+    .execute();
+}
+
+/** One stored event, as the outbox relay and `simulate` read it. */
+export interface StoredEvent {
+  readonly id: number;
+  readonly type: string;
+  readonly subscriptionId: string | null;
+  readonly cycle: number | null;
+  readonly attempt: number | null;
+  readonly at: number;
+  readonly data: Record<string, unknown>;
+}
+
+/** Events after `afterId`, in id order (the outbox cursor). */
+export async function listEvents(db: Conn, afterId = 0, limit = 1000): Promise<StoredEvent[]> {
+  const rows = await db.selectFrom('events').selectAll().where('id', '>', afterId).orderBy('id').limit(limit).execute();
+  return rows.map((r) => ({
+    id: Number(r.id),
+    type: r.type,
+    subscriptionId: r.subscription_id,
+    cycle: r.cycle === null ? null : Number(r.cycle),
+    attempt: r.attempt === null ? null : Number(r.attempt),
+    at: fromDbTime(r.occurred_at),
+    data: JSON.parse(r.payload) as Record<string, unknown>,
+  }));
+}
+
+/** Attempt rows of one subscription, oldest first (the charges history). */
+export async function listAttempts(db: Conn, subscriptionId: string) {
+  return db.selectFrom('attempts').selectAll().where('subscription_id', '=', subscriptionId).orderBy('cycle').orderBy('attempt').execute();
+}
+
+/** Runs `fn` in one transaction. */
+export function inTransaction<T>(db: Db, fn: (trx: Trx) => Promise<T>): Promise<T> {
+  return db.transaction().execute(fn);
+}
+
+/** Plan ids still used by subscriptions that are not terminated. */
+export async function livePlanIds(db: Db): Promise<string[]> {
+  const rows = await db.selectFrom('subscriptions').select('plan_id').distinct().where('status', '<>', 'terminated').where('plan_id', 'is not', null).execute();
+  return rows.map((r) => r.plan_id!);
+}

@@ -1,0 +1,107 @@
+/**
+ * The kysely Database interface: one typed row per table. Instants are UTC ISO
+ * text of fixed width (see migrations/0001_initial.ts), money integer minor units.
+ */
+import type { Generated } from 'kysely';
+
+export interface CustomerTable {
+  id: string;
+  email: string | null;
+  phone: string | null;
+  first_name: string | null;
+  last_name: string | null;
+  created_at: string;
+}
+
+export interface SubscriptionTable {
+  id: string;
+  external_id: string | null;
+  source: string | null;
+  plan_id: string | null;
+  plan_version: string | null;
+  customer_id: string | null;
+  payment_token: string | null;
+  description: string | null;
+  amount_minor: number;
+  currency: string;
+  mode: string;
+  gateway: string;
+  schedule: string;
+  status: string;
+  termination_type: string | null;
+  completed_cycles: number;
+  last_paid_cycle: number;
+  next_action: string;
+  next_cycle: number;
+  next_attempt: number;
+  action_at: string | null;
+  pause_at: string | null;
+  resume_at: string | null;
+  paused_at: string | null;
+  ended_at: string | null;
+  work_at: string | null;
+  lease_owner: string | null;
+  lease_until: string | null;
+  latest_payment_external_id: string | null;
+  metadata: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface CycleTable {
+  subscription_id: string;
+  cycle: number;
+  due_at: string;
+  status: string;
+  amount_minor: number;
+  currency: string;
+  attempts: number;
+  settled_at: string | null;
+  created_at: string;
+}
+
+export interface AttemptTable {
+  idempotency_key: string;
+  subscription_id: string;
+  cycle: number;
+  attempt: number;
+  gateway: string;
+  mode: string;
+  state: string;
+  amount_minor: number;
+  currency: string;
+  decline_code: string | null;
+  hard_decline: number | null;
+  external_id: string | null;
+  link_url: string | null;
+  error: string | null;
+  sends: number;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface EventTable {
+  id: Generated<number>;
+  type: string;
+  subscription_id: string | null;
+  cycle: number | null;
+  attempt: number | null;
+  occurred_at: string;
+  payload: string;
+}
+
+export interface SimulatorLedgerTable {
+  idempotency_key: string;
+  gateway: string;
+  entry: string;
+  created_at: string;
+}
+
+export interface Database {
+  customers: CustomerTable;
+  subscriptions: SubscriptionTable;
+  cycles: CycleTable;
+  attempts: AttemptTable;
+  events: EventTable;
+  simulator_ledger: SimulatorLedgerTable;
+}
