@@ -49,6 +49,7 @@ export function registerRun(program: Command, ctx: CommandContext): void {
         const created = seeded.filter((r) => r.created).length;
         const gateways = daemonGateways(db, clock, config.gateways);
         const engine = createEngine({ db, clock, gateways, logger, options: engineOptions(config.retry, config.scheduler) });
+        await engine.recoverDeadOwners();
         engine.start();
         // The cron sweep is the safety net; the engine's own timer wakes it for the earliest due instant.
         const sweep = cron.schedule(config.scheduler.sweep, () => engine.kick(), { noOverlap: true });

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type * as z from 'zod';
-import { ConfigError, formatPath, unknownKeyMessage, type ConfigProblem, type PathSegment } from './problems.js';
+import { ConfigError, formatPath, suggestKey, unknownKeyMessage, type ConfigProblem, type PathSegment } from './problems.js';
 import { configErrorMap, configSchema, scenarioSchema, type Config, type Scenario } from './schema.js';
 import { applyEnvOverrides, readYamlSource, type SourceTree } from './source.js';
 
@@ -100,18 +100,24 @@ function issuesToProblems(issues: readonly z.core.$ZodIssue[], tree: SourceTree,
     const pos = tree.locate(from, at);
     problems.push({ file: pos.file, line: pos.line, column: pos.column, path: formatPath(path), message });
   };
+  // `curency: USD` is one mistake, not two: the "currency: required" it causes is dropped.
+  const explainedByTypo = new Set<string>();
   for (const issue of issues) {
     const path = issue.path.filter((s): s is PathSegment => typeof s === 'string' || typeof s === 'number');
     if (issue.code === 'unrecognized_keys') {
       const allowed = allowedKeysAt(schema, path, tree.value);
-      for (const key of issue.keys) push([...path, key], unknownKeyMessage(key, allowed), 'key');
+      for (const key of issue.keys) {
+        push([...path, key], unknownKeyMessage(key, allowed), 'key');
+        const meant = suggestKey(key, allowed);
+        if (meant) explainedByTypo.add(formatPath([...path, meant]));
+      }
       continue;
     }
     const params = issue.code === 'custom' ? (issue.params as { at?: 'key'; fallback?: PathSegment[] } | undefined) : undefined;
     const from = params?.fallback && !tree.has(path) ? params.fallback : path;
     push(path, issue.message, issue.code === 'invalid_key' ? 'key' : (params?.at ?? 'value'), from);
   }
-  return problems;
+  return problems.filter((p) => !(explainedByTypo.has(p.path) && p.message.startsWith('required')));
 }
 
 // ---------------------------------------------------------------------------

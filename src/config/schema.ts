@@ -225,11 +225,12 @@ export const intervalSchema = z.unknown().transform((input, ctx): Interval => {
       ctx.addIssue({ code: 'custom', input, path: [key], message: unknownKeyMessage(key, allowed), params: { at: 'key' } });
       bad = true;
     }
+    // A misspelt `unit` would also make unit "required"; the unknown key already says it.
+    if (bad) return z.NEVER;
     if (input.unit === undefined) {
       ctx.addIssue({ code: 'custom', input, path: ['unit'], message: `required (one of ${INTERVAL_UNITS.join(', ')})` });
       return z.NEVER;
     }
-    if (bad) return z.NEVER;
     candidate = { unit: input.unit, count: numericText(input.count) };
   }
   try {

@@ -50,6 +50,8 @@ import {
   nextWakeAt,
   releaseLeases,
   extendLeases,
+  expireLeases,
+  leaseOwners,
   updateAttempt,
   writeTransition,
   type AttemptIntent,
@@ -104,6 +106,12 @@ export interface Engine {
   sweepUntilIdle(): Promise<void>;
   /** Starts the wake-up loop (timer for the earliest due instant). */
   start(): void;
+  /**
+   * Expires leases held by dead processes on this host (a daemon killed with
+   * SIGKILL, or this container's previous run), so their in-flight attempts are
+   * reconciled now instead of after leaseSeconds. Returns how many rows.
+   */
+  recoverDeadOwners(): Promise<number>;
   /** Wakes the loop now (node-cron sweep, a new subscription, an API change). */
   kick(): void;
   /** Stops claiming, lets in-flight calls finish up to `drainMs`, releases unstarted claims. */
@@ -115,6 +123,22 @@ export interface Engine {
 export function createEngine(deps: EngineDeps): Engine {
   const { db, clock, gateways, logger, options } = deps;
   const owner = deps.owner ?? `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
+
+  async function recoverDeadOwners(): Promise<number> {
+    const host = `${hostname()}:`;
+    const dead = new Set<string>();
+    for (const claim of await leaseOwners(db, host)) {
+      const daemon = claim.split('/')[0]!;
+      if (daemon === owner) continue;
+      const pid = Number(daemon.slice(host.length).split(':')[0]);
+      // Our own pid under another name is a previous run of this process slot (pid 1 in a container).
+      if (Number.isInteger(pid) && (pid === process.pid || !processAlive(pid))) dead.add(daemon);
+    }
+    let expired = 0;
+    for (const daemon of dead) expired += await expireLeases(db, `${daemon}/`, clock.now());
+    if (expired) logger.warn({ expired, owners: [...dead] }, 'expired the leases of dead daemons; their in-flight attempts will be reconciled');
+    return expired;
+  }
   const queue = new PQueue({
     concurrency: options.concurrency,
     ...(options.ratePerSecond ? { intervalCap: Math.max(1, Math.floor(options.ratePerSecond)), interval: 1000, carryoverIntervalCount: true } : {}),
@@ -400,6 +424,7 @@ export function createEngine(deps: EngineDeps): Engine {
   }
 
   return {
+    recoverDeadOwners,
     sweep,
     sweepUntilIdle,
     start,
@@ -407,6 +432,16 @@ export function createEngine(deps: EngineDeps): Engine {
     stop,
     stats: () => ({ active, highWater, queueHighWater, sweeps, lastSweepAt, attemptsStarted, outcomesRecorded }),
   };
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists but belongs to someone else.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 function fromResult(result: GatewayResult): Outcome {
@@ -426,4 +461,3 @@ function fromStatus(result: StatusResult): Outcome {
   return result.kind === 'not_found' ? { kind: 'not_found' } : fromResult(result);
 }
 
-export { LeaseLostError, settleAttempt };

@@ -299,6 +299,22 @@ export async function releaseLeases(db: Db, owner: string, ids?: readonly string
   await q.execute();
 }
 
+/** Distinct lease owners whose name starts with `prefix` (recovery looks for dead owners on this host). */
+export async function leaseOwners(db: Db, prefix: string): Promise<string[]> {
+  const rows = await db.selectFrom('subscriptions').select('lease_owner').distinct().where('lease_owner', 'like', `${prefix}%`).execute();
+  return rows.map((r) => r.lease_owner!);
+}
+
+/** Expires every lease whose owner starts with `ownerPrefix` (its process is known to be dead). */
+export async function expireLeases(db: Db, ownerPrefix: string, now: number): Promise<number> {
+  const result = await db
+    .updateTable('subscriptions')
+    .set({ lease_until: toDbTime(now - 1) })
+    .where('lease_owner', 'like', `${ownerPrefix}%`)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows);
+}
+
 /** Moves the lease expiry forward for every row whose owner starts with `ownerPrefix` (heartbeat). */
 export async function extendLeases(db: Db, ownerPrefix: string, until: number): Promise<void> {
   await db.updateTable('subscriptions').set({ lease_until: toDbTime(until) }).where('lease_owner', 'like', `${ownerPrefix}%`).execute();
