@@ -54,9 +54,19 @@ export function parseInterval(input: unknown): Interval {
   throw new IntervalError(`expected an interval name, "<count> <unit>" or { unit, count }; got ${JSON.stringify(input)}`);
 }
 
+/**
+ * Largest accepted count. Without a bound, "99999999999999999999 months" parsed
+ * and every cycle after the first came out as an invalid date (`null` in
+ * `preview --json`); 10000 still allows "3650 days" or "520 weeks".
+ */
+export const MAX_INTERVAL_COUNT = 10_000;
+
 function checked(interval: Interval): Interval {
   if (!Number.isInteger(interval.count) || interval.count < 1) {
     throw new IntervalError(`count: expected a whole number >= 1; got ${JSON.stringify(interval.count)}`);
+  }
+  if (interval.count > MAX_INTERVAL_COUNT) {
+    throw new IntervalError(`count: expected at most ${MAX_INTERVAL_COUNT}; got ${interval.count}`);
   }
   return interval;
 }

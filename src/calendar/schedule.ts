@@ -178,7 +178,11 @@ function compareDates(a: LocalDate, b: LocalDate): number {
 export function dueAt(schedule: Schedule | ResolvedSchedule, n: number): DateTime {
   if (!Number.isInteger(n) || n < 1) throw new RangeError(`cycle must be a whole number >= 1; got ${n}`);
   const r = resolved(schedule);
-  return localToInstant(localDueDate(r, n), r.anchorHour, r.anchorMinute, r.schedule.timezone);
+  const instant = localToInstant(localDueDate(r, n), r.anchorHour, r.anchorMinute, r.schedule.timezone);
+  // Past luxon's range (about year 275760) the arithmetic yields an invalid DateTime;
+  // fail loudly rather than let a null due date reach the store or the CLI output.
+  if (!instant.isValid) throw new RangeError(`cycle ${n} falls outside the supported calendar range`);
+  return instant;
 }
 
 /** True when cycle n exists under the schedule's endDate (inclusive) and maxCycles. */

@@ -708,7 +708,8 @@ export const scenarioSchema = z
     checkSubscriptions(root, ctx);
     const start = isPlainObject(root.start) && typeof root.start.ms === 'number' ? root.start.ms : undefined;
     const until = isPlainObject(root.until) && typeof root.until.ms === 'number' ? root.until.ms : undefined;
-    if (start !== undefined && until !== undefined && until <= start) {
+    const ordered = start !== undefined && until !== undefined && until > start;
+    if (start !== undefined && until !== undefined && !ordered) {
       ctx.addIssue({ code: 'custom', input: root.until, path: ['until'], message: `must be after start (${String((root.start as { text: unknown }).text)})` });
     }
     const subscriptionIds = new Set(records(root.subscriptions).map((s) => s?.id));
@@ -718,7 +719,7 @@ export const scenarioSchema = z
         ctx.addIssue({ code: 'custom', input: action.subscriptionId, path: ['actions', i, 'subscriptionId'], message: `unknown subscription "${action.subscriptionId}"` });
       }
       const at = typeof action.atMs === 'number' ? action.atMs : isPlainObject(action.at) && typeof action.at.ms === 'number' ? action.at.ms : undefined;
-      if (at !== undefined && start !== undefined && until !== undefined && (at < start || at > until)) {
+      if (at !== undefined && ordered && (at < start! || at > until!)) {
         ctx.addIssue({ code: 'custom', input: action.at, path: ['actions', i, 'at'], message: 'must be between start and until, or it would never run' });
       }
     });

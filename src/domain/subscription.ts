@@ -114,21 +114,38 @@ export interface Transition {
 
 export class LifecycleError extends RebillError {}
 
-const resolvedCache = new WeakMap<Schedule, ResolvedSchedule>();
+const resolvedByObject = new WeakMap<Schedule, ResolvedSchedule>();
+/** Many subscriptions share a schedule shape (same plan, same start): resolve each shape once. */
+const resolvedByShape = new Map<string, ResolvedSchedule>();
 
-/** The resolved schedule of a subscription, computed once per snapshot object. */
+/** The resolved schedule of a subscription (a pure cache: the result depends only on the snapshot). */
 export function scheduleOf(sub: Pick<Subscription, 'schedule'>): ResolvedSchedule {
-  let r = resolvedCache.get(sub.schedule);
+  let r = resolvedByObject.get(sub.schedule);
+  if (r) return r;
+  const shape = JSON.stringify(sub.schedule);
+  r = resolvedByShape.get(shape);
   if (!r) {
     r = resolveSchedule(sub.schedule);
-    resolvedCache.set(sub.schedule, r);
+    if (resolvedByShape.size >= 10_000) resolvedByShape.delete(resolvedByShape.keys().next().value!);
+    resolvedByShape.set(shape, r);
   }
+  resolvedByObject.set(sub.schedule, r);
   return r;
 }
 
-/** Due instant of cycle n in epoch ms. */
+const dueCache = new WeakMap<ResolvedSchedule, Map<number, number>>();
+
+/** Due instant of cycle n in epoch ms (memoised per schedule shape: dueAt is pure). */
 export function cycleDueAt(sub: Pick<Subscription, 'schedule'>, n: number): number {
-  return dueAt(scheduleOf(sub), n).toMillis();
+  const r = scheduleOf(sub);
+  let byCycle = dueCache.get(r);
+  if (!byCycle) dueCache.set(r, (byCycle = new Map()));
+  let at = byCycle.get(n);
+  if (at === undefined) {
+    at = dueAt(r, n).toMillis();
+    if (byCycle.size < 1000) byCycle.set(n, at);
+  }
+  return at;
 }
 
 function exists(sub: Pick<Subscription, 'schedule'>, n: number): boolean {

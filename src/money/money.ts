@@ -16,6 +16,16 @@ export class MoneyError extends Error {
 }
 
 /**
+ * ISO 4217 codes whose minor unit is "N.A." (precious metals, bond-market units,
+ * SDR, SUCRE, the ADB unit, the testing code and "no currency"). currency-codes
+ * turns "N.A." into 0 digits, which would let a plan bill in gold or in XXX as if
+ * it were yen; test/money checks this list against the ISO file the package ships.
+ */
+const NO_MINOR_UNIT: ReadonlySet<string> = new Set([
+  'XAG', 'XAU', 'XBA', 'XBB', 'XBC', 'XBD', 'XDR', 'XPD', 'XPT', 'XSU', 'XTS', 'XUA', 'XXX',
+]);
+
+/**
  * The ISO 4217 exponent (number of minor-unit digits) of a currency, from the
  * maintained `currency-codes` table; undefined for unknown codes and for
  * codes without a minor unit (precious metals, testing codes).
@@ -26,16 +36,6 @@ export function currencyExponent(currency: string): number | undefined {
   const record = currencyCodes.code(code);
   return record && Number.isInteger(record.digits) ? record.digits : undefined;
 }
-
-/**
- * ISO 4217 codes whose minor unit is "N.A." (precious metals, bond-market units,
- * SDR, SUCRE, the ADB unit, the testing code and "no currency"). currency-codes
- * turns "N.A." into 0 digits, which would let a plan bill in gold or in XXX as if
- * it were yen; test/money checks this list against the ISO file the package ships.
- */
-const NO_MINOR_UNIT: ReadonlySet<string> = new Set([
-  'XAG', 'XAU', 'XBA', 'XBB', 'XBC', 'XBD', 'XDR', 'XPD', 'XPT', 'XSU', 'XTS', 'XUA', 'XXX',
-]);
 
 const DECIMAL = /^(\d+)(?:\.(\d+))?$/;
 

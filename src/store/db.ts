@@ -30,12 +30,41 @@ export function openDatabase(url: string, options: OpenOptions = {}): Db {
     sqlite.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
     sqlite.pragma('foreign_keys = ON');
     sqlite.pragma('busy_timeout = 5000');
-    return new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    return new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
   }
   if (/^postgres(ql)?:\/\//.test(url)) {
     throw new RebillError('DATABASE_UNSUPPORTED', 'the PostgreSQL backend is not available in this version; use sqlite:<path>');
   }
   throw new RebillError('DATABASE_URL_INVALID', `database.url must be sqlite:<path> or postgres://...; got "${url}"`);
+}
+
+/**
+ * kysely's SQLite driver prepares every query anew; preparing costs more than
+ * running most of ours. The engine issues the same few statements thousands of
+ * times, so prepared statements are kept by SQL text (bounded, oldest out).
+ * better-sqlite3 runs each statement to completion synchronously, so one
+ * statement object is never used by two queries at once.
+ */
+function withStatementCache(sqlite: SQLite.Database, size = 500): SQLite.Database {
+  const cache = new Map<string, SQLite.Statement>();
+  const prepare = (source: string): SQLite.Statement => {
+    let statement = cache.get(source);
+    if (statement) {
+      cache.delete(source);
+    } else {
+      statement = sqlite.prepare(source);
+      if (cache.size >= size) cache.delete(cache.keys().next().value!);
+    }
+    cache.set(source, statement);
+    return statement;
+  };
+  return new Proxy(sqlite, {
+    get(target, property, receiver) {
+      if (property === 'prepare') return prepare;
+      const value = Reflect.get(target, property, receiver) as unknown;
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
 }
 
 /** Applies pending migrations; idempotent. Throws with the failing migration's name. */

@@ -27,6 +27,7 @@ describe('parseInterval', () => {
     ['10 days', { unit: 'day', count: 10 }],
     ['1 YEAR', { unit: 'year', count: 1 }],
     [' 6 months ', { unit: 'month', count: 6 }],
+    ['10000 days', { unit: 'day', count: 10_000 }],
   ])('phrase %j', (phrase, expected) => {
     expect(parseInterval(phrase)).toEqual(expected);
   });
@@ -53,6 +54,8 @@ describe('parseInterval', () => {
     [{ unit: 'month', count: 1.5 }, /count: expected a whole number >= 1; got 1.5/],
     [{ unit: 'month', count: -2 }, /count: expected a whole number >= 1; got -2/],
     [{ unit: 'month', count: '3' }, /count: expected a whole number >= 1; got "3"/],
+    [{ unit: 'day', count: 10_001 }, /count: expected at most 10000; got 10001/],
+    ['99999999999999999999 months', /count: expected at most 10000; got 100000000000000000000/],
     [null, /expected an interval name, "<count> <unit>" or \{ unit, count \}; got null/],
     [3, /got 3/],
   ])('rejects %j with a message', (input, message) => {

@@ -24,7 +24,8 @@ const RUNS = { numRuns: 200, seed: 20250131 } as const;
  * Zones with DST gaps and overlaps at various hours, half- and quarter-hour
  * offsets, a 30-minute DST (Lord Howe) and midnight transitions (Sao Paulo).
  * Deliberately not Pacific/Apia: its 2011 date-line jump skips a whole local
- * day, so two cycles can share one instant (see the report on SPEC section 2).
+ * day, so a daily plan's cycles for Dec 30 and Dec 31 2011 share one instant
+ * under the literal "moves forward by the gap" rule: a SPEC question, not a property.
  */
 const ZONES = [
   'UTC',

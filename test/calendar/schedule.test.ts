@@ -88,6 +88,11 @@ describe('schedule checks', () => {
     expect(() => dueAt(monthly('2025-01-31'), 0)).toThrow(RangeError);
     expect(() => dueAt(monthly('2025-01-31'), 1.5)).toThrow(RangeError);
   });
+  it('a cycle beyond the supported calendar range throws instead of yielding an invalid date', () => {
+    const millennial: Schedule = monthly('2025-01-31', { every: { unit: 'year', count: 10_000 } });
+    expect(dueAt(millennial, 2).year).toBe(12_025);
+    expect(() => dueAt(millennial, 100)).toThrow(/cycle 100 falls outside the supported calendar range/);
+  });
   it('a trial shifts the anchor, so every cycle follows the trial end (Jan 10 + P21D -> the 31st)', () => {
     const r = resolveSchedule(monthly('2025-01-10', { trial: 'P21D' }));
     expect(r.anchorDate).toEqual({ year: 2025, month: 1, day: 31 });

@@ -38,7 +38,7 @@ function rebill(...args: string[]): Promise<Run> {
 async function dueDates(...args: string[]): Promise<string[]> {
   const run = await rebill('preview', ...args, '--json');
   expect(run.stderr).toBe('');
-  expect(run.code).toBe(0);
+  expect(run.code, run.stderr).toBe(0);
   expect(run.stdout.endsWith('\n')).toBe(true);
   expect(run.stdout.trimEnd().split('\n')).toHaveLength(1);
   return (JSON.parse(run.stdout) as { dueDates: string[] }).dueDates;
@@ -143,7 +143,7 @@ describe.concurrent('rebill preview', () => {
   ])('bad flags %j: exit 2, one error line naming the flag, then the usage', async (bad, message) => {
     // Later flags win, so the bad value overrides the good default given first.
     const run = await rebill('preview', '--start', '2025-01-31', '--every', 'MONTH', ...bad, '--json');
-    expect(run.code).toBe(2);
+    expect(run.code, run.stderr).toBe(2);
     expect(run.stdout).toBe('');
     const lines = run.stderr.trimEnd().split('\n');
     expect(lines, run.stderr).toHaveLength(2);

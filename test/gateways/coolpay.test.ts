@@ -136,8 +136,13 @@ describe('coolpay adapter against the fake gateway over HTTP: charge mode', () =
     // Still processing: the gateway knows the order_id, so it is pending, not not_found (a re-send would be safe anyway).
     await expect(impatient.status(request.idempotencyKey, request)).resolves.toMatchObject({ kind: 'pending' });
     await expect(impatient.charge(request)).resolves.toMatchObject({ kind: 'pending' });
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    await expect(impatient.status(request.idempotencyKey, request)).resolves.toMatchObject({ kind: 'captured' });
+    // Poll the way the engine does until the gateway has finished (400 ms after the send).
+    let status = await impatient.status(request.idempotencyKey, request);
+    for (const deadline = Date.now() + 5_000; status.kind === 'pending' && Date.now() < deadline; ) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      status = await impatient.status(request.idempotencyKey, request);
+    }
+    expect(status).toMatchObject({ kind: 'captured' });
     expect(await capturesOf(request.idempotencyKey)).toHaveLength(1);
   });
 

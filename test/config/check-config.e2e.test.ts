@@ -1,0 +1,98 @@
+/**
+ * `rebill check-config` as operators and CI run it: a real `node bin/rebill.js`
+ * child process (SPEC section 10). bin/ runs dist/, which `npm test` builds first.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const bin = fileURLToPath(new URL('../../bin/rebill.js', import.meta.url));
+const tmp = mkdtempSync(join(tmpdir(), 'rebill-check-config-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI without the caller's REBILL_* variables, which would otherwise override settings. */
+function rebill(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('REBILL_')));
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args], {
+      cwd: root,
+      env: { ...clean, NODE_OPTIONS: '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+function file(name: string, lines: string[]): string {
+  const path = join(tmp, name);
+  writeFileSync(path, `${lines.join('\n')}\n`);
+  return path;
+}
+
+describe('rebill check-config', () => {
+  it('exits 0 on the example config/rebill.yaml and summarises it', async () => {
+    const run = await rebill(['check-config', '--config', 'config/rebill.yaml']);
+    expect(run.stderr).toBe('');
+    expect(run.stdout).toBe('config OK: 3 plans, 1 gateways (config/rebill.yaml)\n');
+    expect(run.code).toBe(0);
+  });
+
+  it('uses REBILL_CONFIG when --config is not given', async () => {
+    const path = file('via-env.yaml', ['plans:', '  - { id: p, amount: "1", currency: USD, every: MONTH }']);
+    const run = await rebill(['check-config'], { REBILL_CONFIG: path });
+    expect(run.stdout).toBe(`config OK: 1 plans, 1 gateways (${path})\n`);
+    expect(run.code).toBe(0);
+  });
+
+  it('exits 78 naming file, line and key path of an unknown key', async () => {
+    const path = file('typo.yaml', ['plans:', '  - id: p', '    amount: "1.00"', '    currency: USD', '    every: MONTH', '    sendOnHuor: 3']);
+    const run = await rebill(['check-config', '--config', path]);
+    expect(run.code).toBe(78);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toBe(`${path}:6:5: plans[0].sendOnHuor: unknown key (did you mean sendOnHour?)\n1 problem in ${path}\n`);
+  });
+
+  it('exits 78 listing every problem, one per line, then a count', async () => {
+    const path = file('two.yaml', [
+      'plans:',
+      '  - id: p',
+      '    amount: "1.001"',
+      '    currency: EUR',
+      '    every: MONTH',
+      '  - id: q',
+      '    amount: "2"',
+      '    currency: EUR',
+      '    every: { unit: month, count: 0 }',
+    ]);
+    const run = await rebill(['check-config', '--config', path]);
+    expect(run.code).toBe(78);
+    expect(run.stderr.split('\n')).toEqual([
+      `${path}:3:13: plans[0].amount: "1.001" has 3 decimals; EUR allows 2`,
+      `${path}:9:34: plans[1].every.count: expected a whole number >= 1; got 0`,
+      `2 problems in ${path}`,
+      '',
+    ]);
+  });
+
+  it('exits 78 with one problem for a file that does not exist', async () => {
+    const path = join(tmp, 'missing.yaml');
+    const run = await rebill(['check-config', '--config', path]);
+    expect(run.code).toBe(78);
+    expect(run.stderr).toBe(`${path}: cannot read configuration: file not found\n1 problem in ${path}\n`);
+  });
+});

@@ -1,0 +1,297 @@
+/**
+ * End-to-end helpers: the compiled CLI (`node bin/rebill.js ...`) as real
+ * child processes, temp directories, config files and a read-only view of
+ * the daemon's SQLite file. Needs dist/ (`npm run build`; `npm test` builds first).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { stringify } from 'yaml';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const bin = path.join(root, 'bin/rebill.js');
+
+/** Fails early, with the fix, when the CLI has not been compiled. */
+export function requireBuild(): void {
+  if (!fs.existsSync(path.join(root, 'dist/src/cli/index.js'))) throw new Error('dist/ is missing: run `npm run build` first');
+}
+
+export function tempDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `rebill-e2e-${prefix}-`));
+}
+
+/** The child's environment: ours without REBILL_* (a stray override would change the daemon's settings). */
+export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('REBILL_')) env[name] = value;
+  return { ...env, ...extra };
+}
+
+export interface Exit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+export interface Child {
+  readonly process: ChildProcess;
+  readonly pid: number;
+  readonly startedAt: number;
+  readonly exited: Promise<Exit>;
+  /** Everything written to stdout / stderr so far. */
+  stdout(): string;
+  stderr(): string;
+  /** Resolves with the first match of `pattern` on stdout; rejects on exit or after `timeoutMs`. */
+  waitForStdout(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
+  /** Sends `signal` unless the process is already gone. */
+  kill(signal: NodeJS.Signals): void;
+  alive(): boolean;
+}
+
+const running = new Set<Child>();
+
+/**
+ * Spawns `node bin/rebill.js ...args`. stdout/stderr are kept in memory and,
+ * with `logFile`, appended to that file (the daemon logs JSON lines on stdout).
+ */
+export function spawnRebill(args: readonly string[], options: { cwd?: string; logFile?: string; env?: Record<string, string> } = {}): Child {
+  const proc = spawn(process.execPath, [bin, ...args], { cwd: options.cwd ?? root, env: childEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] });
+  if (proc.pid === undefined) throw new Error(`could not spawn rebill ${args.join(' ')}`);
+  let out = '';
+  let err = '';
+  const log = options.logFile === undefined ? undefined : fs.createWriteStream(options.logFile, { flags: 'a' });
+  const listeners = new Set<() => void>();
+  proc.stdout!.on('data', (chunk: Buffer) => {
+    out += chunk.toString();
+    log?.write(chunk);
+    for (const l of listeners) l();
+  });
+  proc.stderr!.on('data', (chunk: Buffer) => {
+    err += chunk.toString();
+    log?.write(chunk);
+  });
+  const exited = new Promise<Exit>((resolve) => {
+    // 'close' (not 'exit'): every byte of stdout/stderr has been read by then.
+    proc.once('close', (code, signal) => {
+      log?.end();
+      resolve({ code, signal });
+    });
+  });
+  let gone = false;
+  void exited.then(() => {
+    gone = true;
+    running.delete(child);
+    for (const l of listeners) l();
+  });
+  const child: Child = {
+    process: proc,
+    pid: proc.pid,
+    startedAt: Date.now(),
+    exited,
+    stdout: () => out,
+    stderr: () => err,
+    alive: () => !gone && proc.exitCode === null && proc.signalCode === null,
+    kill(signal) {
+      if (child.alive()) proc.kill(signal);
+    },
+    waitForStdout(pattern, timeoutMs = 15_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const match = pattern.exec(out);
+          if (match) return done(() => resolve(match));
+          if (gone) return done(() => reject(new Error(`rebill ${args[0]} exited before printing ${pattern}; stderr:\n${err}\nstdout tail:\n${out.slice(-2000)}`)));
+        };
+        const timer = setTimeout(() => done(() => reject(new Error(`rebill ${args[0]}: no ${pattern} within ${timeoutMs} ms; stderr:\n${err}`))), timeoutMs);
+        const done = (settle: () => void) => {
+          clearTimeout(timer);
+          listeners.delete(check);
+          settle();
+        };
+        listeners.add(check);
+        check();
+      });
+    },
+  };
+  running.add(child);
+  return child;
+}
+
+/** SIGKILLs every child still running (afterEach / afterAll). */
+export async function killAll(): Promise<void> {
+  const left = [...running];
+  for (const child of left) child.kill('SIGKILL');
+  await Promise.all(left.map((c) => c.exited));
+}
+
+/** Waits for exit, failing after `timeoutMs`; returns how long it took. */
+export async function exitWithin(child: Child, timeoutMs: number): Promise<Exit & { ms: number }> {
+  const from = Date.now();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const result = await Promise.race([
+    child.exited,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`pid ${child.pid} did not exit within ${timeoutMs} ms; stderr:\n${child.stderr()}`)), timeoutMs);
+    }),
+  ]);
+  clearTimeout(timer);
+  return { ...result, ms: Date.now() - from };
+}
+
+export interface FakeGatewayProcess {
+  readonly child: Child;
+  readonly url: string;
+  ledger(): Promise<LedgerCapture[]>;
+  /** CoolPay `GET /payments?order_id=K`: the payments the gateway has for a key (any state). */
+  payments(orderId: string): Promise<Array<{ order_id: string; state: string }>>;
+}
+
+export interface LedgerCapture {
+  readonly order_id: string;
+  readonly amount: number;
+  readonly currency: string;
+  readonly payment_id: number;
+  readonly captured_at: string;
+}
+
+/** `rebill fake-gateway --port 0 --ledger FILE` as a child process; resolves once it listens. */
+export async function startFakeGateway(ledgerFile: string, apiKey = 'test'): Promise<FakeGatewayProcess> {
+  const child = spawnRebill(['fake-gateway', '--port', '0', '--ledger', ledgerFile]);
+  const ready = await child.waitForStdout(/^fake-gateway listening on (http:\/\/127\.0\.0\.1:(\d+))$/m);
+  const url = ready[1]!;
+  const authorization = `Basic ${Buffer.from(`:${apiKey}`).toString('base64')}`;
+  return {
+    child,
+    url,
+    async ledger() {
+      const response = await fetch(`${url}/__ledger`);
+      if (!response.ok) throw new Error(`GET /__ledger answered ${response.status}`);
+      return (await response.json()) as LedgerCapture[];
+    },
+    async payments(orderId) {
+      const response = await fetch(`${url}/payments?order_id=${encodeURIComponent(orderId)}`, {
+        headers: { Authorization: authorization, 'Accept-Version': 'v10', Accept: 'application/json' },
+      });
+      if (!response.ok) throw new Error(`GET /payments answered ${response.status}`);
+      return (await response.json()) as Array<{ order_id: string; state: string }>;
+    },
+  };
+}
+
+/** Writes `config` as YAML to `file` and returns the path. */
+export function writeConfig(file: string, config: unknown): string {
+  fs.writeFileSync(file, stringify(config));
+  return file;
+}
+
+/** Today's date in UTC, `yyyy-MM-dd`: with sendOnHour 0 and no trial, cycle 1 of a subscription starting today is due now. */
+export function todayUtc(now = Date.now()): string {
+  return new Date(now).toISOString().slice(0, 10);
+}
+
+export interface AttemptRow {
+  idempotency_key: string;
+  subscription_id: string;
+  cycle: number;
+  attempt: number;
+  state: string;
+  sends: number;
+  decline_code: string | null;
+  external_id: string | null;
+  error: string | null;
+}
+
+export interface CycleRow {
+  subscription_id: string;
+  cycle: number;
+  status: string;
+  attempts: number;
+}
+
+export interface SubscriptionRow {
+  id: string;
+  status: string;
+  next_action: string;
+  next_cycle: number;
+  next_attempt: number;
+  action_at: string | null;
+  lease_owner: string | null;
+  lease_until: string | null;
+}
+
+/**
+ * Reads the daemon's database without writing to it: each call opens the
+ * file read-only, runs one query and closes it, so no long-lived reader holds
+ * a WAL snapshot while daemons come and go.
+ */
+export function readDb<T>(dbFile: string, query: (db: Database.Database) => T): T {
+  const db = new Database(dbFile, { readonly: true, fileMustExist: true });
+  try {
+    db.pragma('busy_timeout = 5000');
+    return query(db);
+  } finally {
+    db.close();
+  }
+}
+
+export function attempts(dbFile: string): AttemptRow[] {
+  return readDb(dbFile, (db) => db.prepare('SELECT * FROM attempts ORDER BY subscription_id, cycle, attempt').all() as AttemptRow[]);
+}
+
+export function cycles(dbFile: string): CycleRow[] {
+  return readDb(dbFile, (db) => db.prepare('SELECT * FROM cycles ORDER BY subscription_id, cycle').all() as CycleRow[]);
+}
+
+export function subscriptions(dbFile: string): SubscriptionRow[] {
+  return readDb(dbFile, (db) => db.prepare('SELECT * FROM subscriptions ORDER BY id').all() as SubscriptionRow[]);
+}
+
+export function eventTypes(dbFile: string): Array<{ type: string; subscription_id: string | null; cycle: number | null; attempt: number | null }> {
+  return readDb(dbFile, (db) => db.prepare('SELECT type, subscription_id, cycle, attempt FROM events ORDER BY id').all() as never);
+}
+
+/** Polls `probe` until it returns a value other than undefined; throws with `describe()` after `timeoutMs`. */
+export async function waitFor<T>(probe: () => T | undefined, options: { timeoutMs: number; intervalMs?: number; describe?: () => string }): Promise<T> {
+  const deadline = Date.now() + options.timeoutMs;
+  for (;;) {
+    let value: T | undefined;
+    try {
+      value = probe();
+    } catch (err) {
+      // The database file may not exist yet, or be mid-migration: try again.
+      if (Date.now() > deadline) throw err;
+    }
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${options.timeoutMs} ms${options.describe ? `: ${options.describe()}` : ''}`);
+    await sleep(options.intervalMs ?? 50);
+  }
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** The daemon's JSON log lines (pino), skipping anything that is not JSON. */
+export function logLines(text: string): Array<Record<string, unknown>> {
+  const lines: Array<Record<string, unknown>> = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      lines.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // A line torn by SIGKILL.
+    }
+  }
+  return lines;
+}
+
+/** mulberry32: a small seeded PRNG, so a failing crash schedule can be replayed with its seed. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -1,0 +1,188 @@
+/**
+ * Shared set-up for the engine tests: a real SQLite file in a temp dir,
+ * subscriptions made from plan terms through the store, and small readers
+ * for the attempt, cycle, event and ledger rows the assertions look at.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino, type Logger } from 'pino';
+import type { Clock } from '../../src/clock.js';
+import { subscriptionFromPlan, type CollectionPolicy, type FinalFailureAction, type PlanTerms, type SubscriptionRequest } from '../../src/domain/index.js';
+import { createEngine, daemonGateways, type Engine, type EngineOptions } from '../../src/engine/index.js';
+import type { Gateway } from '../../src/gateways/index.js';
+import { createSubscription, migrateToLatest, openDatabase, type Db, type OpenOptions } from '../../src/store/index.js';
+
+export interface TempDb {
+  readonly db: Db;
+  readonly dir: string;
+  close(): Promise<void>;
+}
+
+/** A migrated SQLite database in a fresh temp directory; `close` destroys it and removes the directory. */
+export async function openTempDb(options: OpenOptions = {}): Promise<TempDb> {
+  const dir = mkdtempSync(join(tmpdir(), 'rebill-engine-'));
+  const db = openDatabase(`sqlite:${dir}/x.db`, options);
+  await migrateToLatest(db);
+  return {
+    db,
+    dir,
+    async close() {
+      await db.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Monthly USD 9.99 on the `sim` gateway unless overridden. */
+export function planTerms(overrides: Partial<PlanTerms> = {}): PlanTerms {
+  return {
+    id: 'gold-monthly',
+    version: 'v1',
+    description: 'Gold membership',
+    amountMinor: 999,
+    currency: 'USD',
+    every: { unit: 'month', count: 1 },
+    sendOnHour: 0,
+    timezone: 'UTC',
+    monthEnd: 'clamp',
+    mode: 'charge',
+    gateway: 'sim',
+    ...overrides,
+  };
+}
+
+/** Creates one subscription through the store, as the API or a seed would. */
+export async function addSubscription(
+  db: Db,
+  now: number,
+  request: SubscriptionRequest,
+  plan: Partial<PlanTerms> = {},
+): Promise<void> {
+  await createSubscription(db, subscriptionFromPlan(planTerms(plan), request), now);
+}
+
+/** The default retry policy (3 attempts, P1D, P3D) with the given final action. */
+export function policy(onFinalFailure: FinalFailureAction = 'terminate', overrides: Partial<Omit<CollectionPolicy, 'retry'>> = {}): CollectionPolicy {
+  return {
+    retry: { attempts: 3, delays: ['P1D', 'P3D'], onFinalFailure },
+    pollMs: 300_000,
+    reconcileMs: 30_000,
+    ...overrides,
+  };
+}
+
+export const silentLogger: Logger = pino({ level: 'silent' });
+
+export function engineOptions(overrides: Partial<EngineOptions> = {}): EngineOptions {
+  return {
+    concurrency: 4,
+    ratePerSecond: null,
+    leaseMs: 120_000,
+    queueBound: 100,
+    maxSleepMs: 60_000,
+    policy: policy(),
+    ...overrides,
+  };
+}
+
+/** An engine on `clock` whose `sim` gateway keeps its ledger in the same database (as `rebill run` does). */
+export function daemonEngine(
+  db: Db,
+  clock: Clock,
+  options: Partial<EngineOptions> = {},
+  extra: { logger?: Logger; gateways?: ReadonlyMap<string, Gateway> } = {},
+): Engine {
+  return createEngine({
+    db,
+    clock,
+    gateways: extra.gateways ?? daemonGateways(db, clock, { sim: { type: 'simulator' } }),
+    logger: extra.logger ?? silentLogger,
+    owner: 'test-engine',
+    options: engineOptions(options),
+  });
+}
+
+export const iso = (ms: number): string => new Date(ms).toISOString();
+export const ms = (text: string): number => Date.parse(text);
+
+export interface AttemptRow {
+  key: string;
+  cycle: number;
+  attempt: number;
+  state: string;
+  declineCode: string | null;
+  hard: boolean | null;
+  sends: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export async function attemptsOf(db: Db, subscriptionId: string): Promise<AttemptRow[]> {
+  const rows = await db
+    .selectFrom('attempts')
+    .selectAll()
+    .where('subscription_id', '=', subscriptionId)
+    .orderBy('cycle')
+    .orderBy('attempt')
+    .execute();
+  return rows.map((r) => ({
+    key: r.idempotency_key,
+    cycle: Number(r.cycle),
+    attempt: Number(r.attempt),
+    state: r.state,
+    declineCode: r.decline_code,
+    hard: r.hard_decline === null ? null : Boolean(r.hard_decline),
+    sends: Number(r.sends),
+    createdAt: Date.parse(r.created_at),
+    updatedAt: Date.parse(r.updated_at),
+  }));
+}
+
+export interface CycleRow {
+  cycle: number;
+  dueAt: string;
+  status: string;
+  attempts: number;
+}
+
+export async function cyclesOf(db: Db, subscriptionId: string): Promise<CycleRow[]> {
+  const rows = await db.selectFrom('cycles').selectAll().where('subscription_id', '=', subscriptionId).orderBy('cycle').execute();
+  return rows.map((r) => ({ cycle: Number(r.cycle), dueAt: r.due_at, status: r.status, attempts: Number(r.attempts) }));
+}
+
+export interface EventRow {
+  type: string;
+  at: string;
+  atMs: number;
+  cycle: number | null;
+  attempt: number | null;
+  data: Record<string, unknown>;
+}
+
+export async function eventsOf(db: Db, subscriptionId: string, type?: string): Promise<EventRow[]> {
+  let q = db.selectFrom('events').selectAll().where('subscription_id', '=', subscriptionId);
+  if (type) q = q.where('type', '=', type);
+  const rows = await q.orderBy('id').execute();
+  return rows.map((r) => ({
+    type: r.type,
+    at: r.occurred_at,
+    atMs: Date.parse(r.occurred_at),
+    cycle: r.cycle === null ? null : Number(r.cycle),
+    attempt: r.attempt === null ? null : Number(r.attempt),
+    data: JSON.parse(r.payload) as Record<string, unknown>,
+  }));
+}
+
+/** The simulator ledger rows (one per idempotency key the gateway saw) of one subscription. */
+export async function ledgerOf(db: Db, subscriptionId: string): Promise<Array<{ key: string; result: string }>> {
+  // Keys are `<subscriptionId>:<cycle>:<attempt>`; ';' sorts right after ':' (no LIKE wildcards to trip on).
+  const rows = await db
+    .selectFrom('simulator_ledger')
+    .select(['idempotency_key', 'entry'])
+    .where('idempotency_key', '>', `${subscriptionId}:`)
+    .where('idempotency_key', '<', `${subscriptionId};`)
+    .orderBy('idempotency_key')
+    .execute();
+  return rows.map((r) => ({ key: r.idempotency_key, result: (JSON.parse(r.entry) as { result: { kind: string } }).result.kind }));
+}
