@@ -141,12 +141,14 @@ function captured(sub: Subscription, attempt: AttemptInfo, externalId: string, n
 function failed(
   sub: Subscription,
   attempt: AttemptInfo,
-  decline: { code: string; hard: boolean; externalId: string | null },
+  decline: { code: string; hard: boolean; externalId: string | null; delayServed?: boolean },
   now: number,
   policy: CollectionPolicy,
 ): Settlement {
   const update: AttemptUpdate = { state: 'rejected', declineCode: decline.code, hardDecline: decline.hard, externalId: decline.externalId };
-  const retryAt = sub.status === 'terminated' || sub.status === 'stopped' ? null : nextAttemptAt(policy.retry, attempt.attempt, decline.hard, now);
+  const retryAfterDelay = sub.status === 'terminated' || sub.status === 'stopped' ? null : nextAttemptAt(policy.retry, attempt.attempt, decline.hard, now);
+  // An unpaid link has already waited out the delay before the next attempt (its deadline): that attempt goes now.
+  const retryAt = retryAfterDelay !== null && decline.delayServed ? now : retryAfterDelay;
   const failedEvent = (willRetry: boolean) =>
     chargeEvent(sub, 'charge.failed', now, attempt, {
       status: 'rejected',
@@ -206,7 +208,7 @@ function pending(
   // An unpaid link counts as a failed attempt once the wait before the next attempt has passed.
   if (attempt.mode === 'link' && attempt.state === 'pending') {
     const deadline = linkDeadline(policy.retry, attempt);
-    if (now >= deadline) return failed(sub, attempt, { code: 'link_unpaid', hard: false, externalId: outcome.externalId }, now, policy);
+    if (now >= deadline) return failed(sub, attempt, { code: 'link_unpaid', hard: false, externalId: outcome.externalId, delayServed: true }, now, policy);
   }
   const firstReport = attempt.state !== 'pending';
   const events: DomainEvent[] = [];

@@ -2,8 +2,10 @@
  * The public JSON shape of a subscription (SPEC section 5), derived from the
  * stored state: nothing here is stored twice.
  */
+import { DateTime } from 'luxon';
+import { cycleExists, firstCycleAtOrAfter } from '../calendar/index.js';
 import { formatAmount } from '../money/index.js';
-import { currentCycle, cycleDueAt, iso, type Subscription } from './subscription.js';
+import { currentCycle, cycleDueAt, iso, scheduleOf, type Subscription } from './subscription.js';
 
 export type NextPaymentAction = 'charge' | 'sendLink' | 'retry' | 'none';
 
@@ -38,14 +40,24 @@ export interface SubscriptionView {
 /** What the customer will be asked for next, and when (`none` while nothing is scheduled). */
 export function nextPayment(sub: Subscription): { action: NextPaymentAction; at: number | null } {
   if (sub.status !== 'active' || sub.nextAction !== 'collect' || sub.actionAt === null) {
-    if (sub.status === 'paused' && sub.resumeAt !== null && sub.nextAction === 'collect') {
-      return { action: sub.mode === 'link' ? 'sendLink' : 'charge', at: Math.max(sub.resumeAt, sub.actionAt ?? sub.resumeAt) };
-    }
+    if (sub.status === 'paused' && sub.resumeAt !== null && sub.nextAction === 'collect') return afterResume(sub, sub.resumeAt);
     return { action: 'none', at: null };
   }
-  if (sub.pauseAt !== null && sub.pauseAt <= sub.actionAt) return { action: 'none', at: null };
+  if (sub.pauseAt !== null && sub.pauseAt <= sub.actionAt) return sub.resumeAt === null ? { action: 'none', at: null } : afterResume(sub, sub.resumeAt);
   if (sub.nextAttempt > 1) return { action: 'retry', at: sub.actionAt };
   return { action: sub.mode === 'link' ? 'sendLink' : 'charge', at: sub.actionAt };
+}
+
+/**
+ * The first collection after a scheduled resume, as `resume` will point it:
+ * the first cycle due at or after the resume instant (never the resume instant
+ * itself, which is usually no due date), or none when the schedule ends first.
+ */
+function afterResume(sub: Subscription, resumeAt: number): { action: NextPaymentAction; at: number | null } {
+  const schedule = scheduleOf(sub);
+  const cycle = Math.max(sub.nextCycle, firstCycleAtOrAfter(schedule, DateTime.fromMillis(resumeAt, { zone: 'utc' })));
+  if (!cycleExists(schedule, cycle)) return { action: 'none', at: null };
+  return { action: sub.mode === 'link' ? 'sendLink' : 'charge', at: cycleDueAt(sub, cycle) };
 }
 
 /** Renders the SPEC section 5 JSON of a subscription as of `now`. */

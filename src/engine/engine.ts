@@ -43,17 +43,15 @@ import { GatewayUnavailableError, type CollectRequest, type Gateway, type Gatewa
 import {
   claimDue,
   getAttempt,
-  getLeased,
+  getRows,
   inTransaction,
   insertAttempts,
-  LeaseLostError,
   nextWakeAt,
   releaseLeases,
   extendLeases,
   expireLeases,
   leaseOwners,
-  updateAttempt,
-  writeTransition,
+  writeTransitions,
   type AttemptIntent,
   type Db,
 } from '../store/index.js';
@@ -96,7 +94,14 @@ export interface EngineStats {
   readonly outcomesRecorded: number;
 }
 
-type Job = { kind: 'send'; sub: Subscription; key: string; token: string } | { kind: 'status'; sub: Subscription; key: string; token: string };
+/** A gateway call to make; `attempt` is known for a fresh send (the intent just wrote it), read from the row otherwise. */
+interface Job {
+  readonly kind: 'send' | 'status';
+  readonly sub: Subscription;
+  readonly key: string;
+  readonly token: string;
+  readonly attempt?: AttemptInfo;
+}
 
 /** The engine's public surface: `run` uses start/stop, `simulate` uses sweepUntilIdle. */
 export interface Engine {
@@ -160,6 +165,8 @@ export function createEngine(deps: EngineDeps): Engine {
   let heartbeat: ReturnType<typeof setInterval> | null = null;
   /** Claims whose job has not started yet, by subscription id: released on shutdown. */
   const unstarted = new Map<string, string>();
+  /** Jobs between claim and recorded outcome, by subscription id. */
+  const jobs = new Map<string, Promise<void>>();
 
   const log = (sub: Subscription, fields: Record<string, unknown>, msg: string) =>
     logger.info({ subscriptionId: sub.id, cycle: sub.nextCycle, attempt: sub.nextAttempt, ...fields }, msg);
@@ -219,19 +226,20 @@ export function createEngine(deps: EngineDeps): Engine {
 
   /** Scheduled pauses, resumes and ends: one transaction for the batch, leases released. */
   async function applyLifecycle(subs: Subscription[], token: string, now: number) {
-    const written: Array<[Subscription, Step]> = [];
+    const written: Array<[Subscription, Step, Transition]> = [];
     try {
       await inTransaction(db, async (trx) => {
+        const rows = await getRows(trx, subs.map((s) => s.id));
         for (const claimed of subs) {
-          const sub = await getLeased(trx, claimed.id, token);
+          const row = rows.get(claimed.id);
+          if (row?.leaseOwner !== token) continue; // lease lost: the new owner handles it
+          const sub = row.subscription;
           const step = dueStep(sub, now);
           const t: Transition | null =
             step === 'pause' ? applyScheduledPause(sub, now) : step === 'resume' ? resume(sub, now) : step === 'end' ? applyEnd(sub, now) : null;
-          if (t) {
-            await writeTransition(trx, t, now, 'release');
-            written.push([t.subscription, step]);
-          }
+          if (t) written.push([t.subscription, step, t]);
         }
+        await writeTransitions(trx, written.map(([, , t]) => t), now, 'release');
       });
     } catch (err) {
       // The leases run out by themselves, so the batch is retried after leaseMs: a natural backoff.
@@ -246,21 +254,25 @@ export function createEngine(deps: EngineDeps): Engine {
 
   /** Intent: commit every attempt row of the batch, then queue the gateway calls. */
   async function startAttempts(subs: Subscription[], token: string, now: number) {
-    const started: Array<{ sub: Subscription; key: string }> = [];
+    const started: Array<{ sub: Subscription; key: string; attempt: AttemptInfo }> = [];
     try {
       await inTransaction(db, async (trx) => {
         const intents: AttemptIntent[] = [];
         const transitions: Transition[] = [];
+        const rows = await getRows(trx, subs.map((s) => s.id));
         for (const claimed of subs) {
-          const sub = await getLeased(trx, claimed.id, token);
+          const row = rows.get(claimed.id);
+          if (row?.leaseOwner !== token) continue;
+          const sub = row.subscription;
           if (dueStep(sub, now) !== 'collect') continue;
           const begun = beginAttempt(sub, now, now + options.leaseMs);
           intents.push({ key: begun.key, subscription: sub, cycle: sub.nextCycle, attempt: sub.nextAttempt });
           transitions.push(begun);
-          started.push({ sub: begun.subscription, key: begun.key });
+          const attempt: AttemptInfo = { key: begun.key, cycle: sub.nextCycle, attempt: sub.nextAttempt, mode: sub.mode, state: 'in_flight', sends: 1, createdAt: now };
+          started.push({ sub: begun.subscription, key: begun.key, attempt });
         }
         await insertAttempts(trx, intents, now);
-        for (const t of transitions) await writeTransition(trx, t, now, 'keep');
+        await writeTransitions(trx, transitions, now, 'keep');
       });
     } catch (err) {
       logger.error({ err, subscriptions: subs.map((s) => s.id) }, 'could not record attempt intents; will retry when the leases expire');
@@ -274,19 +286,36 @@ export function createEngine(deps: EngineDeps): Engine {
       release(skipped.length);
     }
     attemptsStarted += started.length;
-    for (const { sub, key } of started) enqueue({ kind: 'send', sub, key, token });
+    for (const { sub, key, attempt } of started) enqueue({ kind: 'send', sub, key, token, attempt });
   }
 
+  /**
+   * Runs a job: the gateway call goes through the bounded, rate-limited queue;
+   * recording the outcome does not hold a gateway slot (it waits for the group
+   * commit instead), so the queue's concurrency is spent on gateway calls only.
+   */
   function enqueue(job: Job) {
     unstarted.set(job.sub.id, job.token);
-    void queue
-      .add(() => runJob(job))
+    const running = runJob(job)
       .catch((err: unknown) => {
         logger.error({ err, subscriptionId: job.sub.id }, 'dispatch job failed; the lease will expire and the row be reconciled');
         active--;
+      })
+      .finally(() => {
+        if (jobs.get(job.sub.id) === running) jobs.delete(job.sub.id);
       });
+    jobs.set(job.sub.id, running);
+  }
+
+  /** One gateway call through the queue; resolves to what was learned. */
+  function dispatch(sub: Subscription, attempt: AttemptInfo, kind: Job['kind']): Promise<Outcome> {
+    const call = queue.add(async () => {
+      unstarted.delete(sub.id);
+      return callGateway(sub, attempt, kind);
+    }) as Promise<Outcome>;
     const depth = queue.size + queue.pending;
     if (depth > queueHighWater) queueHighWater = depth;
+    return call;
   }
 
   function requestOf(sub: Subscription, attempt: AttemptInfo): CollectRequest {
@@ -317,22 +346,23 @@ export function createEngine(deps: EngineDeps): Engine {
   }
 
   async function runJob(job: Job): Promise<void> {
-    unstarted.delete(job.sub.id);
     let kind: Job['kind'] = job.kind;
+    let attempt = job.attempt ?? (await getAttempt(db, job.key));
     // A re-send after "not found" goes round this loop once more with the same key.
     for (;;) {
-      const attempt = await getAttempt(db, job.key);
       if (!attempt) {
+        unstarted.delete(job.sub.id);
         logger.error({ subscriptionId: job.sub.id, key: job.key }, 'attempt row missing; releasing');
         await releaseLeases(db, job.token, [job.sub.id]);
         release(1);
         return;
       }
-      const outcome = await callGateway(job.sub, attempt, kind);
-      const result = await writer.record({ subscriptionId: job.sub.id, token: job.token, key: job.key, outcome, policy: options.policy });
+      const outcome = await dispatch(job.sub, attempt, kind);
+      const result = await writer.record({ subscriptionId: job.sub.id, token: job.token, attempt, outcome, policy: options.policy });
       outcomesRecorded++;
       if (result.kind === 'resend') {
         kind = 'send';
+        attempt = { ...attempt, sends: attempt.sends + 1 };
         continue;
       }
       if (result.kind === 'written') {
@@ -344,11 +374,19 @@ export function createEngine(deps: EngineDeps): Engine {
     }
   }
 
+  /** Waits until every job started so far has recorded its outcome. */
+  async function settled(): Promise<void> {
+    while (jobs.size) {
+      await writer.flush();
+      await Promise.race([Promise.all(jobs.values()), new Promise((resolve) => setImmediate(resolve))]);
+    }
+    await writer.flush();
+  }
+
   async function sweepUntilIdle(): Promise<void> {
     for (;;) {
       const claimed = await sweep();
-      await queue.onIdle();
-      await writer.flush();
+      await settled();
       if (claimed === 0 && active === 0) return;
     }
   }
@@ -408,12 +446,13 @@ export function createEngine(deps: EngineDeps): Engine {
     queue.clear();
     for (const [id, token] of unstarted) {
       await releaseLeases(db, token, [id], clock.now());
+      jobs.delete(id); // its queued call was cleared and will never settle
       active--;
     }
     unstarted.clear();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const drained = await Promise.race([
-      queue.onIdle().then(() => true),
+      Promise.all(jobs.values()).then(() => true),
       new Promise<boolean>((resolve) => {
         timer = setTimeout(() => resolve(false), drainMs);
       }),

@@ -11,14 +11,16 @@
  */
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
-import { settleAttempt, type AttemptState, type CollectionPolicy, type Outcome, type Subscription } from '../domain/index.js';
-import { getAttempt, getLeased, inTransaction, LeaseLostError, updateAttempt, writeTransition, type Db } from '../store/index.js';
+import { settleAttempt, type AttemptInfo, type AttemptState, type CollectionPolicy, type Outcome, type Subscription } from '../domain/index.js';
+import { getRows, inTransaction, updateAttempt, writeTransitions, type Db } from '../store/index.js';
+import type { Transition } from '../domain/index.js';
 
 export interface OutcomeItem {
   readonly subscriptionId: string;
   /** The claim token that must still own the row's lease. */
   readonly token: string;
-  readonly key: string;
+  /** The attempt as this daemon knows it (only this lease holder changes it). */
+  readonly attempt: AttemptInfo;
   readonly outcome: Outcome;
   readonly policy: CollectionPolicy;
 }
@@ -86,27 +88,25 @@ export class GroupCommitWriter {
   private async apply(trx: Parameters<Parameters<typeof inTransaction>[1]>[0], items: OutcomeItem[]): Promise<OutcomeResult[]> {
     const now = this.clock.now();
     const results: OutcomeResult[] = [];
+    const rows = await getRows(trx, items.map((i) => i.subscriptionId));
+    const transitions: Transition[] = [];
     for (const item of items) {
-      let sub: Subscription;
-      try {
-        sub = await getLeased(trx, item.subscriptionId, item.token);
-      } catch (err) {
-        if (!(err instanceof LeaseLostError)) throw err;
-        this.logger.warn({ subscriptionId: item.subscriptionId, key: item.key }, 'lease lost before the outcome was recorded; the new owner will reconcile');
+      const row = rows.get(item.subscriptionId);
+      if (row?.leaseOwner !== item.token) {
+        this.logger.warn({ subscriptionId: item.subscriptionId, key: item.attempt.key }, 'lease lost before the outcome was recorded; the new owner will reconcile');
         results.push({ kind: 'lease_lost' });
         continue;
       }
-      const attempt = await getAttempt(trx, item.key);
-      if (!attempt) throw new Error(`attempt ${item.key} is missing`);
-      const settlement = settleAttempt(sub, attempt, item.outcome, now, item.policy);
-      await updateAttempt(trx, item.key, settlement.attempt, now, settlement.resend);
+      const settlement = settleAttempt(row.subscription, item.attempt, item.outcome, now, item.policy);
+      await updateAttempt(trx, item.attempt.key, settlement.attempt, now, settlement.resend);
       if (settlement.resend) {
         results.push({ kind: 'resend' });
         continue;
       }
-      await writeTransition(trx, settlement, now, 'release');
-      results.push({ kind: 'written', subscription: settlement.subscription, state: settlement.attempt.state, cycle: attempt.cycle, attempt: attempt.attempt });
+      transitions.push(settlement);
+      results.push({ kind: 'written', subscription: settlement.subscription, state: settlement.attempt.state, cycle: item.attempt.cycle, attempt: item.attempt.attempt });
     }
+    await writeTransitions(trx, transitions, now, 'release');
     return results;
   }
 }

@@ -4,7 +4,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, Migrator, SqliteDialect, type MigrationResultSet } from 'kysely';
+import { Kysely, Migrator, SqliteAdapter, SqliteDialect, type DialectAdapter, type MigrationResultSet } from 'kysely';
 import { migrations } from '../../migrations/index.js';
 import { RebillError } from '../errors.js';
 import type { Database } from './schema.js';
@@ -30,12 +30,30 @@ export function openDatabase(url: string, options: OpenOptions = {}): Db {
     sqlite.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
     sqlite.pragma('foreign_keys = ON');
     sqlite.pragma('busy_timeout = 5000');
-    return new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+    return new Kysely<Database>({ dialect: new TransactionalSqliteDialect({ database: withStatementCache(sqlite) }) });
   }
   if (/^postgres(ql)?:\/\//.test(url)) {
     throw new RebillError('DATABASE_UNSUPPORTED', 'the PostgreSQL backend is not available in this version; use sqlite:<path>');
   }
   throw new RebillError('DATABASE_URL_INVALID', `database.url must be sqlite:<path> or postgres://...; got "${url}"`);
+}
+
+/**
+ * SQLite DDL is transactional, but kysely's SQLite adapter says otherwise, so
+ * its migrator would apply a migration statement by statement: a daemon killed
+ * half-way through its first migration would leave a half-built schema that no
+ * later start can migrate. Each migration runs in one transaction instead.
+ */
+class TransactionalSqliteAdapter extends SqliteAdapter {
+  override get supportsTransactionalDdl(): boolean {
+    return true;
+  }
+}
+
+class TransactionalSqliteDialect extends SqliteDialect {
+  override createAdapter(): DialectAdapter {
+    return new TransactionalSqliteAdapter();
+  }
 }
 
 /**

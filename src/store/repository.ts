@@ -141,11 +141,19 @@ async function writeEvents(trx: Trx, events: readonly DomainEvent[]): Promise<vo
  * is in flight) or `ignore` (an API call: the lease belongs to whoever holds it).
  */
 export async function writeTransition(trx: Trx, transition: Transition, now: number, lease: 'release' | 'keep' | 'ignore'): Promise<void> {
-  const sub = transition.subscription;
+  await writeTransitions(trx, [transition], now, lease);
+}
+
+/** writeTransition for a batch: one row update and its cycles each, then one insert for all the events. */
+export async function writeTransitions(trx: Trx, transitions: readonly Transition[], now: number, lease: 'release' | 'keep' | 'ignore'): Promise<void> {
   const leaseColumns = lease === 'release' ? { lease_owner: null, lease_until: null } : {};
-  await trx.updateTable('subscriptions').set({ ...stateColumns(sub), ...leaseColumns }).where('id', '=', sub.id).execute();
-  await writeCycles(trx, sub, transition.cycles, now);
-  await writeEvents(trx, transition.events);
+  for (const transition of transitions) {
+    const sub = transition.subscription;
+    await trx.updateTable('subscriptions').set({ ...stateColumns(sub), ...leaseColumns }).where('id', '=', sub.id).execute();
+    await writeCycles(trx, sub, transition.cycles, now);
+  }
+  const events = transitions.flatMap((t) => t.events);
+  for (let i = 0; i < events.length; i += 100) await writeEvents(trx, events.slice(i, i + 100));
 }
 
 /** Finds a customer by id, then email, then phone; creates one otherwise (SPEC section 5). */
@@ -267,12 +275,16 @@ export async function claimDue(db: Db, owner: string, now: number, limit: number
     .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', nowText)]))
     .orderBy('work_at')
     .limit(limit);
-  await db
+  // RETURNING gives exactly the rows this statement leased: a re-used owner name must not
+  // also get back rows it claimed earlier (whose lease may have run out and been taken over).
+  const rows = await db
     .updateTable('subscriptions')
     .set({ lease_owner: owner, lease_until: toDbTime(now + leaseMs) })
     .where('id', 'in', due)
+    .returningAll()
     .execute();
-  const rows = await db.selectFrom('subscriptions').selectAll().where('lease_owner', '=', owner).orderBy('work_at').execute();
+  const order = (r: (typeof rows)[number]) => `${r.work_at ?? ''}\u0000${r.id}`;
+  rows.sort((x, y) => (order(x) < order(y) ? -1 : order(x) > order(y) ? 1 : 0));
   return rows.map(rowToSubscription);
 }
 
@@ -282,6 +294,22 @@ export async function getLeased(trx: Trx, id: string, owner: string): Promise<Su
   if (!row) throw new NotFoundError('SUBSCRIPTION_NOT_FOUND', `no subscription with id "${id}"`);
   if (row.lease_owner !== owner) throw new LeaseLostError('LEASE_LOST', `lease on ${id} is no longer held by ${owner}`);
   return rowToSubscription(row);
+}
+
+/** A row as read for the engine: its state plus who holds its lease now. */
+export interface LeasedRow {
+  readonly subscription: Subscription;
+  readonly leaseOwner: string | null;
+}
+
+/** Reads many rows in one statement per 500 ids (inside the caller's transaction), keyed by id. */
+export async function getRows(trx: Conn, ids: readonly string[]): Promise<Map<string, LeasedRow>> {
+  const out = new Map<string, LeasedRow>();
+  for (let i = 0; i < ids.length; i += 500) {
+    const rows = await trx.selectFrom('subscriptions').selectAll().where('id', 'in', ids.slice(i, i + 500)).execute();
+    for (const row of rows) out.set(row.id, { subscription: rowToSubscription(row), leaseOwner: row.lease_owner });
+  }
+  return out;
 }
 
 /**
@@ -356,6 +384,10 @@ export interface AttemptIntent {
 export async function insertAttempts(trx: Trx, intents: readonly AttemptIntent[], now: number): Promise<void> {
   if (intents.length === 0) return;
   const at = toDbTime(now);
+  for (let start = 0; start < intents.length; start += 100) await insertAttemptRows(trx, intents.slice(start, start + 100), at);
+}
+
+async function insertAttemptRows(trx: Trx, intents: readonly AttemptIntent[], at: string): Promise<void> {
   await trx
     .insertInto('attempts')
     .values(

@@ -246,6 +246,14 @@ describe('pause', () => {
     expect(isoOrNull(resumed.subscription.actionAt)).toBe('2025-05-31T10:00:00Z');
   });
 
+  it('a paused subscription whose schedule ends before its resumeDate shows no next payment; a link plan shows sendLink', () => {
+    const now = at('2025-02-10T00:00:00Z');
+    const short = collect(create(at('2025-01-15T08:00:00Z'), { maxCycles: 2 }).subscription, at('2025-01-31T10:00:00Z'), CAPTURED()).subscription;
+    expect(next(pause(short, { resumeAt: at('2025-03-15T00:00:00Z') }, now).subscription)).toEqual({ action: 'none', at: null });
+    const links = collect(create(at('2025-01-15T08:00:00Z'), { mode: 'link' }).subscription, at('2025-01-31T10:00:00Z'), CAPTURED()).subscription;
+    expect(next(pause(links, { resumeAt: at('2025-03-15T00:00:00Z') }, now).subscription)).toEqual({ action: 'sendLink', at: '2025-03-31T10:00:00Z' });
+  });
+
   it('a future pauseDate before the next charge: nothing to pay before the pause; with a resumeDate, the first charge after it', () => {
     const sub = paidOnce();
     const now = at('2025-02-10T00:00:00Z');

@@ -200,4 +200,74 @@ describe('rebill run under SIGKILL (child processes, SQLite, fake CoolPay over H
     gateway.child.kill('SIGTERM');
     expect((await exitWithin(gateway.child, 10_000)).code).toBe(0);
   }, 180_000);
+
+  it('a restarted daemon reconciles the in-flight attempts of a SIGKILLed one at once, not after leaseSeconds', async () => {
+    const dir = newDir('recover');
+    const dbFile = path.join(dir, 'rebill.db');
+    const logFile = path.join(dir, 'rebill.log');
+    const gateway = await startFakeGateway(path.join(dir, 'ledger.jsonl'));
+    const ids = Array.from({ length: 40 }, (_, i) => `recover-${String(i).padStart(2, '0')}`);
+    // A long lease, as in production (default 120 s): waiting it out would take a minute.
+    const leaseSeconds = 60;
+    const config = daemonConfig(dir, gateway, ids.map((id) => ({ id, token: 'tok_slow_300' })), { leaseSeconds, concurrency: 4, ratePerSecond: 200 });
+
+    const first = spawnRebill(['run', '--config', config], { logFile });
+    await first.waitForStdout(READY, 30_000);
+    await waitFor(() => (cycleOneAttempts(dbFile).filter((a) => a.state === 'captured').length >= 4 ? true : undefined), { timeoutMs: 30_000 });
+    first.kill('SIGKILL');
+    await first.exited;
+    const open = cycleOneAttempts(dbFile).filter((a) => a.state === 'in_flight');
+    expect(open.length, 'attempts in flight when the daemon died').toBeGreaterThan(0);
+
+    const killedAt = Date.now();
+    const second = spawnRebill(['run', '--config', config], { logFile });
+    await second.waitForStdout(READY, 30_000);
+    await waitFor(() => (cycleOneAttempts(dbFile).filter((a) => a.state === 'captured').length === ids.length ? true : undefined), {
+      timeoutMs: 50_000,
+      describe: () => `${cycleOneAttempts(dbFile).filter((a) => a.state === 'captured').length} of ${ids.length} captured`,
+    });
+    const tookMs = Date.now() - killedAt;
+    console.log(`e2e crash: ${open.length} in-flight attempts of a killed daemon settled ${tookMs} ms after the restart (lease ${leaseSeconds} s)`);
+    // recoverDeadOwners exists so that a dead daemon on this host costs no lease wait.
+    expect(tookMs).toBeLessThan(25_000);
+    second.kill('SIGTERM');
+    expect((await exitWithin(second, 15_000)).code).toBe(0);
+    await assertExactlyOnce(gateway, dbFile, ids);
+  }, 90_000);
+
+  it('a daemon killed during its first migration starts again (no half-applied schema)', async () => {
+    const base = newDir('migrate');
+    const tables = ['attempts', 'customers', 'cycles', 'events', 'simulator_ledger', 'subscriptions'];
+    // Measured on these machines, the initial migration's DDL spans roughly 5..50 ms after the file appears.
+    const delays = Array.from({ length: 16 }, (_, i) => i * 4);
+    const problems: string[] = [];
+    for (let from = 0; from < delays.length; from += 4) {
+      await Promise.all(
+        delays.slice(from, from + 4).map(async (delay) => {
+          const dir = path.join(base, String(delay));
+          fs.mkdirSync(dir);
+          const dbFile = path.join(dir, 'rebill.db');
+          const config = writeConfig(path.join(dir, 'rebill.yaml'), {
+            database: { url: `sqlite:${dbFile}` },
+            plans: [{ id: 'monthly', amount: '9.99', currency: 'USD', every: 'MONTH' }],
+          });
+          const victim = spawnRebill(['migrate', '--config', config]);
+          while (!fs.existsSync(dbFile) && victim.alive()) await new Promise((resolve) => setImmediate(resolve));
+          await sleep(delay);
+          victim.kill('SIGKILL');
+          await victim.exited;
+          const again = spawnRebill(['migrate', '--config', config]);
+          const exit = await exitWithin(again, 30_000);
+          if (exit.code !== 0) {
+            problems.push(`killed ${delay} ms after the file appeared: migrate then exited ${exit.code}: ${again.stderr().trim()}`);
+            return;
+          }
+          const present = readDb(dbFile, (db) => (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as Array<{ name: string }>).map((r) => r.name));
+          const missing = tables.filter((t) => !present.includes(t));
+          if (missing.length) problems.push(`killed ${delay} ms after the file appeared: tables missing after re-migrating: ${missing.join(', ')}`);
+        }),
+      );
+    }
+    expect(problems).toEqual([]);
+  }, 120_000);
 });

@@ -297,6 +297,49 @@ describe('simulator token paths', () => {
   });
 });
 
+describe('dispatch under simulated time', () => {
+  it('ratePerSecond 50 spreads 120 charges due at the same instant over three seconds of simulated time', async () => {
+    startDaemon('2025-01-01T00:00:00Z', { ratePerSecond: 50, concurrency: 16, queueBound: 500 });
+    for (let i = 0; i < 120; i++) await addSubscription(t.db, Date.now(), { id: `r${String(i).padStart(3, '0')}`, paymentToken: 'tok_ok', startDate: '2025-01-15' });
+    engine!.kick();
+    await advanceTo('2025-01-15T00:01:00Z');
+
+    const rows = await t.db.selectFrom('simulator_ledger').select('entry').execute();
+    const calledAt = rows.map((r) => (JSON.parse(r.entry) as { createdAt: number }).createdAt - ms('2025-01-15T00:00:00Z'));
+    expect(calledAt).toHaveLength(120);
+    const perSecond = new Map<number, number>();
+    for (const at of calledAt) perSecond.set(Math.floor(at / 1000), (perSecond.get(Math.floor(at / 1000)) ?? 0) + 1);
+    expect([...perSecond.entries()].sort((a, b) => a[0] - b[0])).toEqual([
+      [0, 50],
+      [1, 50],
+      [2, 20],
+    ]);
+    const captured = await t.db.selectFrom('attempts').select((eb) => eb.fn.countAll<number>().as('n')).where('state', '=', 'captured').executeTakeFirstOrThrow();
+    expect(Number(captured.n)).toBe(120);
+  });
+
+  it('a gateway call longer than the lease keeps its lease through the heartbeat and is captured once', async () => {
+    // tok_slow_200000 answers after 200 s of (fake) time; the lease is 120 s, the heartbeat every 40 s.
+    startDaemon('2025-01-01T00:00:00Z', { leaseMs: 120_000 });
+    await create('slow', 'tok_slow_200000', '2025-01-15');
+    await advanceTo('2025-01-15T00:02:30Z');
+    expect((await attemptsOf(t.db, 'slow')).map((a) => a.state)).toEqual(['in_flight']);
+    const leased = await t.db.selectFrom('subscriptions').select(['lease_owner', 'lease_until']).where('id', '=', 'slow').executeTakeFirstOrThrow();
+    expect(leased.lease_owner).toMatch(/^test-engine\//);
+    expect(Date.parse(leased.lease_until!)).toBeGreaterThan(Date.now());
+
+    await advanceTo('2025-01-15T00:10:00Z');
+    const attempts = await attemptsOf(t.db, 'slow');
+    expect(attempts.map((a) => [a.key, a.state, a.sends])).toEqual([['slow:1:1', 'captured', 1]]);
+    const captured = await eventsOf(t.db, 'slow', 'charge.succeeded');
+    expect(captured).toHaveLength(1);
+    expect(lag(captured[0]!.atMs, '2025-01-15T00:03:20Z')).toBeGreaterThanOrEqual(0);
+    expect(lag(captured[0]!.atMs, '2025-01-15T00:03:20Z')).toBeLessThan(1000);
+    expect(await ledgerOf(t.db, 'slow')).toEqual([{ key: 'slow:1:1', result: 'captured' }]);
+    expect(await getSubscription(t.db, 'slow')).toMatchObject({ nextAction: 'collect', nextCycle: 2 });
+  });
+});
+
 describe('pause and resume', () => {
   it('charges nothing while paused; on resume the next cycle is the first due at or after the resume instant, the missed ones skipped', async () => {
     startDaemon('2025-01-01T00:00:00Z');

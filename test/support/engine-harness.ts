@@ -6,6 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { sql } from 'kysely';
 import { pino, type Logger } from 'pino';
 import type { Clock } from '../../src/clock.js';
 import { subscriptionFromPlan, type CollectionPolicy, type FinalFailureAction, type PlanTerms, type SubscriptionRequest } from '../../src/domain/index.js';
@@ -185,4 +186,34 @@ export async function ledgerOf(db: Db, subscriptionId: string): Promise<Array<{ 
     .orderBy('idempotency_key')
     .execute();
   return rows.map((r) => ({ key: r.idempotency_key, result: (JSON.parse(r.entry) as { result: { kind: string } }).result.kind }));
+}
+
+/**
+ * Bulk set-up fast path: copies every row that belongs to subscription
+ * `templateId` (the subscription itself, its cycles and its events) once per
+ * new id, in one SQL statement per table. The template was made by the store's
+ * own createSubscription, so each copy is the row the store would write, with
+ * only the id changed. Columns are read from the live schema, so a new
+ * migration does not break this. Ids are `${prefix}${n}` with n zero-padded to
+ * five digits, for n in [from, to).
+ */
+export async function cloneSubscription(db: Db, templateId: string, prefix: string, from: number, to: number): Promise<void> {
+  if (to <= from) return;
+  const columnsOf = async (table: string) =>
+    (await sql<{ name: string }>`select name from pragma_table_info(${table})`.execute(db)).rows.map((r) => r.name);
+  const newId = sql`printf('%s%05d', ${prefix}, seq.n)`;
+  const seq = sql`with recursive seq(n) as (select ${from} union all select n + 1 from seq where n + 1 < ${to})`;
+  await db.transaction().execute(async (trx) => {
+    const plan: Array<[table: string, key: string, skip: string[]]> = [
+      ['subscriptions', 'id', []],
+      ['cycles', 'subscription_id', []],
+      ['events', 'subscription_id', ['id']],
+    ];
+    for (const [table, key, skip] of plan) {
+      const columns = (await columnsOf(table)).filter((c) => !skip.includes(c));
+      const target = sql.join(columns.map((c) => sql.ref(c)));
+      const values = sql.join(columns.map((c) => (c === key ? newId : sql.ref(`t.${c}`))));
+      await sql`${seq} insert into ${sql.table(table)} (${target}) select ${values} from ${sql.table(table)} as t, seq where t.${sql.ref(key)} = ${templateId}`.execute(trx);
+    }
+  });
 }
