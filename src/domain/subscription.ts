@@ -295,10 +295,12 @@ export function pause(sub: Subscription, request: PauseRequest, now: number): Tr
   if (resumeAt !== null && resumeAt <= Math.max(now, pauseAt ?? now)) {
     throw new LifecycleError('PAUSE_INVALID', 'resumeDate must be after the pause starts');
   }
+  // Already paused: only the resume date moves. A scheduled pauseAt on a paused row would be
+  // work that never becomes a step (dueStep pauses active rows only), claimed by every sweep.
+  if (sub.status === 'paused') return { subscription: with_(sub, { resumeAt }, now), cycles: [], events: [] };
   if (pauseAt !== null && pauseAt > now) {
     return { subscription: with_(sub, { pauseAt, resumeAt }, now), cycles: [], events: [] };
   }
-  if (sub.status === 'paused') return { subscription: with_(sub, { resumeAt }, now), cycles: [], events: [] };
   const paused = with_(sub, { status: 'paused', pauseAt: null, resumeAt, pausedAt: now }, now);
   return {
     subscription: paused,
@@ -309,6 +311,12 @@ export function pause(sub: Subscription, request: PauseRequest, now: number): Tr
 
 /** The scheduled pause instant has come. */
 export function applyScheduledPause(sub: Subscription, now: number): Transition {
+  if (sub.status === 'active' && sub.resumeAt !== null && sub.resumeAt <= now) {
+    // The whole pause window has passed (the sweep ran late): pause now and let the resume step
+    // follow at once. Validating the old resumeAt against `now` would fail this step forever.
+    const paused = with_(sub, { status: 'paused', pauseAt: null, pausedAt: now }, now);
+    return { subscription: paused, cycles: [], events: [event(paused, 'subscription.paused', now, { data: { resumeAt: iso(sub.resumeAt) } })] };
+  }
   return pause(with_(sub, { pauseAt: null }, now), { resumeAt: sub.resumeAt }, now);
 }
 
@@ -393,14 +401,30 @@ export function idempotencyKey(subscriptionId: string, cycle: number, attempt: n
  * row (in_flight) together with this state before calling the gateway. The
  * pointer becomes `reconcile` at the lease's end, so a process that dies with
  * the call in flight leaves a row the next sweep settles by asking the gateway.
+ *
+ * Catch-up: a first attempt whose cycle is older than the current period (the
+ * daemon was down across several due dates) moves to the current period and
+ * records the cycles in between as skipped, unless the schedule backfills.
  */
-export function beginAttempt(sub: Subscription, now: number, reconcileAt: number): Transition & { key: string } {
-  const key = idempotencyKey(sub.id, sub.nextCycle, sub.nextAttempt);
-  const next = with_(sub, { nextAction: 'reconcile', actionAt: reconcileAt }, now);
+export function beginAttempt(
+  sub: Subscription,
+  now: number,
+  reconcileAt: number,
+): Transition & { key: string; cycle: number; attempt: number } {
+  const skipped: CycleWrite[] = [];
+  let cycle = sub.nextCycle;
+  if (sub.nextAttempt === 1 && !sub.schedule.backfill) {
+    const current = currentCycle(sub, now);
+    for (; cycle < current && exists(sub, cycle + 1); cycle++) skipped.push({ cycle, dueAt: cycleDueAt(sub, cycle), status: 'skipped' });
+  }
+  const key = idempotencyKey(sub.id, cycle, sub.nextAttempt);
+  const next = with_(sub, { nextAction: 'reconcile', nextCycle: cycle, actionAt: reconcileAt }, now);
   return {
     key,
+    cycle,
+    attempt: sub.nextAttempt,
     subscription: next,
-    cycles: [{ cycle: sub.nextCycle, dueAt: cycleDueAt(sub, sub.nextCycle), status: 'collecting', attempts: sub.nextAttempt }],
+    cycles: [...skipped, { cycle, dueAt: cycleDueAt(sub, cycle), status: 'collecting', attempts: sub.nextAttempt }],
     events: [],
   };
 }

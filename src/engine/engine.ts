@@ -266,9 +266,9 @@ export function createEngine(deps: EngineDeps): Engine {
           const sub = row.subscription;
           if (dueStep(sub, now) !== 'collect') continue;
           const begun = beginAttempt(sub, now, now + options.leaseMs);
-          intents.push({ key: begun.key, subscription: sub, cycle: sub.nextCycle, attempt: sub.nextAttempt });
+          intents.push({ key: begun.key, subscription: sub, cycle: begun.cycle, attempt: begun.attempt });
           transitions.push(begun);
-          const attempt: AttemptInfo = { key: begun.key, cycle: sub.nextCycle, attempt: sub.nextAttempt, mode: sub.mode, state: 'in_flight', sends: 1, createdAt: now };
+          const attempt: AttemptInfo = { key: begun.key, cycle: begun.cycle, attempt: begun.attempt, mode: sub.mode, state: 'in_flight', sends: 1, createdAt: now };
           started.push({ sub: begun.subscription, key: begun.key, attempt });
         }
         await insertAttempts(trx, intents, now);

@@ -340,6 +340,17 @@ export async function expireLeases(db: Db, ownerPrefix: string, now: number): Pr
     .set({ lease_until: toDbTime(now - 1) })
     .where('lease_owner', 'like', `${ownerPrefix}%`)
     .executeTakeFirst();
+  // Their in-flight attempts were to be reconciled when the lease ran out (beginAttempt points
+  // `reconcile` at the lease's end); the owner is dead, so that is now. work_at > now implies
+  // every one of its parts is later than now, so now is their new minimum.
+  const nowText = toDbTime(now);
+  await db
+    .updateTable('subscriptions')
+    .set({ action_at: nowText, work_at: nowText })
+    .where('lease_owner', 'like', `${ownerPrefix}%`)
+    .where('next_action', '=', 'reconcile')
+    .where('work_at', '>', nowText)
+    .execute();
   return Number(result.numUpdatedRows);
 }
 

@@ -279,6 +279,31 @@ describe('pause', () => {
     expect(t.events).toEqual([]);
   });
 
+  it('a sweep that runs after the whole scheduled pause window still pauses, and the resume follows at once', () => {
+    const sub = paidOnce();
+    // Pause Feb 20 for one hour; the daemon is down until Mar 3, past the Feb 28 charge too.
+    const s = pause(sub, { pauseAt: at('2025-02-20T00:00:00Z'), resumeAt: at('2025-02-20T01:00:00Z') }, at('2025-02-10T00:00:00Z')).subscription;
+    const late = at('2025-03-03T00:00:00Z');
+    expect(dueStep(s, late)).toBe('pause');
+    const paused = applyScheduledPause(s, late);
+    expect(paused.subscription).toMatchObject({ status: 'paused', pauseAt: null, resumeAt: at('2025-02-20T01:00:00Z'), pausedAt: late });
+    expect(types(paused.events)).toEqual(['subscription.paused']);
+    expect(workAt(paused.subscription)).toBe(at('2025-02-20T01:00:00Z'));
+    expect(dueStep(paused.subscription, late)).toBe('resume');
+    const resumed = resume(paused.subscription, late);
+    // No back-billing: the Feb 28 cycle fell due before the resume ran.
+    expect(resumed.cycles.map((c) => [c.cycle, c.status])).toEqual([[2, 'skipped']]);
+    expect(resumed.subscription).toMatchObject({ status: 'active', nextCycle: 3 });
+  });
+
+  it('pausing an already paused subscription with a future pauseDate schedules nothing (no work without a step)', () => {
+    const paused = pause(paidOnce(), {}, at('2025-02-10T00:00:00Z')).subscription;
+    const again = pause(paused, { pauseAt: at('2025-02-20T00:00:00Z'), resumeAt: at('2025-03-15T00:00:00Z') }, at('2025-02-11T00:00:00Z')).subscription;
+    expect(again).toMatchObject({ status: 'paused', pauseAt: null, resumeAt: at('2025-03-15T00:00:00Z') });
+    expect(workAt(again)).toBe(at('2025-03-15T00:00:00Z'));
+    expect(dueStep(again, at('2025-03-15T00:00:00Z'))).toBe('resume');
+  });
+
   it('refuses a resumeDate that is not after the pause starts', () => {
     const sub = paidOnce();
     const now = at('2025-02-10T00:00:00Z');
@@ -445,6 +470,36 @@ describe('cancel', () => {
     const inFlight = beginAttempt(paidOnce(), at('2025-02-28T10:00:00Z'), at('2025-02-28T10:02:00Z'));
     const stopped = cancel(inFlight.subscription, { atPeriodEnd: true }, at('2025-02-28T10:00:01Z')).subscription;
     expect(stopped).toMatchObject({ status: 'stopped', nextAction: 'reconcile', nextCycle: 2 });
+  });
+});
+
+describe('the work pointer', () => {
+  it('whenever a subscription has a work instant, some step is due at that instant (else a sweep would claim it forever)', () => {
+    const base = paidOnce();
+    const t0 = at('2025-02-10T00:00:00Z');
+    const inFlight = beginAttempt(base, at('2025-02-28T10:00:00Z'), at('2025-02-28T10:02:00Z')).subscription;
+    const paused = pause(base, {}, t0).subscription;
+    const scheduled = pause(base, { pauseAt: at('2025-02-20T00:00:00Z'), resumeAt: at('2025-03-20T00:00:00Z') }, t0).subscription;
+    const states: Record<string, Subscription> = {
+      created: create(at('2025-01-15T08:00:00Z')).subscription,
+      pastStart: create(at('2025-04-15T00:00:00Z')).subscription,
+      trial: create(at('2025-01-10T00:00:00Z'), { trial: 'P14D' }, { startDate: '2025-01-10' }).subscription,
+      paid: base,
+      retrying: collect(base, at('2025-02-28T10:00:00Z'), SOFT).subscription,
+      inFlight,
+      inFlightPaused: pause(inFlight, {}, at('2025-02-28T10:01:00Z')).subscription,
+      inFlightStopped: cancel(inFlight, { atPeriodEnd: true }, at('2025-02-28T10:01:00Z')).subscription,
+      pausedWithResume: pause(base, { resumeAt: at('2025-04-01T00:00:00Z') }, t0).subscription,
+      pausedThenScheduled: pause(paused, { pauseAt: at('2025-02-20T00:00:00Z') }, t0).subscription,
+      scheduled,
+      scheduledApplied: applyScheduledPause(scheduled, at('2025-02-20T00:00:00Z')).subscription,
+      stopped: cancel(base, { atPeriodEnd: true }, t0).subscription,
+      finishedPointer: collect(create(at('2025-01-15T08:00:00Z'), { maxCycles: 1 }).subscription, at('2025-01-31T10:00:00Z'), CAPTURED()).subscription,
+    };
+    for (const [name, sub] of Object.entries(states)) {
+      const w = workAt(sub);
+      if (w !== null) expect([name, dueStep(sub, w)]).not.toEqual([name, 'none']);
+    }
   });
 });
 

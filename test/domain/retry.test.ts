@@ -346,6 +346,26 @@ describe('catch-up after downtime', () => {
     expect(dueStep(s.subscription, at('2025-05-10T00:00:00Z'))).toBe('collect');
   });
 
+  it('backfill false: a first attempt started after several missed due dates goes to the current period, not the oldest', () => {
+    const paid = collect(fresh({ backfill: false }), T1, CAPTURED('pay_1')).subscription;
+    // Down from before Feb 28 until May 10: cycles 2 (Feb 28) and 3 (Mar 31) are past, cycle 4 (Apr 30) is current.
+    const begun = beginAttempt(paid, at('2025-05-10T00:00:00Z'), at('2025-05-10T00:02:00Z'));
+    expect(begun).toMatchObject({ cycle: 4, attempt: 1, key: 'sub-1:4:1' });
+    expect(begun.cycles.map((c) => [c.cycle, c.status])).toEqual([
+      [2, 'skipped'],
+      [3, 'skipped'],
+      [4, 'collecting'],
+    ]);
+    expect(begun.subscription).toMatchObject({ nextCycle: 4, nextAction: 'reconcile' });
+  });
+
+  it('backfill true: a first attempt after downtime still starts with the oldest unpaid cycle', () => {
+    const paid = collect(fresh({ backfill: true }), T1, CAPTURED('pay_1')).subscription;
+    const begun = beginAttempt(paid, at('2025-05-10T00:00:00Z'), at('2025-05-10T00:02:00Z'));
+    expect(begun).toMatchObject({ cycle: 2, attempt: 1 });
+    expect(begun.cycles.map((c) => c.status)).toEqual(['collecting']);
+  });
+
   it('backfill true: every missed cycle is collected in turn', () => {
     const s = lateSettlement(true);
     expect(s.cycles.map((c) => [c.cycle, c.status])).toEqual([[2, 'paid']]);

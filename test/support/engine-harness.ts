@@ -92,14 +92,14 @@ export function daemonEngine(
   db: Db,
   clock: Clock,
   options: Partial<EngineOptions> = {},
-  extra: { logger?: Logger; gateways?: ReadonlyMap<string, Gateway> } = {},
+  extra: { logger?: Logger; gateways?: ReadonlyMap<string, Gateway>; owner?: string } = {},
 ): Engine {
   return createEngine({
     db,
     clock,
     gateways: extra.gateways ?? daemonGateways(db, clock, { sim: { type: 'simulator' } }),
     logger: extra.logger ?? silentLogger,
-    owner: 'test-engine',
+    owner: extra.owner ?? 'test-engine',
     options: engineOptions(options),
   });
 }
@@ -199,11 +199,12 @@ export async function ledgerOf(db: Db, subscriptionId: string): Promise<Array<{ 
  */
 export async function cloneSubscription(db: Db, templateId: string, prefix: string, from: number, to: number): Promise<void> {
   if (to <= from) return;
-  const columnsOf = async (table: string) =>
-    (await sql<{ name: string }>`select name from pragma_table_info(${table})`.execute(db)).rows.map((r) => r.name);
   const newId = sql`printf('%s%05d', ${prefix}, seq.n)`;
   const seq = sql`with recursive seq(n) as (select ${from} union all select n + 1 from seq where n + 1 < ${to})`;
   await db.transaction().execute(async (trx) => {
+    // Inside the transaction, every query must go through `trx`: SQLite has one connection, which the transaction holds.
+    const columnsOf = async (table: string) =>
+      (await sql<{ name: string }>`select name from pragma_table_info(${table})`.execute(trx)).rows.map((r) => r.name);
     const plan: Array<[table: string, key: string, skip: string[]]> = [
       ['subscriptions', 'id', []],
       ['cycles', 'subscription_id', []],
