@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
-import { ConfigError, configFilePath, formatProblems, loadConfig } from '../config/index.js';
-import { EXIT_CONFIG } from '../errors.js';
 import type { CommandContext } from './index.js';
+import { configPath, loadConfigOrReport } from './config-file.js';
 
 /**
  * `rebill check-config [--config F]`: validate the configuration without
@@ -15,17 +14,13 @@ export function registerCheckConfig(program: Command, ctx: CommandContext): void
     .description('validate a configuration file and exit (0 valid, 78 invalid)')
     .option('--config <file>', 'configuration file (default: $REBILL_CONFIG, else config/rebill.yaml)')
     .action((flags: { config?: string }) => {
-      const file = configFilePath(flags.config);
-      try {
-        const config = loadConfig(file);
-        process.stdout.write(`config OK: ${config.plans.length} plans, ${Object.keys(config.gateways).length} gateways (${file})\n`);
-        ctx.exitCode = 0;
-      } catch (err) {
-        if (!(err instanceof ConfigError)) throw err;
-        const lines = formatProblems(err.problems);
-        const count = `${lines.length} problem${lines.length === 1 ? '' : 's'} in ${file}`;
-        process.stderr.write(`${lines.join('\n')}\n${count}\n`);
-        ctx.exitCode = EXIT_CONFIG;
+      const file = configPath(flags.config);
+      const config = loadConfigOrReport(file);
+      if (typeof config === 'number') {
+        ctx.exitCode = config;
+        return;
       }
+      process.stdout.write(`config OK: ${config.plans.length} plans, ${Object.keys(config.gateways).length} gateways (${file})\n`);
+      ctx.exitCode = 0;
     });
 }

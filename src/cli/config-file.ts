@@ -1,10 +1,13 @@
-/** Shared by the commands that read the daemon's config file. */
+/** Shared by the commands that read a config or scenario file. */
 import { ConfigError, formatProblems, loadConfig, type Config } from '../config/index.js';
 import { EXIT_CONFIG } from '../errors.js';
 
-/** `--config`, else REBILL_CONFIG, else config/rebill.yaml. */
-export function configPath(flag: string | undefined): string {
-  return flag ?? process.env.REBILL_CONFIG ?? 'config/rebill.yaml';
+export { configFilePath as configPath } from '../config/index.js';
+
+/** Prints every problem of a ConfigError on stderr, one per line, then a count line. */
+export function reportConfigError(err: ConfigError, file: string): void {
+  const lines = formatProblems(err.problems);
+  process.stderr.write(`${lines.join('\n')}\n${lines.length} problem${lines.length === 1 ? '' : 's'} in ${file}\n`);
 }
 
 /** Loads the config, or prints every problem and returns the exit code 78. */
@@ -13,7 +16,7 @@ export function loadConfigOrReport(file: string): Config | typeof EXIT_CONFIG {
     return loadConfig(file);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`${formatProblems(err.problems)}\n${err.problems.length} problem${err.problems.length === 1 ? '' : 's'} in ${file}\n`);
+    reportConfigError(err, file);
     return EXIT_CONFIG;
   }
 }

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { ConfigError, formatProblems, loadScenario } from '../config/index.js';
+import { ConfigError, loadScenario } from '../config/index.js';
+import { reportConfigError } from './config-file.js';
 import { eventJson, runSimulation } from '../engine/simulate.js';
 import { EXIT_USAGE } from '../errors.js';
 import type { CommandContext } from './index.js';
@@ -17,7 +18,7 @@ export function registerSimulate(program: Command, ctx: CommandContext): void {
         scenario = loadScenario(file);
       } catch (err) {
         if (!(err instanceof ConfigError)) throw err;
-        process.stderr.write(`${formatProblems(err.problems)}\n${err.problems.length} problem${err.problems.length === 1 ? '' : 's'} in ${file}\n`);
+        reportConfigError(err, file);
         ctx.exitCode = EXIT_USAGE;
         return;
       }

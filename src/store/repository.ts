@@ -110,7 +110,8 @@ async function writeCycles(trx: Trx, sub: Subscription, cycles: readonly CycleWr
       .onConflict((oc) =>
         oc
           .columns(['subscription_id', 'cycle'])
-          .doUpdateSet({ status: values.status, attempts: values.attempts, settled_at: values.settled_at })
+          // A write without an attempt count (a cycle marked skipped) keeps the attempts already made.
+          .doUpdateSet({ status: values.status, ...(c.attempts !== undefined ? { attempts: values.attempts } : {}), settled_at: values.settled_at })
           .where('cycles.status', '<>', 'paid'),
       )
       .execute();

@@ -386,6 +386,28 @@ describe('pause and resume', () => {
     expect((await cyclesOf(t.db, 'edge')).map((c) => c.status)).toEqual(['paid', 'skipped', 'paid']);
   });
 
+  it('pausing mid-retry stops the retries; on resume the unfinished cycle is recorded skipped and keeps its attempt count', async () => {
+    startDaemon('2025-01-01T00:00:00Z');
+    await create('mid', 'tok_flaky_1', '2025-01-15');
+    await advanceTo('2025-01-15T12:00:00Z');
+    await act('mid', (sub) => pause(sub, {}, Date.now()));
+    await advanceTo('2025-02-20T00:00:00Z');
+    expect(await attemptsOf(t.db, 'mid')).toHaveLength(1);
+    await act('mid', (sub) => resume(sub, Date.now()));
+    await advanceTo('2025-03-17T00:00:00Z');
+
+    expect((await attemptsOf(t.db, 'mid')).map((a) => [a.key, a.state])).toEqual([
+      ['mid:1:1', 'rejected'],
+      ['mid:3:1', 'rejected'],
+      ['mid:3:2', 'captured'],
+    ]);
+    expect((await cyclesOf(t.db, 'mid')).map((c) => [c.cycle, c.status, c.attempts])).toEqual([
+      [1, 'skipped', 1],
+      [2, 'skipped', 0],
+      [3, 'paid', 2],
+    ]);
+  });
+
   it('a scheduled pause (pauseAt on a due instant) wins over that charge, and the scheduled resumeAt restarts collection by itself', async () => {
     startDaemon('2025-01-01T00:00:00Z');
     await create('sched', 'tok_ok', '2025-01-15');
@@ -450,6 +472,22 @@ describe('cancel', () => {
     const sub = await getSubscription(t.db, 'now');
     expect(sub).toMatchObject({ status: 'terminated', terminationType: 'userCancel', endedAt: ms('2025-01-20T00:00:00Z') });
     expect(await attemptsOf(t.db, 'now')).toHaveLength(1);
+  });
+
+  it.each([
+    ['immediately', false],
+    ['at period end', true],
+  ] as const)('%s while a retry is scheduled: no further attempt, and the cycle is closed as failed instead of left collecting', async (_name, atPeriodEnd) => {
+    startDaemon('2025-01-01T00:00:00Z');
+    await create('dun', 'tok_insufficient', '2025-01-15');
+    await advanceTo('2025-01-15T12:00:00Z');
+    expect(await getSubscription(t.db, 'dun')).toMatchObject({ nextAction: 'collect', nextAttempt: 2 });
+    await act('dun', (sub) => cancel(sub, { atPeriodEnd }, Date.now()));
+    await advanceTo('2025-04-01T00:00:00Z');
+
+    expect((await attemptsOf(t.db, 'dun')).map((a) => [a.key, a.state])).toEqual([['dun:1:1', 'rejected']]);
+    expect(await getSubscription(t.db, 'dun')).toMatchObject({ status: 'terminated', terminationType: 'userCancel', nextAction: 'none' });
+    expect((await cyclesOf(t.db, 'dun')).map((c) => [c.cycle, c.status, c.attempts])).toEqual([[1, 'failed', 1]]);
   });
 });
 
