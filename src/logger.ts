@@ -1,31 +1,39 @@
 /**
- * The structured logger: pino, JSON lines to stdout (or stderr), one event per
- * line. Payment tokens, API keys, secrets and bearer tokens are redacted
- * wherever they appear in a logged object.
+ * The structured logger: pino, JSON lines to stdout (or a given stream), one
+ * event per line. Card tokens, API keys, secrets, passwords and bearer tokens
+ * are masked at any depth and in any letter case: pino's own `redact` has no
+ * recursive wildcard, so a `log` formatter walks the logged object instead.
  */
 import { pino, type Logger, type DestinationStream } from 'pino';
 
-/** Field paths whose values never reach a log line. */
-export const REDACT_PATHS = [
-  'paymentToken',
-  '*.paymentToken',
-  '*.*.paymentToken',
-  'apiKey',
-  '*.apiKey',
-  '*.*.apiKey',
+/** Keys (compared case-insensitively) whose values never reach a log line. */
+export const SECRET_KEYS: ReadonlySet<string> = new Set([
+  'paymenttoken',
+  'apikey',
   'secret',
-  '*.secret',
-  '*.*.secret',
+  'callbacksecret',
   'token',
-  '*.token',
-  'tokens[*].token',
-  '*.tokens[*].token',
   'authorization',
-  '*.authorization',
-  '*.headers.authorization',
   'password',
-  '*.password',
-];
+  'cookie',
+]);
+
+const CENSOR = '[redacted]';
+const MAX_DEPTH = 12;
+
+/** A copy of `value` with every secret-named key masked; plain objects and arrays only. */
+export function redactSecrets(value: unknown, depth = 0): unknown {
+  if (depth > MAX_DEPTH || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((v) => redactSecrets(v, depth + 1));
+  const proto = Object.getPrototypeOf(value) as unknown;
+  // Errors and class instances are serialised by pino's own serializers; only walk plain data.
+  if (proto !== Object.prototype && proto !== null) return value;
+  const out: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
+    out[key] = SECRET_KEYS.has(key.toLowerCase()) && v !== null && v !== undefined ? CENSOR : redactSecrets(v, depth + 1);
+  }
+  return out;
+}
 
 export interface LoggerOptions {
   readonly level?: string;
@@ -39,7 +47,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     {
       name: 'rebill',
       level: options.level ?? 'info',
-      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      formatters: { log: (object) => redactSecrets(object) as Record<string, unknown> },
       base: { pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
     },

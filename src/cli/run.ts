@@ -65,6 +65,12 @@ export function registerRun(program: Command, ctx: CommandContext): void {
         const stats = engine.stats();
         logger.info({ drained, attemptsStarted: stats.attemptsStarted, outcomesRecorded: stats.outcomesRecorded }, drained ? 'stopped cleanly' : 'stopped; some attempts were still in flight and will be reconciled on the next start');
         ctx.exitCode = 0;
+        if (!drained) {
+          // Calls still waiting on a gateway hold their sockets open and would keep the process alive
+          // past drainSeconds, up to the gateway timeout, only to fail writing to the closed database.
+          // Their attempts stay in_flight for the next start to reconcile: exit once the logs are out.
+          setTimeout(() => process.exit(ctx.exitCode), 250).unref();
+        }
       } catch (err) {
         logger.fatal({ err }, 'rebill failed');
         ctx.exitCode = 1;

@@ -371,7 +371,7 @@ export function cancel(sub: Subscription, request: CancelRequest, now: number): 
       );
       return {
         subscription: stopped,
-        cycles: [],
+        cycles: open ? [] : abandonedRetry(sub, now),
         events: [event(stopped, 'subscription.cancelled', now, { data: { atPeriodEnd: true, terminationType: type, endsAt: iso(periodEnd) } })],
       };
     }
@@ -382,7 +382,18 @@ export function cancel(sub: Subscription, request: CancelRequest, now: number): 
 function terminate(sub: Subscription, type: TerminationType, now: number, data: Record<string, unknown> = {}): Transition {
   const ended = with_(sub, { status: 'terminated', terminationType: type, nextAction: 'none', actionAt: null, pauseAt: null, resumeAt: null, endedAt: now }, now);
   const kind: EventType = type === 'finished' ? 'subscription.finished' : 'subscription.cancelled';
-  return { subscription: ended, cycles: [], events: [event(ended, kind, now, { data: { terminationType: type, ...data } })] };
+  return { subscription: ended, cycles: abandonedRetry(sub, now), events: [event(ended, kind, now, { data: { terminationType: type, ...data } })] };
+}
+
+/**
+ * A cancel that lands while a retry is scheduled drops that retry (a stopped or
+ * terminated subscription is not dunned), so the cycle's history row is closed
+ * as `failed`, as a decline on a stopped subscription closes it, instead of
+ * staying `collecting` with nothing left to collect it.
+ */
+function abandonedRetry(sub: Subscription, now: number): CycleWrite[] {
+  if (sub.nextAction !== 'collect' || sub.nextAttempt <= 1) return [];
+  return [{ cycle: sub.nextCycle, dueAt: cycleDueAt(sub, sub.nextCycle), status: 'failed', attempts: sub.nextAttempt - 1, settledAt: now }];
 }
 
 /** The `end` step: a stopped subscription reaches its period end, or the schedule is complete. */

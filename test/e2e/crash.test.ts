@@ -12,9 +12,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { assertExactlyOnce, countByState, cycleOneAttempts, daemonConfig, READY } from './support/daemon.js';
 import {
-  attempts,
-  cycles,
   exitWithin,
   killAll,
   prng,
@@ -24,15 +23,11 @@ import {
   spawnRebill,
   startFakeGateway,
   tempDir,
-  todayUtc,
   waitFor,
   writeConfig,
-  type AttemptRow,
   type Child,
-  type FakeGatewayProcess,
 } from './support/processes.js';
 
-const READY = /"msg":"rebill ready"/;
 const dirs: string[] = [];
 let failed = false;
 
@@ -55,63 +50,12 @@ function newDir(name: string): string {
   return dir;
 }
 
-/** The daemon's config: CoolPay at the fake gateway, every-second sweep, short lease; `subs` seeded with startDate today. */
-function daemonConfig(dir: string, gateway: FakeGatewayProcess, subs: Array<{ id: string; token: string }>, scheduler: Record<string, unknown>) {
-  const today = todayUtc();
-  return writeConfig(path.join(dir, 'rebill.yaml'), {
-    database: { url: `sqlite:${path.join(dir, 'rebill.db')}` },
-    gateways: { cp: { type: 'coolpay', baseUrl: gateway.url, apiKey: 'test', timeoutSeconds: 2 } },
-    scheduler: { sweep: '* * * * * *', pendingPollSeconds: 1, ...scheduler },
-    logging: { level: 'info' },
-    plans: [{ id: 'monthly', description: 'Monthly', amount: '9.99', currency: 'USD', every: 'MONTH', gateway: 'cp' }],
-    subscriptions: subs.map((s) => ({ id: s.id, planId: 'monthly', paymentToken: s.token, startDate: today })),
-  });
-}
-
-function cycleOneAttempts(dbFile: string): AttemptRow[] {
-  return attempts(dbFile).filter((a) => a.cycle === 1);
-}
-
 /** A spurious decline can never happen with tok_slow_*: fail at once instead of waiting for a retry days away. */
 function assertNoRejection(dbFile: string): void {
   const rejected = cycleOneAttempts(dbFile).filter((a) => a.state === 'rejected');
   if (rejected.length) {
     throw new Error(`attempts rejected although the card always approves: ${rejected.map((a) => `${a.idempotency_key} (${a.decline_code}, sends ${a.sends}, ${a.error ?? ''})`).join('; ')}`);
   }
-}
-
-/** Both ledgers agree: one capture per subscription at the gateway, one captured attempt per subscription in the database. */
-async function assertExactlyOnce(gateway: FakeGatewayProcess, dbFile: string, ids: readonly string[]): Promise<void> {
-  const ledger = await gateway.ledger();
-  const bySubscription = new Map<string, string[]>();
-  for (const capture of ledger) {
-    const match = /^(.+):1:(\d+)$/.exec(capture.order_id);
-    expect(match, `unexpected order_id ${capture.order_id}`).not.toBeNull();
-    const list = bySubscription.get(match![1]!) ?? [];
-    list.push(capture.order_id);
-    bySubscription.set(match![1]!, list);
-    expect(capture).toMatchObject({ amount: 999, currency: 'USD' });
-  }
-  const doubles = [...bySubscription].filter(([, keys]) => keys.length > 1);
-  expect(doubles, 'subscriptions charged twice at the gateway').toEqual([]);
-  expect([...bySubscription.keys()].sort()).toEqual([...ids].sort());
-  expect(ledger).toHaveLength(ids.length);
-
-  const rows = cycleOneAttempts(dbFile);
-  const stuck = rows.filter((a) => a.state === 'in_flight' || a.state === 'unknown' || a.state === 'pending');
-  expect(stuck, 'attempts left unsettled').toEqual([]);
-  const captured = rows.filter((a) => a.state === 'captured');
-  expect(captured).toHaveLength(ids.length);
-  const capturedBySubscription = new Map<string, string[]>();
-  for (const a of captured) capturedBySubscription.set(a.subscription_id, [...(capturedBySubscription.get(a.subscription_id) ?? []), a.idempotency_key]);
-  expect([...capturedBySubscription.keys()].sort()).toEqual([...ids].sort());
-  for (const [id, keys] of capturedBySubscription) {
-    expect(keys, `captured attempts of ${id}`).toHaveLength(1);
-    expect(bySubscription.get(id), `gateway order_id of ${id}`).toEqual(keys);
-  }
-  const paid = cycles(dbFile).filter((c) => c.cycle === 1);
-  expect(paid).toHaveLength(ids.length);
-  expect(paid.filter((c) => c.status !== 'paid'), 'cycle 1 rows not paid').toEqual([]);
 }
 
 describe('rebill run under SIGKILL (child processes, SQLite, fake CoolPay over HTTP)', () => {
@@ -156,8 +100,9 @@ describe('rebill run under SIGKILL (child processes, SQLite, fake CoolPay over H
       expect(await daemon.exited).toEqual({ code: null, signal: 'SIGKILL' });
       if (!wasReady) duringBoot++;
       if (!fs.existsSync(dbFile)) continue;
-      const open = waitFor(() => cycleOneAttempts(dbFile), { timeoutMs: 5_000 }).then((rows) => rows.filter((a) => a.state === 'in_flight' || a.state === 'unknown'));
-      const unsettled = await open;
+      // Killed before the first migration finished: no attempts table yet (waitFor retries the read until timeout).
+      const rows = await waitFor(() => (readDb(dbFile, (db) => db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'attempts'").get()) ? cycleOneAttempts(dbFile) : []), { timeoutMs: 5_000 });
+      const unsettled = rows.filter((a) => a.state === 'in_flight' || a.state === 'unknown');
       for (const a of unsettled) reconcile.add(a.idempotency_key);
       if (unsettled.length) midBatch++;
       assertNoRejection(dbFile);
@@ -175,9 +120,7 @@ describe('rebill run under SIGKILL (child processes, SQLite, fake CoolPay over H
         timeoutMs: 60_000,
         intervalMs: 100,
         describe: () => {
-          const rows = cycleOneAttempts(dbFile);
-          const states = rows.reduce<Record<string, number>>((acc, a) => ({ ...acc, [a.state]: (acc[a.state] ?? 0) + 1 }), {});
-          return `cycle-1 attempts by state ${JSON.stringify(states)} of ${ids.length}; log ${logFile}`;
+          return `cycle-1 attempts by state ${JSON.stringify(countByState(cycleOneAttempts(dbFile)))} of ${ids.length}; log ${logFile}`;
         },
       },
     );

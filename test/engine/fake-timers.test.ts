@@ -9,11 +9,12 @@
  * better-sqlite3 + kysely settle entirely in microtasks, so every step the
  * engine takes after a timer fires is finished before time moves on.
  */
-import FakeTimers, { type InstalledClock } from '@sinonjs/fake-timers';
+import FakeTimers from '@sinonjs/fake-timers';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
 import { cancel, pause, resume, type CollectionPolicy } from '../../src/domain/index.js';
-import type { Engine, EngineOptions } from '../../src/engine/index.js';
+import { daemonGateways, type Engine, type EngineOptions } from '../../src/engine/index.js';
+import type { Gateway } from '../../src/gateways/index.js';
 import { getSubscription, updateSubscription } from '../../src/store/index.js';
 import {
   addSubscription,
@@ -30,6 +31,8 @@ import {
 } from '../support/engine-harness.js';
 
 const DAY = 86_400_000;
+type InstalledClock = ReturnType<typeof FakeTimers.install>;
+
 const FAKED = ['Date', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] as const;
 
 let t: TempDb;
@@ -40,9 +43,19 @@ beforeEach(async () => {
   t = await openTempDb();
 });
 
+/** engine.stop() under fake timers: its drain timeout is a fake timer, so time is moved until it resolves. */
+async function stopEngine(e: Engine): Promise<{ drained: boolean }> {
+  let done = false;
+  const stopped = e.stop(0).finally(() => {
+    done = true;
+  });
+  while (clock && !done) await clock.tickAsync(10);
+  return stopped;
+}
+
 afterEach(async () => {
   try {
-    if (engine) await engine.stop(0);
+    if (engine) await stopEngine(engine);
   } finally {
     engine = null;
     clock?.uninstall();
@@ -51,11 +64,21 @@ afterEach(async () => {
   }
 });
 
-/** Installs fake timers at `startIso` and starts the engine's wake-up loop on the real systemClock. */
-function startDaemon(startIso: string, options: Partial<EngineOptions> & { policy?: CollectionPolicy } = {}): Engine {
-  clock = FakeTimers.install({ now: ms(startIso), toFake: [...FAKED] });
+/** Replaces Date and the timer functions, starting at `startIso` (once per test). */
+function installClock(startIso: string): InstalledClock {
+  clock ??= FakeTimers.install({ now: ms(startIso), toFake: [...FAKED] });
+  return clock;
+}
+
+/** Installs fake timers at `startIso` (unless already installed) and starts the engine's wake-up loop on the real systemClock. */
+function startDaemon(
+  startIso: string,
+  options: Partial<EngineOptions> & { policy?: CollectionPolicy } = {},
+  extra: Parameters<typeof daemonEngine>[3] = {},
+): Engine {
+  installClock(startIso);
   // A long cap on sleeps: the loop must wake because it armed a timer for the due instant, not by polling.
-  engine = daemonEngine(t.db, systemClock, { maxSleepMs: 60 * DAY, ...options });
+  engine = daemonEngine(t.db, systemClock, { maxSleepMs: 60 * DAY, ...options }, extra);
   engine.start();
   return engine;
 }
@@ -251,6 +274,36 @@ describe('simulator token paths', () => {
     expect((await attemptsOf(t.db, 'slowbank')).map((a) => [a.key, a.state])).toEqual([['slowbank:1:1', 'captured']]);
     expect(await ledgerOf(t.db, 'slowbank')).toEqual([{ key: 'slowbank:1:1', result: 'captured' }]);
     expect((await cyclesOf(t.db, 'slowbank')).map((c) => c.status)).toEqual(['paid']);
+  });
+
+  it('link mode: the payment link is sent at the due instant and the cycle is paid when a status poll finds it paid', async () => {
+    startDaemon('2025-01-01T00:00:00Z', { policy: policy('terminate', { pollMs: 300_000 }) });
+    await addSubscription(t.db, Date.now(), { id: 'link', paymentToken: null, startDate: '2025-01-15' }, { mode: 'link' });
+    engine!.kick();
+    await advanceTo('2025-01-16T00:00:00Z');
+
+    const events = await eventsOf(t.db, 'link');
+    expect(events.map((e) => e.type)).toEqual(['subscription.created', 'payment_link.sent', 'charge.succeeded']);
+    expect(events[1]!.data).toMatchObject({ mode: 'link', linkUrl: expect.stringContaining('link%3A1%3A1') });
+    expect(lag(events[1]!.atMs, '2025-01-15T00:00:00Z')).toBeLessThan(1000);
+    expect(lag(events[2]!.atMs, '2025-01-15T00:05:00Z')).toBeLessThan(1000);
+    expect((await attemptsOf(t.db, 'link')).map((a) => [a.key, a.state])).toEqual([['link:1:1', 'captured']]);
+  });
+
+  it('link mode: an unpaid link is re-sent up to the attempt count, then payment_failed', async () => {
+    startDaemon('2025-01-01T00:00:00Z');
+    await addSubscription(t.db, Date.now(), { id: 'unpaid', paymentToken: 'tok_insufficient', startDate: '2025-01-15' }, { mode: 'link' });
+    engine!.kick();
+    await advanceTo('2025-03-01T00:00:00Z');
+
+    expect((await attemptsOf(t.db, 'unpaid')).map((a) => [a.attempt, a.state])).toEqual([
+      [1, 'rejected'],
+      [2, 'rejected'],
+      [3, 'rejected'],
+    ]);
+    expect((await eventsOf(t.db, 'unpaid', 'payment_link.sent')).map((e) => e.attempt)).toEqual([1, 2, 3]);
+    expect(await eventsOf(t.db, 'unpaid', 'subscription.payment_failed')).toHaveLength(1);
+    expect(await getSubscription(t.db, 'unpaid')).toMatchObject({ status: 'terminated', terminationType: 'paymentCancel' });
   });
 
   it('retry.onFinalFailure pause: after the last failed attempt the subscription is paused and nothing more is tried', async () => {
@@ -516,5 +569,96 @@ describe('the end of a schedule', () => {
     expect((await eventsOf(t.db, 'three')).at(-1)).toMatchObject({ type: 'subscription.finished', data: { terminationType: 'finished' } });
     expect(await getSubscription(t.db, 'three')).toMatchObject({ status: 'terminated', terminationType: 'finished', completedCycles: 3 });
     expect((await cyclesOf(t.db, 'three')).map((c) => c.status)).toEqual(['paid', 'paid', 'paid']);
+  });
+});
+
+describe('calendar rules on the real loop', () => {
+  it('a start date in the past collects the current period at once, records earlier cycles as skipped and keeps the anchor dates', async () => {
+    startDaemon('2025-04-20T12:00:00Z');
+    await create('late', 'tok_ok', '2025-01-15');
+    await advanceTo('2025-05-16T00:00:00Z');
+
+    const captures = await eventsOf(t.db, 'late', 'charge.succeeded');
+    expect(captures.map((e) => e.cycle)).toEqual([4, 5]);
+    expect(lag(captures[0]!.atMs, '2025-04-20T12:00:00Z')).toBeLessThan(1000);
+    expect(lag(captures[1]!.atMs, '2025-05-15T00:00:00Z')).toBeLessThan(1000);
+    expect((await cyclesOf(t.db, 'late')).map((c) => [c.cycle, c.status])).toEqual([
+      [1, 'skipped'],
+      [2, 'skipped'],
+      [3, 'skipped'],
+      [4, 'paid'],
+      [5, 'paid'],
+    ]);
+  });
+
+  it('a P14D trial moves cycle 1 to anchor + 14 days and later cycles follow the shifted anchor', async () => {
+    startDaemon('2025-01-01T00:00:00Z');
+    await create('trial', 'tok_ok', '2025-01-01', {}, { trial: 'P14D' });
+    await advanceTo('2025-01-14T23:59:59Z');
+    expect(await attemptsOf(t.db, 'trial')).toHaveLength(0);
+    await advanceTo('2025-03-01T00:00:00Z');
+
+    const captures = await eventsOf(t.db, 'trial', 'charge.succeeded');
+    expect(captures.map((e) => [e.cycle, e.at.slice(0, 10)])).toEqual([
+      [1, '2025-01-15'],
+      [2, '2025-02-15'],
+    ]);
+  });
+
+  it('10:00 Europe/Berlin is charged at 09:00Z in winter and 08:00Z in summer time', async () => {
+    startDaemon('2025-03-01T00:00:00Z');
+    await create('berlin', 'tok_ok', '2025-03-15', {}, { sendOnHour: 10, timezone: 'Europe/Berlin' });
+    await advanceTo('2025-11-16T00:00:00Z');
+
+    const due = [
+      '2025-03-15T09:00:00Z', '2025-04-15T08:00:00Z', '2025-05-15T08:00:00Z', '2025-06-15T08:00:00Z', '2025-07-15T08:00:00Z',
+      '2025-08-15T08:00:00Z', '2025-09-15T08:00:00Z', '2025-10-15T08:00:00Z', '2025-11-15T09:00:00Z',
+    ];
+    const captures = await eventsOf(t.db, 'berlin', 'charge.succeeded');
+    expect(captures).toHaveLength(due.length);
+    captures.forEach((e, i) => {
+      expect(lag(e.atMs, due[i]!), `cycle ${i + 1} at ${e.at}`).toBeGreaterThanOrEqual(0);
+      expect(lag(e.atMs, due[i]!), `cycle ${i + 1} at ${e.at}`).toBeLessThan(1000);
+    });
+  });
+});
+
+describe('a daemon that dies with a charge in flight', () => {
+  it.each([
+    ['before the gateway saw the key: the next daemon re-sends the same key once', false, 2],
+    ['after the gateway captured, before the answer was recorded: the next daemon only asks', true, 1],
+  ] as const)('%s', async (_name, gatewayCaptured, sends) => {
+    installClock('2025-01-01T00:00:00Z');
+    await create('crash', 'tok_ok', '2025-01-15');
+    // Daemon A: its gateway call never returns (the process is gone), after the charge went through or before.
+    const real = daemonGateways(t.db, systemClock, { sim: { type: 'simulator' } }).get('sim')!;
+    const dying: Gateway = {
+      name: 'sim',
+      async charge(request) {
+        if (gatewayCaptured) await real.charge(request);
+        return new Promise(() => undefined);
+      },
+      sendLink: (request) => real.sendLink(request),
+      status: (key, request) => real.status(key, request),
+    };
+    const daemonA = startDaemon('2025-01-01T00:00:00Z', { leaseMs: 120_000 }, { owner: 'daemon-a', gateways: new Map([['sim', dying]]) });
+    await advanceTo('2025-01-15T00:00:01Z');
+    expect((await attemptsOf(t.db, 'crash')).map((a) => [a.key, a.state])).toEqual([['crash:1:1', 'in_flight']]);
+    // "Kill" A: its loop and heartbeat stop, its lease stays on the row until it expires.
+    expect(await stopEngine(daemonA)).toEqual({ drained: false });
+    const lease = await t.db.selectFrom('subscriptions').select(['lease_owner', 'lease_until']).where('id', '=', 'crash').executeTakeFirstOrThrow();
+    expect(lease.lease_owner).toMatch(/^daemon-a\//);
+
+    // Daemon B takes over once the lease has expired.
+    startDaemon('2025-01-01T00:00:00Z', { leaseMs: 120_000 }, { owner: 'daemon-b' });
+    await advanceTo('2025-01-15T01:00:00Z');
+
+    expect((await attemptsOf(t.db, 'crash')).map((a) => [a.key, a.state, a.sends])).toEqual([['crash:1:1', 'captured', sends]]);
+    expect(await ledgerOf(t.db, 'crash')).toEqual([{ key: 'crash:1:1', result: 'captured' }]);
+    const captured = await eventsOf(t.db, 'crash', 'charge.succeeded');
+    expect(captured).toHaveLength(1);
+    expect(lag(captured[0]!.atMs, '2025-01-15T00:02:00Z')).toBeGreaterThanOrEqual(0);
+    expect(lag(captured[0]!.atMs, '2025-01-15T00:02:00Z')).toBeLessThan(1000);
+    expect(await getSubscription(t.db, 'crash')).toMatchObject({ nextCycle: 2, nextAction: 'collect', completedCycles: 1 });
   });
 });

@@ -34,6 +34,9 @@ describe('createLogger redaction', () => {
     ['arrays of webhooks, admin tokens and subscriptions', { webhooks: [{ url: 'https://h.example', secret: 'whsec_SECRET' }], tokens: [{ token: 'adm_SECRET_token', scope: 'write' }], subscriptions: [{ id: 's', paymentToken: 'tok_SECRET_card' }] }],
     ['the http section with its token list', { http: { port: 8080, tokens: [{ token: 'adm_SECRET_token', scope: 'read' }] } }],
     ['authorization headers of a request', { headers: { authorization: 'Bearer SECRET_bearer' }, req: { method: 'POST', headers: { authorization: 'Basic SECRET_basic' } } }],
+    ['a token three levels down', { a: { b: { token: 'adm_SECRET_token' } } }],
+    ['a whole config object', { config: { gateways: { coolpay: { apiKey: 'ak_SECRET_key' } }, webhooks: [{ secret: 'whsec_SECRET' }] } }],
+    ['deep and capitalised headers', { request: { options: { headers: { Authorization: 'Bearer SECRET_bearer', 'X-Api': 'ok' } } } }],
   ];
 
   it.each(shapes)('redacts secrets in %s and keeps the other fields', (_name, object) => {

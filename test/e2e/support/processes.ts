@@ -247,20 +247,24 @@ export function subscriptions(dbFile: string): SubscriptionRow[] {
   return readDb(dbFile, (db) => db.prepare('SELECT * FROM subscriptions ORDER BY id').all() as SubscriptionRow[]);
 }
 
-export function eventTypes(dbFile: string): Array<{ type: string; subscription_id: string | null; cycle: number | null; attempt: number | null }> {
-  return readDb(dbFile, (db) => db.prepare('SELECT type, subscription_id, cycle, attempt FROM events ORDER BY id').all() as never);
-}
-
-/** Polls `probe` until it returns a value other than undefined; throws with `describe()` after `timeoutMs`. */
-export async function waitFor<T>(probe: () => T | undefined, options: { timeoutMs: number; intervalMs?: number; describe?: () => string }): Promise<T> {
+/**
+ * Polls `probe` until it returns a value other than undefined; throws with `describe()` after
+ * `timeoutMs`. SQLite errors (file not there yet, schema not migrated yet) are retried; any other
+ * error from `probe` fails at once.
+ */
+export async function waitFor<T>(
+  probe: () => T | undefined | Promise<T | undefined>,
+  options: { timeoutMs: number; intervalMs?: number; describe?: () => string },
+): Promise<T> {
   const deadline = Date.now() + options.timeoutMs;
   for (;;) {
     let value: T | undefined;
     try {
-      value = probe();
+      value = await probe();
     } catch (err) {
-      // The database file may not exist yet, or be mid-migration: try again.
-      if (Date.now() > deadline) throw err;
+      // The database file may not exist yet, or be mid-migration: try again. Anything else fails at once.
+      const transient = err instanceof Error && (err.name === 'SqliteError' || /^SQLITE_/.test(String((err as { code?: unknown }).code)));
+      if (!transient || Date.now() > deadline) throw err;
     }
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error(`timed out after ${options.timeoutMs} ms${options.describe ? `: ${options.describe()}` : ''}`);
