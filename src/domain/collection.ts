@@ -112,8 +112,11 @@ export function settleAttempt(sub: Subscription, attempt: AttemptInfo, outcome: 
         resend: false,
       };
     case 'not_found':
-      if (attempt.sends < 2) {
-        // Never seen by the gateway: re-sending the same key cannot charge twice.
+      // Never seen by the gateway: re-sending the same key cannot charge twice. An attempt still
+      // in_flight never had any answer recorded (the daemon that sent it died first): a crash is not
+      // a decline, so it is always re-sent. An `unknown` one had a timeout/5xx answer; after a
+      // second send the gateway still has not recorded, it counts as a soft failure.
+      if (attempt.state === 'in_flight' || attempt.sends < 2) {
         return { subscription: sub, cycles: [], events: [], attempt: { state: 'in_flight' }, resend: true };
       }
       return failed(sub, attempt, { code: 'gateway_unavailable', hard: false, externalId: null }, now, policy);

@@ -97,15 +97,6 @@ export class GroupCommitWriter {
         results.push({ kind: 'lease_lost' });
         continue;
       }
-      // not_found for an attempt still in_flight: no answer to any send of this key was ever recorded,
-      // so the daemon that counted the send died before the gateway saw it. A crash is not a decline:
-      // send the same key again (the gateway deduplicates), without spending settleAttempt's re-send
-      // limit, which is for a gateway that answered (5xx, timeout) and still never recorded the key.
-      if (item.outcome.kind === 'not_found' && item.attempt.state === 'in_flight') {
-        await updateAttempt(trx, item.attempt.key, { state: 'in_flight' }, now, true);
-        results.push({ kind: 'resend' });
-        continue;
-      }
       const settlement = settleAttempt(row.subscription, item.attempt, item.outcome, now, item.policy);
       await updateAttempt(trx, item.attempt.key, settlement.attempt, now, settlement.resend);
       if (settlement.resend) {

@@ -330,8 +330,16 @@ export async function releaseLeases(db: Db, owner: string, ids?: readonly string
 
 /** Distinct lease owners whose name starts with `prefix` (recovery looks for dead owners on this host). */
 export async function leaseOwners(db: Db, prefix: string): Promise<string[]> {
-  const rows = await db.selectFrom('subscriptions').select('lease_owner').distinct().where('lease_owner', 'like', `${prefix}%`).execute();
+  const rows = await db.selectFrom('subscriptions').select('lease_owner').distinct().where(ownedBy(prefix)).execute();
   return rows.map((r) => r.lease_owner!);
+}
+
+/**
+ * `lease_owner` starts with `prefix`, compared as text (LIKE would treat `_`
+ * and `%` in a host name as wildcards and match other daemons' leases).
+ */
+function ownedBy(prefix: string) {
+  return sql<boolean>`substr(lease_owner, 1, ${prefix.length}) = ${prefix}`;
 }
 
 /** Expires every lease whose owner starts with `ownerPrefix` (its process is known to be dead). */
@@ -339,7 +347,7 @@ export async function expireLeases(db: Db, ownerPrefix: string, now: number): Pr
   const result = await db
     .updateTable('subscriptions')
     .set({ lease_until: toDbTime(now - 1) })
-    .where('lease_owner', 'like', `${ownerPrefix}%`)
+    .where(ownedBy(ownerPrefix))
     .executeTakeFirst();
   // Their in-flight attempts were to be reconciled when the lease ran out (beginAttempt points
   // `reconcile` at the lease's end); the owner is dead, so that is now. work_at > now implies
@@ -348,7 +356,7 @@ export async function expireLeases(db: Db, ownerPrefix: string, now: number): Pr
   await db
     .updateTable('subscriptions')
     .set({ action_at: nowText, work_at: nowText })
-    .where('lease_owner', 'like', `${ownerPrefix}%`)
+    .where(ownedBy(ownerPrefix))
     .where('next_action', '=', 'reconcile')
     .where('work_at', '>', nowText)
     .execute();
@@ -357,7 +365,7 @@ export async function expireLeases(db: Db, ownerPrefix: string, now: number): Pr
 
 /** Moves the lease expiry forward for every row whose owner starts with `ownerPrefix` (heartbeat). */
 export async function extendLeases(db: Db, ownerPrefix: string, until: number): Promise<void> {
-  await db.updateTable('subscriptions').set({ lease_until: toDbTime(until) }).where('lease_owner', 'like', `${ownerPrefix}%`).execute();
+  await db.updateTable('subscriptions').set({ lease_until: toDbTime(until) }).where(ownedBy(ownerPrefix)).execute();
 }
 
 /**

@@ -215,19 +215,28 @@ describe('settleAttempt: outcomes nobody knows yet', () => {
     expect(settled.subscription).toMatchObject({ nextCycle: 2, completedCycles: 1 });
   });
 
-  it('not_found re-sends the same key once, then counts as a soft failure', () => {
+  it('not_found after a timeout re-sends the same key once, then counts as a soft failure', () => {
     const begun = beginAttempt(fresh(), T1, T1 + 120_000).subscription;
-    const first = settleAttempt(begun, attemptOf(fresh(), T1, 'in_flight', 1), { kind: 'not_found' }, T1 + 150_000, policy());
+    const first = settleAttempt(begun, attemptOf(fresh(), T1, 'unknown', 1), { kind: 'not_found' }, T1 + 150_000, policy());
     expect(first.resend).toBe(true);
     expect(first.attempt).toEqual({ state: 'in_flight' });
     expect(first.subscription).toBe(begun);
     expect(first.events).toEqual([]);
 
-    const again = settleAttempt(begun, attemptOf(fresh(), T1, 'in_flight', 2), { kind: 'not_found' }, T1 + 300_000, policy());
+    const again = settleAttempt(begun, attemptOf(fresh(), T1, 'unknown', 2), { kind: 'not_found' }, T1 + 300_000, policy());
     expect(again.resend).toBe(false);
     expect(again.attempt).toMatchObject({ state: 'rejected', declineCode: 'gateway_unavailable', hardDecline: false });
     expect(again.events[0]!.data).toMatchObject({ willRetry: true, idempotencyKey: 'sub-1:1:1' });
     expect(again.subscription).toMatchObject({ nextAction: 'collect', nextAttempt: 2, actionAt: T1 + 300_000 + DAY });
+  });
+
+  it('not_found for an attempt still in_flight (its daemon died before any answer) is always re-sent with the same key', () => {
+    const begun = beginAttempt(fresh(), T1, T1 + 120_000).subscription;
+    for (const sends of [1, 2, 5]) {
+      const s = settleAttempt(begun, attemptOf(fresh(), T1, 'in_flight', sends), { kind: 'not_found' }, T1 + 150_000, policy());
+      expect(s.resend).toBe(true);
+      expect(s.events).toEqual([]);
+    }
   });
 
   it('pending (charge mode) emits charge.pending once and polls until the gateway settles it', () => {
