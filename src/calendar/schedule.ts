@@ -178,12 +178,25 @@ function compareDates(a: LocalDate, b: LocalDate): number {
 export function dueAt(schedule: Schedule | ResolvedSchedule, n: number): DateTime {
   if (!Number.isInteger(n) || n < 1) throw new RangeError(`cycle must be a whole number >= 1; got ${n}`);
   const r = resolved(schedule);
+  let byCycle = dueMemo.get(r);
+  if (!byCycle) dueMemo.set(r, (byCycle = new Map()));
+  const known = byCycle.get(n);
+  if (known) return known;
   const instant = localToInstant(localDueDate(r, n), r.anchorHour, r.anchorMinute, r.schedule.timezone);
   // Past luxon's range (about year 275760) the arithmetic yields an invalid DateTime;
   // fail loudly rather than let a null due date reach the store or the CLI output.
   if (!instant.isValid) throw new RangeError(`cycle ${n} falls outside the supported calendar range`);
+  if (byCycle.size < MEMO_CYCLES) byCycle.set(n, instant);
   return instant;
 }
+
+/**
+ * dueAt is pure, and time-zone offsets (Intl) are its expensive part: a
+ * resolved schedule remembers the instants it has computed. Callers that
+ * resolve once per schedule shape (the engine does) share them.
+ */
+const dueMemo = new WeakMap<ResolvedSchedule, Map<number, DateTime>>();
+const MEMO_CYCLES = 2000;
 
 /** True when cycle n exists under the schedule's endDate (inclusive) and maxCycles. */
 export function cycleExists(schedule: Schedule | ResolvedSchedule, n: number): boolean {

@@ -133,19 +133,9 @@ export function scheduleOf(sub: Pick<Subscription, 'schedule'>): ResolvedSchedul
   return r;
 }
 
-const dueCache = new WeakMap<ResolvedSchedule, Map<number, number>>();
-
-/** Due instant of cycle n in epoch ms (memoised per schedule shape: dueAt is pure). */
+/** Due instant of cycle n in epoch ms. */
 export function cycleDueAt(sub: Pick<Subscription, 'schedule'>, n: number): number {
-  const r = scheduleOf(sub);
-  let byCycle = dueCache.get(r);
-  if (!byCycle) dueCache.set(r, (byCycle = new Map()));
-  let at = byCycle.get(n);
-  if (at === undefined) {
-    at = dueAt(r, n).toMillis();
-    if (byCycle.size < 1000) byCycle.set(n, at);
-  }
-  return at;
+  return dueAt(scheduleOf(sub), n).toMillis();
 }
 
 function exists(sub: Pick<Subscription, 'schedule'>, n: number): boolean {

@@ -31,7 +31,6 @@ import {
   beginAttempt,
   dueStep,
   resume,
-  settleAttempt,
   type AttemptInfo,
   type CollectionPolicy,
   type Outcome,
