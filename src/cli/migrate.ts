@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { migrateToLatest, openDatabase } from '../store/index.js';
+import { migrateToLatest } from '../store/index.js';
+import { openDatabaseOrReport } from './database.js';
 import type { CommandContext } from './index.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
 
@@ -15,7 +16,11 @@ export function registerMigrate(program: Command, ctx: CommandContext): void {
         ctx.exitCode = config;
         return;
       }
-      const db = openDatabase(config.database.url, { synchronous: config.database.synchronous });
+      const db = openDatabaseOrReport(config);
+      if (typeof db === 'number') {
+        ctx.exitCode = db;
+        return;
+      }
       try {
         const result = await migrateToLatest(db);
         const applied = result.results?.filter((r) => r.status === 'Success').map((r) => r.migrationName) ?? [];

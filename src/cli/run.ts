@@ -4,7 +4,8 @@ import { systemClock } from '../clock.js';
 import { createEngine, daemonGateways, engineOptions, missingLivePlans, upsertSeeds } from '../engine/index.js';
 import { EXIT_CONFIG } from '../errors.js';
 import { createLogger } from '../logger.js';
-import { migrateToLatest, openDatabase } from '../store/index.js';
+import { migrateToLatest } from '../store/index.js';
+import { openDatabaseOrReport } from './database.js';
 import type { CommandContext } from './index.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
 
@@ -27,7 +28,11 @@ export function registerRun(program: Command, ctx: CommandContext): void {
       }
       const logger = createLogger({ level: config.logging.level });
       const clock = systemClock;
-      const db = openDatabase(config.database.url, { synchronous: config.database.synchronous });
+      const db = openDatabaseOrReport(config);
+      if (typeof db === 'number') {
+        ctx.exitCode = db;
+        return;
+      }
       let stopSignal: NodeJS.Signals | null = null;
       const stopped = new Promise<void>((resolve) => {
         const onSignal = (signal: NodeJS.Signals) => {

@@ -2,37 +2,14 @@
  * `rebill preview` as users run it: a real `node bin/rebill.js` child process
  * (SPEC section 10). Needs `npm run build` first, since bin/ runs dist/.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { requireBuild, runCli } from '../support/cli.js';
 
-const root = fileURLToPath(new URL('../../', import.meta.url));
-const bin = fileURLToPath(new URL('../../bin/rebill.js', import.meta.url));
 const conformance = fileURLToPath(new URL('../../../shared/conformance/preview-vectors.json', import.meta.url));
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function rebill(...args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      cwd: root,
-      // Pin the locale and zone of the child so text output does not depend on the machine.
-      env: { ...process.env, TZ: 'UTC', LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8', NODE_OPTIONS: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const rebill = (...args: string[]) => runCli(args);
 
 /** Runs `preview ... --json` and returns the due dates, failing on anything but exit 0 and one JSON line. */
 async function dueDates(...args: string[]): Promise<string[]> {
@@ -44,11 +21,7 @@ async function dueDates(...args: string[]): Promise<string[]> {
   return (JSON.parse(run.stdout) as { dueDates: string[] }).dueDates;
 }
 
-beforeAll(() => {
-  if (!existsSync(fileURLToPath(new URL('../../dist/src/cli/index.js', import.meta.url)))) {
-    throw new Error('dist/ is missing: run `npm run build` before the CLI tests');
-  }
-});
+beforeAll(requireBuild);
 
 describe.concurrent('rebill preview', () => {
   it('prints the exact JSON of SPEC section 10 for a Jan 31 monthly', async () => {

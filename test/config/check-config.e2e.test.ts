@@ -2,40 +2,17 @@
  * `rebill check-config` as operators and CI run it: a real `node bin/rebill.js`
  * child process (SPEC section 10). bin/ runs dist/, which `npm test` builds first.
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { runCli, type CliRun } from '../support/cli.js';
+import { fileTempDir } from '../support/temp.js';
 
-const root = fileURLToPath(new URL('../../', import.meta.url));
-const bin = fileURLToPath(new URL('../../bin/rebill.js', import.meta.url));
-const tmp = mkdtempSync(join(tmpdir(), 'rebill-check-config-'));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+const tmp = fileTempDir('check-config');
 
 /** Runs the CLI without the caller's REBILL_* variables, which would otherwise override settings. */
-function rebill(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('REBILL_')));
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      cwd: root,
-      env: { ...clean, NODE_OPTIONS: '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function rebill(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
+  return runCli(args, { env, cleanRebillEnv: true });
 }
 
 function file(name: string, lines: string[]): string {

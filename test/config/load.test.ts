@@ -3,11 +3,10 @@
  * plan resolution, the shipped example, the conformance scenario, and how a
  * file with several mistakes is reported.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RebillError } from '../../src/errors.js';
 import {
   ConfigError,
@@ -19,11 +18,11 @@ import {
   configFilePath,
   type ConfigProblem,
 } from '../../src/config/index.js';
+import { fileTempDir } from '../support/temp.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const scenarioFile = fileURLToPath(new URL('../../../shared/conformance/scenario.yaml', import.meta.url));
-const tmp = mkdtempSync(join(tmpdir(), 'rebill-config-'));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const tmp = fileTempDir('config');
 
 const yaml = (...lines: string[]) => `${lines.join('\n')}\n`;
 const PLAN = ['plans:', '  - { id: gold, amount: "9.99", currency: USD, every: MONTH }'];

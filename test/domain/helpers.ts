@@ -8,7 +8,6 @@ import {
   idempotencyKey,
   iso,
   settleAttempt,
-  subscriptionFromPlan,
   type AttemptInfo,
   type AttemptState,
   type CollectionPolicy,
@@ -21,6 +20,7 @@ import {
   type SubscriptionRequest,
   type Transition,
 } from '../../src/domain/index.js';
+import { goldSubscription } from '../support/plans.js';
 
 /** Epoch ms of an ISO instant; throws on a typo so a bad fixture cannot pass silently. */
 export function at(text: string): number {
@@ -31,27 +31,12 @@ export function at(text: string): number {
 
 export const DAY = 86_400_000;
 
-/** Gold monthly: 9.99 USD on the start day's date each month at 10:00 UTC, card charges. */
-export const gold: PlanTerms = {
-  id: 'gold-monthly',
-  version: 'v1',
-  description: 'Gold membership',
-  amountMinor: 999,
-  currency: 'USD',
-  every: { unit: 'month', count: 1 },
-  sendOnHour: 10,
-  timezone: 'UTC',
-  monthEnd: 'clamp',
-  mode: 'charge',
-  gateway: 'sim',
-};
+/** Gold monthly (see test/support/plans.ts): 9.99 USD each month at 10:00 UTC. */
+export { gold } from '../support/plans.js';
 
 /** A subscription snapshot on `plan` (customer fields dropped: the store resolves those). */
 export function newSubscription(plan: Partial<PlanTerms> = {}, request: Partial<SubscriptionRequest> = {}): NewSubscription {
-  const { customer: _customer, ...snapshot } = subscriptionFromPlan(
-    { ...gold, ...plan },
-    { id: 'sub-1', startDate: '2025-01-31', paymentToken: 'tok_ok', ...request },
-  );
+  const { customer: _customer, ...snapshot } = goldSubscription(request, plan);
   return snapshot;
 }
 

@@ -11,44 +11,12 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { assertExactlyOnce, countByState, cycleOneAttempts, daemonConfig, READY } from './support/daemon.js';
-import {
-  exitWithin,
-  killAll,
-  prng,
-  readDb,
-  requireBuild,
-  sleep,
-  spawnRebill,
-  startFakeGateway,
-  tempDir,
-  waitFor,
-  writeConfig,
-  type Child,
-} from './support/processes.js';
+import { describe, expect, it } from 'vitest';
+import { assertExactlyOnce, countByState, cycleOneAttempts, daemonConfig, READY, startDaemon, withFakeGateway } from './support/daemon.js';
+import { exitWithin, prng, readDb, sleep, spawnRebill, waitFor, writeConfig, type Child } from './support/processes.js';
+import { e2eSuite } from './support/suite.js';
 
-const dirs: string[] = [];
-let failed = false;
-
-beforeAll(requireBuild);
-
-afterEach(async (ctx) => {
-  await killAll();
-  if (ctx.task.result?.state === 'fail') failed = true;
-});
-
-afterAll(() => {
-  // Keep the evidence (database, ledger, logs) when something failed.
-  if (failed) console.log(`e2e crash: kept ${dirs.join(', ')}`);
-  else for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
-});
-
-function newDir(name: string): string {
-  const dir = tempDir(name);
-  dirs.push(dir);
-  return dir;
-}
+const newDir = e2eSuite('crash');
 
 /** A spurious decline can never happen with tok_slow_*: fail at once instead of waiting for a retry days away. */
 function assertNoRejection(dbFile: string): void {
@@ -67,10 +35,7 @@ describe('rebill run under SIGKILL (child processes, SQLite, fake CoolPay over H
     const random = prng(seed);
     const between = (lo: number, hi: number) => Math.round(lo + random() * (hi - lo));
 
-    const dir = newDir('crash');
-    const dbFile = path.join(dir, 'rebill.db');
-    const logFile = path.join(dir, 'rebill.log');
-    const gateway = await startFakeGateway(path.join(dir, 'ledger.jsonl'));
+    const { dir, dbFile, logFile, gateway } = await withFakeGateway(newDir('crash'));
     const ids = Array.from({ length: 200 }, (_, i) => `crash-${String(i).padStart(3, '0')}`);
     const config = daemonConfig(
       dir,
@@ -109,8 +74,7 @@ describe('rebill run under SIGKILL (child processes, SQLite, fake CoolPay over H
     }
 
     // The last daemon runs until every cycle-1 attempt is captured, then stops on SIGTERM.
-    const last = spawnRebill(['run', '--config', config], { logFile });
-    await last.waitForStdout(READY, 30_000);
+    const last = await startDaemon(config, logFile);
     await waitFor(
       () => {
         assertNoRejection(dbFile);
@@ -145,17 +109,13 @@ describe('rebill run under SIGKILL (child processes, SQLite, fake CoolPay over H
   }, 180_000);
 
   it('a restarted daemon reconciles the in-flight attempts of a SIGKILLed one at once, not after leaseSeconds', async () => {
-    const dir = newDir('recover');
-    const dbFile = path.join(dir, 'rebill.db');
-    const logFile = path.join(dir, 'rebill.log');
-    const gateway = await startFakeGateway(path.join(dir, 'ledger.jsonl'));
+    const { dir, dbFile, logFile, gateway } = await withFakeGateway(newDir('recover'));
     const ids = Array.from({ length: 40 }, (_, i) => `recover-${String(i).padStart(2, '0')}`);
     // A long lease, as in production (default 120 s): waiting it out would take a minute.
     const leaseSeconds = 60;
     const config = daemonConfig(dir, gateway, ids.map((id) => ({ id, token: 'tok_slow_300' })), { leaseSeconds, concurrency: 4, ratePerSecond: 200 });
 
-    const first = spawnRebill(['run', '--config', config], { logFile });
-    await first.waitForStdout(READY, 30_000);
+    const first = await startDaemon(config, logFile);
     await waitFor(() => (cycleOneAttempts(dbFile).filter((a) => a.state === 'captured').length >= 4 ? true : undefined), { timeoutMs: 30_000 });
     first.kill('SIGKILL');
     await first.exited;
@@ -163,8 +123,7 @@ describe('rebill run under SIGKILL (child processes, SQLite, fake CoolPay over H
     expect(open.length, 'attempts in flight when the daemon died').toBeGreaterThan(0);
 
     const killedAt = Date.now();
-    const second = spawnRebill(['run', '--config', config], { logFile });
-    await second.waitForStdout(READY, 30_000);
+    const second = await startDaemon(config, logFile);
     await waitFor(() => (cycleOneAttempts(dbFile).filter((a) => a.state === 'captured').length === ids.length ? true : undefined), {
       timeoutMs: 50_000,
       describe: () => `${cycleOneAttempts(dbFile).filter((a) => a.state === 'captured').length} of ${ids.length} captured`,

@@ -6,47 +6,25 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { assertExactlyOnce, countByState, cycleOneAttempts, daemonConfig, READY, type SeedSpec } from './support/daemon.js';
+import { describe, expect, it } from 'vitest';
+import { assertExactlyOnce, countByState, cycleOneAttempts, daemonConfig, READY, startDaemon, withFakeGateway, type SeedSpec } from './support/daemon.js';
 import {
   attempts,
   exitWithin,
-  killAll,
   logLines,
   readDb,
-  requireBuild,
   sleep,
   spawnRebill,
-  startFakeGateway,
   subscriptions,
-  tempDir,
   todayUtc,
   waitFor,
   writeConfig,
   type Child,
   type FakeGatewayProcess,
 } from './support/processes.js';
+import { e2eSuite } from './support/suite.js';
 
-const dirs: string[] = [];
-let failed = false;
-
-beforeAll(requireBuild);
-
-afterEach(async (ctx) => {
-  await killAll();
-  if (ctx.task.result?.state === 'fail') failed = true;
-});
-
-afterAll(() => {
-  if (failed) console.log(`e2e drain: kept ${dirs.join(', ')}`);
-  else for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
-});
-
-function newDir(name: string): string {
-  const dir = tempDir(name);
-  dirs.push(dir);
-  return dir;
-}
+const newDir = e2eSuite('drain');
 
 function seeds(prefix: string, count: number, token: string): SeedSpec[] {
   return Array.from({ length: count }, (_, i) => ({ id: `${prefix}-${String(i).padStart(2, '0')}`, token }));
@@ -57,13 +35,6 @@ async function seenByGateway(gateway: FakeGatewayProcess, ids: readonly string[]
   const seen = new Set<string>();
   for (const id of ids) if ((await gateway.payments(`${id}:1:1`)).length) seen.add(`${id}:1:1`);
   return seen;
-}
-
-/** Starts a daemon and waits for its ready line. */
-async function startDaemon(config: string, logFile: string): Promise<Child> {
-  const daemon = spawnRebill(['run', '--config', config], { logFile });
-  await daemon.waitForStdout(READY, 30_000);
-  return daemon;
 }
 
 /** SIGTERM, then the exit: code 0 within `withinMs`. Returns how long the drain took. */
@@ -77,10 +48,7 @@ async function terminate(daemon: Child, withinMs: number): Promise<number> {
 
 describe('rebill run: SIGTERM drain (child processes, SQLite, fake CoolPay over HTTP)', () => {
   it('drains attempts in flight on SIGTERM: exits 0 within drainSeconds, every one recorded captured; a restart charges nothing again', async () => {
-    const dir = newDir('drain');
-    const dbFile = path.join(dir, 'rebill.db');
-    const logFile = path.join(dir, 'rebill.log');
-    const gateway = await startFakeGateway(path.join(dir, 'ledger.jsonl'));
+    const { dir, dbFile, logFile, gateway } = await withFakeGateway(newDir('drain'));
     const subs = seeds('drain', 6, 'tok_slow_1500');
     const ids = subs.map((s) => s.id);
     const drainSeconds = 10;
@@ -110,10 +78,7 @@ describe('rebill run: SIGTERM drain (child processes, SQLite, fake CoolPay over 
   }, 90_000);
 
   it('with more due work than concurrency: in-flight attempts finish, unstarted claims are given back, and a restart charges each subscription once', async () => {
-    const dir = newDir('drain-queued');
-    const dbFile = path.join(dir, 'rebill.db');
-    const logFile = path.join(dir, 'rebill.log');
-    const gateway = await startFakeGateway(path.join(dir, 'ledger.jsonl'));
+    const { dir, dbFile, logFile, gateway } = await withFakeGateway(newDir('drain-queued'));
     const subs = seeds('queued', 12, 'tok_slow_1500');
     const ids = subs.map((s) => s.id);
     const drainSeconds = 10;
@@ -151,10 +116,7 @@ describe('rebill run: SIGTERM drain (child processes, SQLite, fake CoolPay over 
   }, 90_000);
 
   it('stops waiting after drainSeconds when a gateway call is slower, still exits 0, and the next start settles that attempt without a second charge', async () => {
-    const dir = newDir('drain-deadline');
-    const dbFile = path.join(dir, 'rebill.db');
-    const logFile = path.join(dir, 'rebill.log');
-    const gateway = await startFakeGateway(path.join(dir, 'ledger.jsonl'));
+    const { dir, dbFile, logFile, gateway } = await withFakeGateway(newDir('drain-deadline'));
     const subs = seeds('deadline', 3, 'tok_slow_5000');
     const ids = subs.map((s) => s.id);
     const drainSeconds = 1;

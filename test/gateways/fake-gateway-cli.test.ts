@@ -6,13 +6,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createCoolpayGateway, type FakeCapture } from '../../src/gateways/index.js';
+import { bin, requireBuild, root } from '../support/cli.js';
 import { collectRequest } from './helpers.js';
-
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const bin = path.join(root, 'bin/rebill.js');
 
 interface Running {
   readonly child: ChildProcess;
@@ -54,9 +51,7 @@ async function ledgerOf(url: string): Promise<FakeCapture[]> {
 describe('rebill fake-gateway (child process)', () => {
   let dir: string;
 
-  beforeAll(() => {
-    if (!fs.existsSync(path.join(root, 'dist/src/cli/index.js'))) throw new Error('dist/ is missing: run `npm run build` first');
-  });
+  beforeAll(requireBuild);
 
   afterEach(() => {
     for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');

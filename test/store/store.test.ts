@@ -3,14 +3,11 @@
  * migrations, pragmas, idempotent creation, the constraints that make a double
  * charge impossible, transactional writes, leases and the outbox.
  */
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { cancel, pause, subscriptionFromPlan, type PlanTerms, type SubscriptionRequest, type Transition } from '../../src/domain/index.js';
+import { cancel, pause, type Transition } from '../../src/domain/index.js';
 import {
   claimDue,
   createSubscription,
@@ -25,48 +22,25 @@ import {
   updateSubscription,
   type Db,
 } from '../../src/store/index.js';
-
-const root = fileURLToPath(new URL('../../', import.meta.url));
-const bin = fileURLToPath(new URL('../../bin/rebill.js', import.meta.url));
+import { requireBuild, runCli, type CliRun } from '../support/cli.js';
+import { goldSubscription as input } from '../support/plans.js';
+import { openTempDb, type TempDb } from '../support/temp.js';
 
 const at = (text: string): number => Date.parse(text);
 const NOW = at('2025-01-15T08:00:00Z');
 const LEASE = 60_000;
 
-const gold: PlanTerms = {
-  id: 'gold-monthly',
-  version: 'v1',
-  description: 'Gold membership',
-  amountMinor: 999,
-  currency: 'USD',
-  every: { unit: 'month', count: 1 },
-  sendOnHour: 10,
-  timezone: 'UTC',
-  monthEnd: 'clamp',
-  mode: 'charge',
-  gateway: 'sim',
-};
-
-/** Store input for a gold subscription (customer included: the store resolves it). */
-function input(request: Partial<SubscriptionRequest> = {}, plan: Partial<PlanTerms> = {}) {
-  return subscriptionFromPlan({ ...gold, ...plan }, { id: 'sub-1', startDate: '2025-01-31', paymentToken: 'tok_ok', ...request });
-}
-
+let temp: TempDb;
 let dir: string;
 let db: Db;
 let file: string;
 
 beforeEach(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'rebill-store-'));
-  file = join(dir, 'data', 'rebill.db');
-  db = openDatabase(`sqlite:${file}`);
-  await migrateToLatest(db);
+  temp = await openTempDb({}, { name: 'store', file: join('data', 'rebill.db') });
+  ({ dir, db, file } = temp);
 });
 
-afterEach(async () => {
-  await db.destroy();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterEach(() => temp.close());
 
 async function count(table: 'customers' | 'subscriptions' | 'cycles' | 'attempts' | 'events'): Promise<number> {
   const row = await db.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
@@ -94,28 +68,11 @@ describe('migrations', () => {
   });
 
   describe('`rebill migrate` as a child process', () => {
-    beforeAll(() => {
-      if (!existsSync(fileURLToPath(new URL('../../dist/src/cli/index.js', import.meta.url)))) {
-        throw new Error('dist/ is missing: run `npm run build` before the CLI tests (npm test does)');
-      }
-    });
+    beforeAll(requireBuild);
 
-    function migrate(config: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    function migrate(config: string): Promise<CliRun> {
       // REBILL_* variables of the calling shell would override the config's database; drop them.
-      const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('REBILL_')));
-      return new Promise((resolve, reject) => {
-        const child = spawn(process.execPath, [bin, 'migrate', '--config', config], {
-          cwd: root,
-          env: { ...env, TZ: 'UTC', NODE_OPTIONS: '' },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-        child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-        child.on('error', reject);
-        child.on('close', (code) => resolve({ code, stdout, stderr }));
-      });
+      return runCli(['migrate', '--config', config], { cleanRebillEnv: true });
     }
 
     it('exits 0 twice; the first run applies 0001_initial, the second says the database is up to date', async () => {

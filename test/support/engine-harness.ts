@@ -3,54 +3,20 @@
  * subscriptions made from plan terms through the store, and small readers
  * for the attempt, cycle, event and ledger rows the assertions look at.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { sql } from 'kysely';
 import { pino, type Logger } from 'pino';
 import type { Clock } from '../../src/clock.js';
 import { subscriptionFromPlan, type CollectionPolicy, type FinalFailureAction, type PlanTerms, type SubscriptionRequest } from '../../src/domain/index.js';
 import { createEngine, daemonGateways, type Engine, type EngineOptions } from '../../src/engine/index.js';
 import type { Gateway } from '../../src/gateways/index.js';
-import { createSubscription, migrateToLatest, openDatabase, type Db, type OpenOptions } from '../../src/store/index.js';
+import { createSubscription, type Db } from '../../src/store/index.js';
+import { gold } from './plans.js';
 
-export interface TempDb {
-  readonly db: Db;
-  readonly dir: string;
-  close(): Promise<void>;
-}
+export { openTempDb, type TempDb } from './temp.js';
 
-/** A migrated SQLite database in a fresh temp directory; `close` destroys it and removes the directory. */
-export async function openTempDb(options: OpenOptions = {}): Promise<TempDb> {
-  const dir = mkdtempSync(join(tmpdir(), 'rebill-engine-'));
-  const db = openDatabase(`sqlite:${dir}/x.db`, options);
-  await migrateToLatest(db);
-  return {
-    db,
-    dir,
-    async close() {
-      await db.destroy();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-/** Monthly USD 9.99 on the `sim` gateway unless overridden. */
+/** The gold plan (monthly USD 9.99 on the `sim` gateway), sent at 00:00 UTC unless overridden. */
 export function planTerms(overrides: Partial<PlanTerms> = {}): PlanTerms {
-  return {
-    id: 'gold-monthly',
-    version: 'v1',
-    description: 'Gold membership',
-    amountMinor: 999,
-    currency: 'USD',
-    every: { unit: 'month', count: 1 },
-    sendOnHour: 0,
-    timezone: 'UTC',
-    monthEnd: 'clamp',
-    mode: 'charge',
-    gateway: 'sim',
-    ...overrides,
-  };
+  return { ...gold, sendOnHour: 0, ...overrides };
 }
 
 /** Creates one subscription through the store, as the API or a seed would. */

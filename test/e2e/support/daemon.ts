@@ -5,10 +5,43 @@
  */
 import path from 'node:path';
 import { expect } from 'vitest';
-import { attempts, cycles, todayUtc, writeConfig, type AttemptRow, type FakeGatewayProcess } from './processes.js';
+import {
+  attempts,
+  cycles,
+  spawnRebill,
+  startFakeGateway,
+  todayUtc,
+  writeConfig,
+  type AttemptRow,
+  type Child,
+  type FakeGatewayProcess,
+} from './processes.js';
 
 /** The daemon's ready line (pino JSON on stdout). */
 export const READY = /"msg":"rebill ready"/;
+
+/** Starts `rebill run --config <config>`, logging to `logFile`, and waits for its ready line. */
+export async function startDaemon(config: string, logFile: string): Promise<Child> {
+  const daemon = spawnRebill(['run', '--config', config], { logFile });
+  await daemon.waitForStdout(READY, 30_000);
+  return daemon;
+}
+
+export interface DaemonDir {
+  readonly dir: string;
+  /** `<dir>/rebill.db`, where daemonConfig puts the database. */
+  readonly dbFile: string;
+  /** `<dir>/rebill.log`, for the daemons' output. */
+  readonly logFile: string;
+  /** `rebill fake-gateway` with its ledger at `<dir>/ledger.jsonl`. */
+  readonly gateway: FakeGatewayProcess;
+}
+
+/** The files of a daemon test in `dir`, and a fake gateway started for it. */
+export async function withFakeGateway(dir: string): Promise<DaemonDir> {
+  const gateway = await startFakeGateway(path.join(dir, 'ledger.jsonl'));
+  return { dir, dbFile: path.join(dir, 'rebill.db'), logFile: path.join(dir, 'rebill.log'), gateway };
+}
 
 export interface SeedSpec {
   readonly id: string;

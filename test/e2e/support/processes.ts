@@ -5,29 +5,21 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { stringify } from 'yaml';
+import { bin, root, withoutRebillEnv } from '../../support/cli.js';
+import { tempDir as freshDir } from '../../support/temp.js';
 
-export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-export const bin = path.join(root, 'bin/rebill.js');
+export { bin, requireBuild, root } from '../../support/cli.js';
 
-/** Fails early, with the fix, when the CLI has not been compiled. */
-export function requireBuild(): void {
-  if (!fs.existsSync(path.join(root, 'dist/src/cli/index.js'))) throw new Error('dist/ is missing: run `npm run build` first');
-}
-
+/** A fresh `rebill-e2e-<prefix>-XXXXXX` under the OS temp dir; the caller removes it. */
 export function tempDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `rebill-e2e-${prefix}-`));
+  return freshDir(`e2e-${prefix}`);
 }
 
 /** The child's environment: ours without REBILL_* (a stray override would change the daemon's settings). */
 export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('REBILL_')) env[name] = value;
-  return { ...env, ...extra };
+  return { ...withoutRebillEnv(), ...extra };
 }
 
 export interface Exit {
