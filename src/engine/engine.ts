@@ -30,6 +30,7 @@ import {
   applyScheduledPause,
   beginAttempt,
   dueStep,
+  iso,
   resume,
   type AttemptInfo,
   type CollectionPolicy,
@@ -366,7 +367,29 @@ export function createEngine(deps: EngineDeps): Engine {
       }
       if (result.kind === 'written') {
         const s = result.subscription;
-        log(s, { cycle: result.cycle, attempt: result.attempt, outcome: outcome.kind, state: result.state, key: job.key, next: s.nextAction }, `attempt ${result.state}`);
+        const detail =
+          outcome.kind === 'declined'
+            ? { declineCode: outcome.code, hardDecline: outcome.hard }
+            : outcome.kind === 'unavailable'
+              ? { error: outcome.error }
+              : outcome.kind === 'captured' || outcome.kind === 'pending'
+                ? { externalId: outcome.externalId }
+                : {};
+        log(
+          s,
+          {
+            cycle: result.cycle,
+            attempt: result.attempt,
+            outcome: outcome.kind,
+            state: result.state,
+            ...detail,
+            key: job.key,
+            status: s.status,
+            next: s.nextAction,
+            nextAt: s.actionAt === null ? null : iso(s.actionAt),
+          },
+          `attempt ${result.state}`,
+        );
       }
       release(1);
       return;
