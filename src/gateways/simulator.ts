@@ -182,7 +182,7 @@ export function createSimulatorGateway(options: SimulatorGatewayOptions): Gatewa
           case 'lose_response':
             await record(request, resultOf({ kind: 'approve' }, request.idempotencyKey), createdAt);
             throw new GatewayUnavailableError(
-              `simulator gateway "${name}": no answer for ${request.idempotencyKey} (tok_timeout; the charge went through)`,
+              `simulator gateway "${name}": no answer for ${request.idempotencyKey} (response lost; the charge went through)`,
               { code: 'GATEWAY_TIMEOUT' },
             );
           case 'slow':
