@@ -135,7 +135,8 @@ function captured(sub: Subscription, attempt: AttemptInfo, externalId: string, n
   const events = [chargeEvent(paid, 'charge.succeeded', now, attempt, { status: 'captured', externalId })];
   if (sub.status === 'terminated') {
     // Cancelled while the charge was in flight: the money moved, so it is recorded; nothing is scheduled.
-    return { subscription: paid, cycles: [cycle], events, attempt: { state: 'captured', externalId }, resend: false };
+    const settled: Subscription = { ...paid, nextAction: 'none', actionAt: null };
+    return { subscription: settled, cycles: [cycle], events, attempt: { state: 'captured', externalId }, resend: false };
   }
   const moved = advanceAfter(paid, attempt.cycle, now);
   return { subscription: moved.subscription, cycles: [cycle, ...moved.cycles], events: [...events, ...moved.events], attempt: { state: 'captured', externalId }, resend: false };
@@ -172,7 +173,10 @@ function failed(
   const cycle: CycleWrite = { cycle: attempt.cycle, dueAt: cycleDueAt(sub, attempt.cycle), status: 'failed', attempts: attempt.attempt, settledAt: now };
   const events: DomainEvent[] = [failedEvent(false)];
   if (sub.status === 'terminated' || sub.status === 'stopped') {
-    const moved = sub.status === 'stopped' ? advanceAfter(sub, attempt.cycle, now) : { subscription: sub, cycles: [], events: [] };
+    const moved =
+      sub.status === 'stopped'
+        ? advanceAfter(sub, attempt.cycle, now)
+        : { subscription: { ...sub, nextAction: 'none' as const, actionAt: null, updatedAt: now }, cycles: [], events: [] };
     return { subscription: moved.subscription, cycles: [cycle, ...moved.cycles], events, attempt: update, resend: false };
   }
   events.push({

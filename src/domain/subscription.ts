@@ -153,7 +153,8 @@ function firstCycleFrom(sub: Pick<Subscription, 'schedule'>, instant: number): n
 
 /** The earliest instant at which the engine must look at this subscription, or null. */
 export function workAt(sub: Pick<Subscription, 'status' | 'nextAction' | 'actionAt' | 'pauseAt' | 'resumeAt'>): number | null {
-  if (sub.status === 'terminated') return null;
+  // A terminated subscription still settles an attempt that is open at the gateway.
+  if (sub.status === 'terminated') return isOpenAttempt(sub) ? sub.actionAt : null;
   const times: number[] = [];
   // A paused subscription starts no new attempt, so its collect pointer is not work (its resume is).
   const idle = sub.status === 'paused' && sub.nextAction === 'collect';
@@ -254,7 +255,7 @@ export type Step = 'pause' | 'resume' | 'end' | 'collect' | 'reconcile' | 'poll'
  * goes first, so "pause on the 15th" stops the charge due on the 15th.
  */
 export function dueStep(sub: Subscription, now: number): Step {
-  if (sub.status === 'terminated') return 'none';
+  if (sub.status === 'terminated') return isOpenAttempt(sub) && sub.actionAt! <= now ? (sub.nextAction as Step) : 'none';
   const candidates: Array<[number, Step]> = [];
   if (sub.pauseAt !== null && sub.pauseAt <= now && sub.status === 'active') candidates.push([sub.pauseAt, 'pause']);
   if (sub.resumeAt !== null && sub.resumeAt <= now && sub.status === 'paused') candidates.push([sub.resumeAt, 'resume']);
@@ -369,8 +370,16 @@ export function cancel(sub: Subscription, request: CancelRequest, now: number): 
   return terminate(sub, type, now, { atPeriodEnd: Boolean(request.atPeriodEnd) });
 }
 
+/** An attempt is at the gateway with its outcome not yet recorded (in flight, unknown or pending). */
+export function isOpenAttempt(sub: Pick<Subscription, 'nextAction' | 'actionAt'>): boolean {
+  return (sub.nextAction === 'reconcile' || sub.nextAction === 'poll') && sub.actionAt !== null;
+}
+
 function terminate(sub: Subscription, type: TerminationType, now: number, data: Record<string, unknown> = {}): Transition {
-  const ended = with_(sub, { status: 'terminated', terminationType: type, nextAction: 'none', actionAt: null, pauseAt: null, resumeAt: null, endedAt: now }, now);
+  // Cancelling does not make money already moving stop: an open attempt keeps its pointer so the
+  // engine still reconciles or polls it (a crash meanwhile must not leave it in_flight forever).
+  const pointer = isOpenAttempt(sub) ? {} : { nextAction: 'none' as const, actionAt: null };
+  const ended = with_(sub, { status: 'terminated', terminationType: type, ...pointer, pauseAt: null, resumeAt: null, endedAt: now }, now);
   const kind: EventType = type === 'finished' ? 'subscription.finished' : 'subscription.cancelled';
   return { subscription: ended, cycles: abandonedRetry(sub, now), events: [event(ended, kind, now, { data: { terminationType: type, ...data } })] };
 }

@@ -16,12 +16,13 @@ import {
   nextPayment,
   pause,
   resume,
+  settleAttempt,
   subscriptionView,
   workAt,
   type Subscription,
   type Transition,
 } from '../../src/domain/index.js';
-import { at, CAPTURED, collect, create, gold, isoOrNull, newSubscription, SOFT, types } from './helpers.js';
+import { at, attemptOf, CAPTURED, collect, create, gold, isoOrNull, newSubscription, policy, SOFT, types } from './helpers.js';
 import { createSubscription } from '../../src/domain/index.js';
 
 /** Gold monthly from Jan 31 2025 (10:00 UTC), created on Jan 15, with cycle 1 paid on time. */
@@ -407,6 +408,32 @@ describe('cancel', () => {
     expect(dueStep(t.subscription, at('2025-03-01T00:00:00Z'))).toBe('none');
     expect(types(t.events)).toEqual(['subscription.cancelled']);
     expect(t.events[0]).toMatchObject({ at: now, data: { terminationType: 'userCancel', atPeriodEnd: false } });
+  });
+
+  it('cancel now while a charge is in flight keeps reconciling it, then records the capture and schedules nothing', () => {
+    const fresh = create(at('2025-01-01T00:00:00Z')).subscription;
+    const due = fresh.actionAt!;
+    const begun = beginAttempt(fresh, due, due + 120_000).subscription;
+    const t = cancel(begun, {}, due + 1_000);
+    expect(t.subscription).toMatchObject({ status: 'terminated', terminationType: 'userCancel', nextAction: 'reconcile', actionAt: due + 120_000 });
+    expect(workAt(t.subscription)).toBe(due + 120_000);
+    expect(dueStep(t.subscription, due + 60_000)).toBe('none');
+    expect(dueStep(t.subscription, due + 120_000)).toBe('reconcile');
+    const settled = settleAttempt(t.subscription, attemptOf(fresh, due), CAPTURED('pay_late'), due + 121_000, policy());
+    expect(types(settled.events)).toEqual(['charge.succeeded']);
+    expect(settled.subscription).toMatchObject({ status: 'terminated', nextAction: 'none', actionAt: null, completedCycles: 1 });
+    expect(workAt(settled.subscription)).toBeNull();
+  });
+
+  it('cancel now while a charge is in flight, then a decline: recorded, no retry, nothing scheduled', () => {
+    const fresh = create(at('2025-01-01T00:00:00Z')).subscription;
+    const due = fresh.actionAt!;
+    const t = cancel(beginAttempt(fresh, due, due + 120_000).subscription, {}, due + 1_000);
+    const settled = settleAttempt(t.subscription, attemptOf(fresh, due), SOFT, due + 2_000, policy());
+    expect(types(settled.events)).toEqual(['charge.failed']);
+    expect(settled.events[0]!.data).toMatchObject({ willRetry: false });
+    expect(settled.subscription).toMatchObject({ status: 'terminated', nextAction: 'none', actionAt: null });
+    expect(workAt(settled.subscription)).toBeNull();
   });
 
   it('cancel by the publisher terminates with publisherCancel', () => {
