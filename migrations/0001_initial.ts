@@ -65,6 +65,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('updated_at', 'text', (c) => c.notNull())
     .execute();
   await db.schema.createIndex('subscriptions_work').on('subscriptions').columns(['work_at']).where('work_at', 'is not', null).execute();
+  // The few rows some daemon holds: found without scanning every subscription (wake-up timer, heartbeat).
+  await db.schema.createIndex('subscriptions_leased').on('subscriptions').columns(['lease_owner']).where('lease_owner', 'is not', null).execute();
   await db.schema.createIndex('subscriptions_status_plan').on('subscriptions').columns(['status', 'plan_id']).execute();
   // A second live subscription for the same (source, externalId) is impossible.
   await db.schema

@@ -339,7 +339,8 @@ export async function leaseOwners(db: Db, prefix: string): Promise<string[]> {
  * and `%` in a host name as wildcards and match other daemons' leases).
  */
 function ownedBy(prefix: string) {
-  return sql<boolean>`substr(lease_owner, 1, ${prefix.length}) = ${prefix}`;
+  // `lease_owner IS NOT NULL` lets the partial index subscriptions_leased narrow the rows first.
+  return sql<boolean>`lease_owner is not null and substr(lease_owner, 1, ${prefix.length}) = ${prefix}`;
 }
 
 /** Expires every lease whose owner starts with `ownerPrefix` (its process is known to be dead). */
@@ -371,19 +372,31 @@ export async function extendLeases(db: Db, ownerPrefix: string, until: number): 
 /**
  * The earliest instant at which some row becomes claimable: its work time, or
  * its lease expiry if that is later (a leased row is someone's in-flight work
- * until then). For arming the wake-up timer.
+ * until then). For arming the wake-up timer, after every sweep: two indexed
+ * reads (the first unleased row in work_at order, and the few leased rows)
+ * instead of a scan of every subscription.
  */
 export async function nextWakeAt(db: Db): Promise<number | null> {
-  const row = await db
+  const unleased = await db
+    .selectFrom('subscriptions')
+    .select('work_at')
+    .where('work_at', 'is not', null)
+    .where('lease_owner', 'is', null)
+    .orderBy('work_at')
+    .limit(1)
+    .executeTakeFirst();
+  const leased = await db
     .selectFrom('subscriptions')
     .select((eb) =>
       eb.fn
         .min(eb.case().when('lease_until', '>', eb.ref('work_at')).then(eb.ref('lease_until')).else(eb.ref('work_at')).end())
         .as('at'),
     )
+    .where('lease_owner', 'is not', null)
     .where('work_at', 'is not', null)
     .executeTakeFirst();
-  return row?.at ? fromDbTime(row.at as string) : null;
+  const times = [unleased?.work_at, leased?.at as string | null | undefined].filter((t): t is string => typeof t === 'string').map(fromDbTime);
+  return times.length ? Math.min(...times) : null;
 }
 
 /** The earliest work instant of any row (simulate jumps its clock there). */
