@@ -30,6 +30,7 @@ import {
   applyScheduledPause,
   beginAttempt,
   dueStep,
+  idempotencyKey,
   iso,
   resume,
   type AttemptInfo,
@@ -220,13 +221,14 @@ export function createEngine(deps: EngineDeps): Engine {
     }
     if (lifecycle.length) await applyLifecycle(lifecycle, token, now);
     if (collect.length) await startAttempts(collect, token, now);
-    for (const sub of queries) enqueue({ kind: 'status', sub, key: `${sub.id}:${sub.nextCycle}:${sub.nextAttempt}`, token });
+    for (const sub of queries) enqueue({ kind: 'status', sub, key: idempotencyKey(sub.id, sub.nextCycle, sub.nextAttempt), token });
     return claimed.length;
   }
 
   /** Scheduled pauses, resumes and ends: one transaction for the batch, leases released. */
   async function applyLifecycle(subs: Subscription[], token: string, now: number) {
     const written: Array<[Subscription, Step, Transition]> = [];
+    const failed = new Set<string>();
     try {
       await inTransaction(db, async (trx) => {
         const rows = await getRows(trx, subs.map((s) => s.id));
@@ -235,9 +237,15 @@ export function createEngine(deps: EngineDeps): Engine {
           if (row?.leaseOwner !== token) continue; // lease lost: the new owner handles it
           const sub = row.subscription;
           const step = dueStep(sub, now);
-          const t: Transition | null =
-            step === 'pause' ? applyScheduledPause(sub, now) : step === 'resume' ? resume(sub, now) : step === 'end' ? applyEnd(sub, now) : null;
-          if (t) written.push([t.subscription, step, t]);
+          try {
+            const t: Transition | null =
+              step === 'pause' ? applyScheduledPause(sub, now) : step === 'resume' ? resume(sub, now) : step === 'end' ? applyEnd(sub, now) : null;
+            if (t) written.push([t.subscription, step, t]);
+          } catch (err) {
+            // One row's refused transition must not hold back the batch; its lease runs out and it is tried again.
+            logger.error({ err, subscriptionId: sub.id, step }, 'lifecycle step refused; will retry when the lease expires');
+            failed.add(sub.id);
+          }
         }
         await writeTransitions(trx, written.map(([, , t]) => t), now, 'release');
       });
@@ -247,14 +255,17 @@ export function createEngine(deps: EngineDeps): Engine {
       active -= subs.length;
       return;
     }
-    await releaseLeases(db, token, subs.map((s) => s.id));
+    const done = subs.filter((s) => !failed.has(s.id));
+    await releaseLeases(db, token, done.map((s) => s.id));
     for (const [sub, step] of written) log(sub, { step, status: sub.status, terminationType: sub.terminationType }, `subscription ${step}`);
-    release(subs.length);
+    active -= failed.size;
+    release(done.length);
   }
 
   /** Intent: commit every attempt row of the batch, then queue the gateway calls. */
   async function startAttempts(subs: Subscription[], token: string, now: number) {
     const started: Array<{ sub: Subscription; key: string; attempt: AttemptInfo }> = [];
+    const refused = new Set<string>();
     try {
       await inTransaction(db, async (trx) => {
         const intents: AttemptIntent[] = [];
@@ -265,7 +276,16 @@ export function createEngine(deps: EngineDeps): Engine {
           if (row?.leaseOwner !== token) continue;
           const sub = row.subscription;
           if (dueStep(sub, now) !== 'collect') continue;
-          const begun = beginAttempt(sub, now, now + options.leaseMs);
+          let begun: ReturnType<typeof beginAttempt>;
+          try {
+            begun = beginAttempt(sub, now, now + options.leaseMs);
+          } catch (err) {
+            // A row the calendar refuses (say a time zone this runtime no longer knows) must not hold
+            // back the batch: it keeps its lease, so it is retried (and logged) once per lease period.
+            logger.error({ err, subscriptionId: sub.id }, 'cannot start an attempt; will retry when the lease expires');
+            refused.add(sub.id);
+            continue;
+          }
           intents.push({ key: begun.key, subscription: sub, cycle: begun.cycle, attempt: begun.attempt });
           transitions.push(begun);
           const attempt: AttemptInfo = { key: begun.key, cycle: begun.cycle, attempt: begun.attempt, mode: sub.mode, state: 'in_flight', sends: 1, createdAt: now };
@@ -280,7 +300,8 @@ export function createEngine(deps: EngineDeps): Engine {
       return;
     }
     const startedIds = new Set(started.map((s) => s.sub.id));
-    const skipped = subs.filter((s) => !startedIds.has(s.id));
+    const skipped = subs.filter((s) => !startedIds.has(s.id) && !refused.has(s.id));
+    active -= refused.size;
     if (skipped.length) {
       await releaseLeases(db, token, skipped.map((s) => s.id));
       release(skipped.length);
