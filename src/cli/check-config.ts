@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { configWarnings } from '../config/index.js';
 import type { CommandContext } from './index.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
 
@@ -20,6 +21,7 @@ export function registerCheckConfig(program: Command, ctx: CommandContext): void
         ctx.exitCode = config;
         return;
       }
+      for (const warning of configWarnings(config)) process.stderr.write(`${file}: warning: ${warning}\n`);
       process.stdout.write(`config OK: ${config.plans.length} plans, ${Object.keys(config.gateways).length} gateways (${file})\n`);
       ctx.exitCode = 0;
     });

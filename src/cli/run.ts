@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import cron from 'node-cron';
 import { systemClock } from '../clock.js';
 import { createEngine, daemonGateways, engineOptions, missingLivePlans, upsertSeeds } from '../engine/index.js';
+import { configWarnings } from '../config/index.js';
 import { EXIT_CONFIG } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { migrateToLatest } from '../store/index.js';
@@ -27,6 +28,7 @@ export function registerRun(program: Command, ctx: CommandContext): void {
         return;
       }
       const logger = createLogger({ level: config.logging.level });
+      for (const warning of configWarnings(config)) logger.warn({ config: file }, warning);
       const clock = systemClock;
       const db = openDatabaseOrReport(config);
       if (typeof db === 'number') {
