@@ -7,12 +7,12 @@
 import { pino } from 'pino';
 import { VirtualClock } from '../clock.js';
 import type { Scenario, ScenarioAction } from '../config/index.js';
-import { cancel, pause, resume, subscriptionFromPlan, type Transition, type Subscription } from '../domain/index.js';
+import { cancel, pause, resume, type Transition, type Subscription } from '../domain/index.js';
 import { createGateways, MemorySimulatorLedger, type GatewayConfig } from '../gateways/index.js';
 import { DateTime } from 'luxon';
-import { createSubscription, listEvents, migrateToLatest, nextWorkAt, openDatabase, updateSubscription, type StoredEvent } from '../store/index.js';
+import { listEvents, migrateToLatest, nextWorkAt, openDatabase, updateSubscription, type StoredEvent } from '../store/index.js';
 import { createEngine } from './engine.js';
-import { collectionPolicy, requestFromSeed } from './runtime.js';
+import { engineOptions, upsertSeeds } from './runtime.js';
 
 export interface SimulationResult {
   readonly events: StoredEvent[];
@@ -40,20 +40,10 @@ export async function runSimulation(scenario: Scenario): Promise<SimulationResul
       gateways,
       logger: pino({ level: 'silent' }),
       owner: 'simulate',
-      options: {
-        concurrency: scenario.scheduler.concurrency,
-        // Rate limits protect a real gateway's wall-clock throughput; virtual time has none.
-        ratePerSecond: null,
-        leaseMs: scenario.scheduler.leaseSeconds * 1000,
-        queueBound: Math.max(scenario.scheduler.claimBatch, scenario.scheduler.concurrency),
-        maxSleepMs: 60_000,
-        policy: collectionPolicy(scenario.retry, scenario.scheduler),
-      },
+      // Rate limits protect a real gateway's wall-clock throughput; virtual time has none.
+      options: { ...engineOptions(scenario.retry, scenario.scheduler), ratePerSecond: null },
     });
-    const plans = new Map(scenario.plans.map((p) => [p.id, p]));
-    for (const seed of scenario.subscriptions) {
-      await createSubscription(db, subscriptionFromPlan(plans.get(seed.planId)!, requestFromSeed(seed)), clock.now());
-    }
+    await upsertSeeds(db, scenario.plans, scenario.subscriptions, clock.now());
     const actions = [...scenario.actions].sort((a, b) => a.atMs - b.atMs);
     let steps = 0;
     for (;;) {

@@ -88,7 +88,6 @@ function stateColumns(sub: Subscription) {
 }
 
 export class NotFoundError extends RebillError {}
-export class LeaseLostError extends RebillError {}
 
 /** Upserts cycle history rows; a paid cycle never goes back to any other status. */
 async function writeCycles(trx: Trx, sub: Subscription, cycles: readonly CycleWrite[], now: number): Promise<void> {
@@ -287,14 +286,6 @@ export async function claimDue(db: Db, owner: string, now: number, limit: number
   const order = (r: (typeof rows)[number]) => `${r.work_at ?? ''}\u0000${r.id}`;
   rows.sort((x, y) => (order(x) < order(y) ? -1 : order(x) > order(y) ? 1 : 0));
   return rows.map(rowToSubscription);
-}
-
-/** Reads a claimed row inside a transaction; throws LeaseLostError if another owner has it now. */
-export async function getLeased(trx: Trx, id: string, owner: string): Promise<Subscription> {
-  const row = await trx.selectFrom('subscriptions').selectAll().where('id', '=', id).executeTakeFirst();
-  if (!row) throw new NotFoundError('SUBSCRIPTION_NOT_FOUND', `no subscription with id "${id}"`);
-  if (row.lease_owner !== owner) throw new LeaseLostError('LEASE_LOST', `lease on ${id} is no longer held by ${owner}`);
-  return rowToSubscription(row);
 }
 
 /** A row as read for the engine: its state plus who holds its lease now. */
@@ -506,11 +497,6 @@ export async function listEvents(db: Conn, afterId = 0, limit = 1000): Promise<S
     at: fromDbTime(r.occurred_at),
     data: JSON.parse(r.payload) as Record<string, unknown>,
   }));
-}
-
-/** Attempt rows of one subscription, oldest first (the charges history). */
-export async function listAttempts(db: Conn, subscriptionId: string) {
-  return db.selectFrom('attempts').selectAll().where('subscription_id', '=', subscriptionId).orderBy('cycle').orderBy('attempt').execute();
 }
 
 /** Runs `fn` in one transaction. */
