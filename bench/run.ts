@@ -69,8 +69,8 @@ async function baseline(): Promise<number> {
 async function engine(): Promise<{ rate: number; heapMb: number; highWater: number }> {
   const { db, clock } = await prepare('engine');
   const gateways = new Map([['sim', createSimulatorGateway({ name: 'sim', ledger: new MemorySimulatorLedger(), clock })]]);
-  const policy = collectionPolicy({ attempts: 3, delays: ['P1D', 'P3D'], onFinalFailure: 'terminate' }, { pendingPollSeconds: 300, leaseSeconds: 120 } as never);
-  const e = createEngine({ db, clock, gateways, logger: pino({ level: 'silent' }), options: { concurrency: 16, ratePerSecond: null, leaseMs: 120_000, queueBound: 500, maxSleepMs: 60_000, policy } });
+  const policy = collectionPolicy({ attempts: 3, delays: ['P1D', 'P3D'], onFinalFailure: 'terminate', unavailableHours: 72 }, { pendingPollSeconds: 300, leaseSeconds: 120 } as never);
+  const e = createEngine({ db, clock, gateways, logger: pino({ level: 'silent' }), options: { concurrency: 16, ratePerSecond: null, leaseMs: 120_000, queueBound: 500, maxSleepMs: 60_000, maxClockJumpMs: 300_000, policy } });
   let heapPeak = 0;
   const sampler = setInterval(() => (heapPeak = Math.max(heapPeak, process.memoryUsage().heapUsed)), 20);
   const t0 = performance.now();

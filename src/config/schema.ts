@@ -395,6 +395,11 @@ export const retrySchema = z
     attempts: wholeNumber(1, 10).default(3),
     delays: z.array(isoDuration(true)).optional(),
     onFinalFailure: z.enum(['terminate', 'pause', 'keep']).default('terminate'),
+    /**
+     * How long an attempt whose outcome is unknown (gateway down, timeouts, 5xx) is re-sent with
+     * the same key before it counts as one failed attempt (SPEC section 6).
+     */
+    unavailableHours: positiveNumber().default(72),
   })
   .superRefine(
     (retry, ctx) => {
@@ -436,6 +441,8 @@ export const schedulerSchema = z.strictObject({
   drainSeconds: wholeNumber(0).default(30),
   /** How often a pending attempt is asked about when no callback arrives. */
   pendingPollSeconds: wholeNumber(1).default(300),
+  /** Wall clock vs monotonic clock disagreement between sweeps beyond which collection stops (SPEC section 6). */
+  maxClockJumpSeconds: wholeNumber(1).default(300),
 });
 
 const databaseSchema = z.strictObject({

@@ -32,6 +32,8 @@ export interface CollectionPolicy {
   readonly pollMs: number;
   /** How long to wait before asking about an attempt whose outcome is unknown. */
   readonly reconcileMs: number;
+  /** How long an unknown outcome is re-sent with the same key before it counts as a failed attempt (retry.unavailableHours). */
+  readonly unavailableMs: number;
 }
 
 export type AttemptState = 'in_flight' | 'captured' | 'rejected' | 'pending' | 'unknown';

@@ -69,6 +69,8 @@ export interface EngineOptions {
   readonly queueBound: number;
   /** Longest sleep between sweeps when nothing is due (the node-cron sweep also wakes the loop). */
   readonly maxSleepMs: number;
+  /** Wall vs monotonic clock disagreement between sweeps beyond which no attempt starts (scheduler.maxClockJumpSeconds). */
+  readonly maxClockJumpMs: number;
   readonly policy: CollectionPolicy;
 }
 

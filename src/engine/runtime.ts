@@ -43,6 +43,7 @@ export function collectionPolicy(retry: RetryConfig, scheduler: SchedulerConfig)
     pollMs: scheduler.pendingPollSeconds * 1000,
     // Ask about an unknown outcome soon, but not in a tight loop against a gateway that is down.
     reconcileMs: Math.min(30_000, scheduler.leaseSeconds * 1000),
+    unavailableMs: retry.unavailableHours * 3_600_000,
   };
 }
 
@@ -54,6 +55,7 @@ export function engineOptions(retry: RetryConfig, scheduler: SchedulerConfig): E
     leaseMs: scheduler.leaseSeconds * 1000,
     queueBound: Math.max(scheduler.claimBatch, scheduler.concurrency),
     maxSleepMs: 60_000,
+    maxClockJumpMs: scheduler.maxClockJumpSeconds * 1000,
     policy: collectionPolicy(retry, scheduler),
   };
 }

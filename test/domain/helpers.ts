@@ -47,7 +47,7 @@ export function create(now: number, plan: Partial<PlanTerms> = {}, request: Part
 
 /** The default retry policy of SPEC section 6 (3 attempts, P1D then P3D). */
 export function policy(onFinalFailure: CollectionPolicy['retry']['onFinalFailure'] = 'terminate'): CollectionPolicy {
-  return { retry: { attempts: 3, delays: ['P1D', 'P3D'], onFinalFailure }, pollMs: 5 * 60_000, reconcileMs: 60_000 };
+  return { retry: { attempts: 3, delays: ['P1D', 'P3D'], onFinalFailure }, pollMs: 5 * 60_000, reconcileMs: 60_000, unavailableMs: 72 * 3_600_000 };
 }
 
 export const types = (events: readonly DomainEvent[]): string[] => events.map((e) => e.type);

@@ -35,6 +35,7 @@ export function policy(onFinalFailure: FinalFailureAction = 'terminate', overrid
     retry: { attempts: 3, delays: ['P1D', 'P3D'], onFinalFailure },
     pollMs: 300_000,
     reconcileMs: 30_000,
+    unavailableMs: 72 * 3_600_000,
     ...overrides,
   };
 }
@@ -48,6 +49,7 @@ export function engineOptions(overrides: Partial<EngineOptions> = {}): EngineOpt
     leaseMs: 120_000,
     queueBound: 100,
     maxSleepMs: 60_000,
+    maxClockJumpMs: 300_000,
     policy: policy(),
     ...overrides,
   };
