@@ -50,8 +50,9 @@ describe('defaults', () => {
       claimBatch: 500,
       drainSeconds: 30,
       pendingPollSeconds: 300,
+      maxClockJumpSeconds: 300,
     });
-    expect(config.retry).toEqual({ attempts: 3, delays: ['P1D', 'P3D'], onFinalFailure: 'terminate' });
+    expect(config.retry).toEqual({ attempts: 3, delays: ['P1D', 'P3D'], onFinalFailure: 'terminate', unavailableHours: 72 });
     expect(config.gateways).toEqual({ sim: { type: 'simulator' } });
     expect(config.webhooks).toEqual([]);
     expect(config.logging).toEqual({ level: 'info' });
