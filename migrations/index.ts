@@ -1,7 +1,9 @@
 /** Every migration, in order. Listed statically so the compiled daemon needs no directory scan. */
 import type { Migration } from 'kysely';
 import * as m0001 from './0001_initial.js';
+import * as m0002 from './0002_attempt_outage.js';
 
 export const migrations: Record<string, Migration> = {
   '0001_initial': m0001,
+  '0002_attempt_outage': m0002,
 };

@@ -47,6 +47,10 @@ export interface AttemptInfo {
   readonly state: AttemptState;
   readonly sends: number;
   readonly createdAt: number;
+  /** Start of the current run of unavailable outcomes (null/absent: the gateway's last word was an answer). */
+  readonly unavailableSince?: number | null;
+  /** Unavailable outcomes in that run (absent: 0). */
+  readonly unavailableCount?: number;
 }
 
 /** What was learned about an attempt: from a send, a status query or a callback. */
@@ -67,6 +71,33 @@ export interface AttemptUpdate {
   readonly externalId?: string | null;
   readonly linkUrl?: string | null;
   readonly error?: string | null;
+  readonly unavailableSince?: number | null;
+  readonly unavailableCount?: number;
+}
+
+/** The outage bookkeeping an answer from the gateway resets (only written when there is something to reset). */
+function answered(attempt: AttemptInfo): Pick<AttemptUpdate, 'unavailableSince' | 'unavailableCount'> {
+  return attempt.unavailableSince != null || (attempt.unavailableCount ?? 0) > 0 ? { unavailableSince: null, unavailableCount: 0 } : {};
+}
+
+/** Shortest and longest wait between re-sends of an unavailable key (SPEC section 6: 1 minute doubling to 1 hour). */
+export const OUTAGE_BACKOFF_MIN_MS = 60_000;
+export const OUTAGE_BACKOFF_MAX_MS = 3_600_000;
+
+/**
+ * How long to wait after the `n`-th unavailable outcome in a row (1-based)
+ * before the status query that precedes any re-send. The first waits only
+ * `reconcileMs`: a lost answer (a timeout whose charge went through) is
+ * settled quickly. Then 1 minute, doubling, capped at 1 hour.
+ */
+export function outageBackoffMs(n: number, reconcileMs: number): number {
+  if (n <= 1) return reconcileMs;
+  return Math.min(OUTAGE_BACKOFF_MAX_MS, OUTAGE_BACKOFF_MIN_MS * 2 ** Math.min(n - 2, 30));
+}
+
+/** Where an attempt's outage began: its first unavailable outcome (rows older than migration 0002: its creation). */
+export function outageStart(attempt: AttemptInfo): number {
+  return attempt.unavailableSince ?? attempt.createdAt;
 }
 
 export interface Settlement extends Transition {
@@ -106,23 +137,46 @@ export function settleAttempt(sub: Subscription, attempt: AttemptInfo, outcome: 
     case 'pending':
       return pending(sub, attempt, outcome, now, policy);
     case 'unavailable':
-      return {
-        subscription: { ...sub, nextAction: 'reconcile', actionAt: now + policy.reconcileMs, updatedAt: now },
-        cycles: [],
-        events: [],
-        attempt: { state: 'unknown', error: outcome.error },
-        resend: false,
-      };
+      return unavailable(sub, attempt, outcome.error, now, policy);
     case 'not_found':
-      // Never seen by the gateway: re-sending the same key cannot charge twice. An attempt still
-      // in_flight never had any answer recorded (the daemon that sent it died first): a crash is not
-      // a decline, so it is always re-sent. An `unknown` one had a timeout/5xx answer; after a
-      // second send the gateway still has not recorded, it counts as a soft failure.
-      if (attempt.state === 'in_flight' || attempt.sends < 2) {
-        return { subscription: sub, cycles: [], events: [], attempt: { state: 'in_flight' }, resend: true };
-      }
-      return failed(sub, attempt, { code: 'gateway_unavailable', hard: false, externalId: null }, now, policy);
+      return notFound(sub, attempt, now, policy);
   }
+}
+
+/**
+ * Nobody knows whether money moved: the attempt keeps its key and no budget
+ * is spent. The next step is a status query after the backoff; only that
+ * query's `not_found` may lead to a re-send or, after unavailableMs, to a
+ * failed attempt. A pending attempt stays pending: the gateway did accept it,
+ * and an unanswered poll taught nothing new.
+ */
+function unavailable(sub: Subscription, attempt: AttemptInfo, error: string, now: number, policy: CollectionPolicy): Settlement {
+  const count = (attempt.unavailableCount ?? 0) + 1;
+  const since = attempt.unavailableSince ?? now;
+  const wasPending = attempt.state === 'pending';
+  return {
+    subscription: { ...sub, nextAction: wasPending ? 'poll' : 'reconcile', actionAt: now + outageBackoffMs(count, policy.reconcileMs), updatedAt: now },
+    cycles: [],
+    events: [],
+    attempt: { state: wasPending ? 'pending' : 'unknown', error, unavailableSince: since, unavailableCount: count },
+    resend: false,
+  };
+}
+
+/**
+ * The gateway says it never saw the key, so re-sending the same key cannot
+ * charge twice. It is never a decline by itself: an attempt still in_flight
+ * (its daemon died before any answer), or one the gateway had answered
+ * `pending` (a gateway that lost its state), is always re-sent. An `unknown`
+ * one (only unavailable outcomes so far) is re-sent until its outage has
+ * lasted unavailableMs; then it counts as one soft failed attempt and the
+ * normal retry delays apply.
+ */
+function notFound(sub: Subscription, attempt: AttemptInfo, now: number, policy: CollectionPolicy): Settlement {
+  if (attempt.state === 'unknown' && now - outageStart(attempt) >= policy.unavailableMs) {
+    return failed(sub, attempt, { code: 'gateway_unavailable', hard: false, externalId: null }, now, policy);
+  }
+  return { subscription: sub, cycles: [], events: [], attempt: { state: 'in_flight' }, resend: true };
 }
 
 function captured(sub: Subscription, attempt: AttemptInfo, externalId: string, now: number): Settlement {
@@ -138,10 +192,10 @@ function captured(sub: Subscription, attempt: AttemptInfo, externalId: string, n
   if (sub.status === 'terminated') {
     // Cancelled while the charge was in flight: the money moved, so it is recorded; nothing is scheduled.
     const settled: Subscription = { ...paid, nextAction: 'none', actionAt: null };
-    return { subscription: settled, cycles: [cycle], events, attempt: { state: 'captured', externalId }, resend: false };
+    return { subscription: settled, cycles: [cycle], events, attempt: { state: 'captured', externalId, ...answered(attempt) }, resend: false };
   }
   const moved = advanceAfter(paid, attempt.cycle, now);
-  return { subscription: moved.subscription, cycles: [cycle, ...moved.cycles], events: [...events, ...moved.events], attempt: { state: 'captured', externalId }, resend: false };
+  return { subscription: moved.subscription, cycles: [cycle, ...moved.cycles], events: [...events, ...moved.events], attempt: { state: 'captured', externalId, ...answered(attempt) }, resend: false };
 }
 
 function failed(
@@ -151,7 +205,7 @@ function failed(
   now: number,
   policy: CollectionPolicy,
 ): Settlement {
-  const update: AttemptUpdate = { state: 'rejected', declineCode: decline.code, hardDecline: decline.hard, externalId: decline.externalId };
+  const update: AttemptUpdate = { state: 'rejected', declineCode: decline.code, hardDecline: decline.hard, externalId: decline.externalId, ...answered(attempt) };
   const retryAfterDelay = sub.status === 'terminated' || sub.status === 'stopped' ? null : nextAttemptAt(policy.retry, attempt.attempt, decline.hard, now);
   // An unpaid link has already waited out the delay before the next attempt (its deadline): that attempt goes now.
   const retryAt = retryAfterDelay !== null && decline.delayServed ? now : retryAfterDelay;
@@ -234,7 +288,7 @@ function pending(
     subscription: { ...sub, nextAction: 'poll', actionAt: pollAt, updatedAt: now },
     cycles: firstReport ? [{ cycle: attempt.cycle, dueAt: cycleDueAt(sub, attempt.cycle), status: 'pending', attempts: attempt.attempt }] : [],
     events,
-    attempt: { state: 'pending', externalId: outcome.externalId, linkUrl: outcome.linkUrl ?? null },
+    attempt: { state: 'pending', externalId: outcome.externalId, linkUrl: outcome.linkUrl ?? null, ...answered(attempt) },
     resend: false,
   };
 }

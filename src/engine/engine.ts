@@ -56,6 +56,7 @@ import {
   type AttemptIntent,
   type Db,
 } from '../store/index.js';
+import { CircuitBreakers, type CircuitOptions, type CircuitView } from './circuit.js';
 import { GroupCommitWriter } from './writer.js';
 
 export interface EngineOptions {
@@ -72,6 +73,8 @@ export interface EngineOptions {
   /** Wall vs monotonic clock disagreement between sweeps beyond which no attempt starts (scheduler.maxClockJumpSeconds). */
   readonly maxClockJumpMs: number;
   readonly policy: CollectionPolicy;
+  /** Per-gateway circuit breaker; default 10 failures in a row, 30 s open (SPEC section 6). */
+  readonly circuit?: Partial<CircuitOptions>;
 }
 
 export interface EngineDeps {
@@ -95,6 +98,8 @@ export interface EngineStats {
   readonly lastSweepAt: number | null;
   readonly attemptsStarted: number;
   readonly outcomesRecorded: number;
+  /** Per-gateway circuit breakers (the same as `circuits()`). */
+  readonly circuits: readonly CircuitView[];
 }
 
 /** A gateway call to make; `attempt` is known for a fresh send (the intent just wrote it), read from the row otherwise. */
@@ -125,6 +130,8 @@ export interface Engine {
   /** Stops claiming, lets in-flight calls finish up to `drainMs`, releases unstarted claims. */
   stop(drainMs: number): Promise<{ drained: boolean }>;
   stats(): EngineStats;
+  /** Circuit breaker of every gateway called so far: state, since, consecutive failures (for /readyz and metrics). */
+  circuits(): CircuitView[];
 }
 
 /** Builds the engine from one dependency object (no singletons, no DI container). */
@@ -152,6 +159,7 @@ export function createEngine(deps: EngineDeps): Engine {
     ...(options.ratePerSecond ? { intervalCap: Math.max(1, Math.floor(options.ratePerSecond)), interval: 1000, carryoverIntervalCount: true } : {}),
   });
   const writer = new GroupCommitWriter(db, clock, logger);
+  const circuits = new CircuitBreakers(clock, options.circuit);
   let active = 0;
   let highWater = 0;
   let queueHighWater = 0;
@@ -264,8 +272,40 @@ export function createEngine(deps: EngineDeps): Engine {
     release(done.length);
   }
 
+  /**
+   * Rows whose gateway's circuit breaker is open are not started: no intent is
+   * written for a call known to fail. They are released due at the instant
+   * the breaker lets a probe through, so the wake-up loop sleeps until then
+   * instead of claiming them again at once. Returns the rows to start.
+   */
+  async function holdForOpenCircuits(subs: Subscription[], token: string): Promise<Subscription[]> {
+    const held = new Map<number, string[]>();
+    const go: Subscription[] = [];
+    for (const sub of subs) {
+      if (circuits.allowAttempt(sub.gateway)) {
+        go.push(sub);
+        continue;
+      }
+      const at = circuits.retryAt(sub.gateway) ?? clock.now();
+      held.set(at, [...(held.get(at) ?? []), sub.id]);
+    }
+    for (const [at, ids] of held) {
+      try {
+        await releaseLeases(db, token, ids, at);
+      } catch (err) {
+        logger.error({ err, subscriptions: ids }, 'could not release rows held by an open circuit breaker; their leases will expire');
+      }
+      // Not release(): a kick would only find these rows not yet due.
+      active -= ids.length;
+    }
+    if (held.size) logger.debug({ held: subs.length - go.length, circuits: circuits.views().filter((c) => c.state !== 'closed') }, 'circuit open; collections held');
+    return go;
+  }
+
   /** Intent: commit every attempt row of the batch, then queue the gateway calls. */
-  async function startAttempts(subs: Subscription[], token: string, now: number) {
+  async function startAttempts(claimedSubs: Subscription[], token: string, now: number) {
+    const subs = await holdForOpenCircuits(claimedSubs, token);
+    if (subs.length === 0) return;
     const started: Array<{ sub: Subscription; key: string; attempt: AttemptInfo }> = [];
     const refused = new Set<string>();
     try {
@@ -360,9 +400,11 @@ export function createEngine(deps: EngineDeps): Engine {
     const request = requestOf(sub, attempt);
     const key = attempt.key;
     try {
-      if (kind === 'status') return fromStatus(await gateway.status(key, request));
-      return fromResult(attempt.mode === 'link' ? await gateway.sendLink(request) : await gateway.charge(request));
+      const outcome = kind === 'status' ? fromStatus(await gateway.status(key, request)) : fromResult(attempt.mode === 'link' ? await gateway.sendLink(request) : await gateway.charge(request));
+      circuits.recordAnswer(sub.gateway);
+      return outcome;
     } catch (err) {
+      circuits.recordFailure(sub.gateway);
       if (!(err instanceof GatewayUnavailableError)) logger.warn({ err, subscriptionId: sub.id, key }, 'gateway call failed unexpectedly; outcome unknown');
       return { kind: 'unavailable', error: err instanceof Error ? `${(err as { code?: string }).code ?? 'ERROR'}: ${err.message}` : String(err) };
     }
@@ -514,7 +556,8 @@ export function createEngine(deps: EngineDeps): Engine {
     start,
     kick,
     stop,
-    stats: () => ({ active, highWater, queueHighWater, sweeps, lastSweepAt, attemptsStarted, outcomesRecorded }),
+    stats: () => ({ active, highWater, queueHighWater, sweeps, lastSweepAt, attemptsStarted, outcomesRecorded, circuits: circuits.views() }),
+    circuits: () => circuits.views(),
   };
 }
 

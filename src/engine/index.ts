@@ -1,3 +1,4 @@
 export * from './engine.js';
 export * from './writer.js';
 export * from './runtime.js';
+export * from './circuit.js';

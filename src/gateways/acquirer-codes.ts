@@ -25,6 +25,8 @@ export const ACQUIRER_CODES: Readonly<Record<string, { readonly aqCode: string; 
   suspected_fraud: { aqCode: '59', message: 'Suspected fraud' },
   exceeds_limit: { aqCode: '61', message: 'Exceeds withdrawal amount limit' },
   restricted_card: { aqCode: '62', message: 'Restricted card' },
+  // Not an ISO 8583 code: only `rebill fake-gateway` sends it, for a card token outside the simulator's table.
+  unknown_test_token: { aqCode: 'ZT', message: 'Unknown test token' },
 };
 
 const BY_AQ_CODE: ReadonlyMap<string, string> = new Map(Object.entries(ACQUIRER_CODES).map(([code, v]) => [v.aqCode, code]));

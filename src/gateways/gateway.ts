@@ -72,4 +72,6 @@ export const HARD_DECLINE_CODES: ReadonlySet<string> = new Set([
   'invalid_account',
   'card_not_supported',
   'pickup_card',
+  // The simulator / fake gateway was given a token it does not know: no retry can make it known.
+  'unknown_test_token',
 ]);

@@ -11,7 +11,7 @@ import { createHttpGateway } from './http.js';
 import { createSimulatorGateway, type SimulatorLedger } from './simulator.js';
 
 export * from './gateway.js';
-export { parseToken, chargeDecision, linkDecision, attemptFromOrderId, type TokenBehaviour, type IssuerDecision } from './tokens.js';
+export { parseToken, chargeDecision, linkDecision, attemptFromOrderId, UNKNOWN_TEST_TOKEN, type TokenBehaviour, type IssuerDecision } from './tokens.js';
 export {
   createSimulatorGateway,
   simulatorLinkUrl,

@@ -14,7 +14,7 @@ import { HARD_DECLINE_CODES } from './gateway.js';
 
 /** What a token makes the simulated gateway do; see `parseToken`. */
 export type TokenBehaviour =
-  /** `tok_ok` and every unknown non-empty token. */
+  /** `tok_ok`. */
   | { readonly kind: 'approve' }
   /** `tok_insufficient`, `tok_stolen`, ...: the same decline on every attempt. */
   | { readonly kind: 'decline'; readonly code: string; readonly hard: boolean }
@@ -29,7 +29,12 @@ export type TokenBehaviour =
   /** `tok_5xx`: every send answers 500; nothing is recorded, so status says `not_found`. */
   | { readonly kind: 'server_error' }
   /** No token at all (charge mode: a hard `invalid_card_number`; link mode: the customer pays). */
-  | { readonly kind: 'missing' };
+  | { readonly kind: 'missing' }
+  /**
+   * Any token not in the table (a real card token, `tok_visa_4242`, a malformed `tok_flaky_x`):
+   * a hard `unknown_test_token` decline, so a real token sent here by mistake is never marked paid.
+   */
+  | { readonly kind: 'unknown' };
 
 /** The issuer's decision on one attempt, independent of how the answer travels. */
 export type IssuerDecision =
@@ -49,7 +54,10 @@ const DECLINE_TOKENS: ReadonlyMap<string, string> = new Map([
 const FLAKY = /^tok_flaky_(\d{1,6})$/;
 const SLOW = /^tok_slow_(\d{1,7})$/;
 
-/** Reads a token's behaviour. Malformed variants (`tok_flaky_x`) fall under "any other token": approve. */
+/** The decline code of a token the simulator does not know (SPEC section 7); hard, see HARD_DECLINE_CODES. */
+export const UNKNOWN_TEST_TOKEN = 'unknown_test_token';
+
+/** Reads a token's behaviour. Malformed variants (`tok_flaky_x`) fall under "any other token": `unknown`. */
 export function parseToken(token: string | null | undefined): TokenBehaviour {
   if (token === null || token === undefined || token.trim() === '') return { kind: 'missing' };
   const declineCode = DECLINE_TOKENS.get(token);
@@ -68,7 +76,7 @@ export function parseToken(token: string | null | undefined): TokenBehaviour {
   if (flaky) return { kind: 'flaky', failures: Number(flaky[1]) };
   const slow = SLOW.exec(token);
   if (slow) return { kind: 'slow', delayMs: Number(slow[1]) };
-  return { kind: 'approve' };
+  return { kind: 'unknown' };
 }
 
 /**
@@ -91,6 +99,8 @@ export function chargeDecision(behaviour: TokenBehaviour, attempt: number): Issu
       return { kind: 'pending' };
     case 'missing':
       return decline('invalid_card_number');
+    case 'unknown':
+      return decline(UNKNOWN_TEST_TOKEN);
   }
 }
 

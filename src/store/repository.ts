@@ -447,6 +447,8 @@ function rowToAttempt(row: Selectable<AttemptTable>): AttemptInfo {
     state: row.state as AttemptState,
     sends: Number(row.sends),
     createdAt: fromDbTime(row.created_at),
+    unavailableSince: row.unavailable_since === null ? null : fromDbTime(row.unavailable_since),
+    unavailableCount: Number(row.unavailable_count),
   };
 }
 
@@ -467,6 +469,8 @@ export async function updateAttempt(trx: Trx, key: string, update: AttemptUpdate
       ...(update.externalId !== undefined && update.externalId !== null ? { external_id: update.externalId } : {}),
       ...(update.linkUrl !== undefined && update.linkUrl !== null ? { link_url: update.linkUrl } : {}),
       ...(update.error !== undefined ? { error: update.error } : {}),
+      ...(update.unavailableSince !== undefined ? { unavailable_since: update.unavailableSince === null ? null : toDbTime(update.unavailableSince) } : {}),
+      ...(update.unavailableCount !== undefined ? { unavailable_count: update.unavailableCount } : {}),
       ...(resend ? { sends: sql<number>`sends + 1` } : {}),
       updated_at: toDbTime(now),
     })

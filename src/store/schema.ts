@@ -78,6 +78,9 @@ export interface AttemptTable {
   sends: number;
   created_at: string;
   updated_at: string;
+  /** Migration 0002: start of the current run of unavailable outcomes, or null. */
+  unavailable_since: string | null;
+  unavailable_count: Generated<number>;
 }
 
 export interface EventTable {

@@ -16,6 +16,7 @@ import {
   nextPayment,
   settleAttempt,
   workAt,
+  type AttemptInfo,
   type Outcome,
   type Settlement,
   type Subscription,
@@ -203,7 +204,7 @@ describe('settleAttempt: outcomes nobody knows yet', () => {
   it('unavailable (timeout, 5xx) marks the attempt unknown and points at reconcile, keeping the key', () => {
     const begun = beginAttempt(fresh(), T1, T1 + 120_000);
     const s = settleAttempt(begun.subscription, attemptOf(fresh(), T1), { kind: 'unavailable', error: 'GATEWAY_TIMEOUT: no answer in 30s' }, T1 + 30_000, policy());
-    expect(s.attempt).toEqual({ state: 'unknown', error: 'GATEWAY_TIMEOUT: no answer in 30s' });
+    expect(s.attempt).toEqual({ state: 'unknown', error: 'GATEWAY_TIMEOUT: no answer in 30s', unavailableSince: T1 + 30_000, unavailableCount: 1 });
     expect(s.events).toEqual([]);
     expect(s.cycles).toEqual([]);
     expect(s.resend).toBe(false);
@@ -215,19 +216,72 @@ describe('settleAttempt: outcomes nobody knows yet', () => {
     expect(settled.subscription).toMatchObject({ nextCycle: 2, completedCycles: 1 });
   });
 
-  it('not_found after a timeout re-sends the same key once, then counts as a soft failure', () => {
+  it('not_found after a timeout re-sends the same key, spending no attempt, until the outage has lasted unavailableMs; then it counts as one soft failure', () => {
     const begun = beginAttempt(fresh(), T1, T1 + 120_000).subscription;
-    const first = settleAttempt(begun, attemptOf(fresh(), T1, 'unknown', 1), { kind: 'not_found' }, T1 + 150_000, policy());
-    expect(first.resend).toBe(true);
-    expect(first.attempt).toEqual({ state: 'in_flight' });
-    expect(first.subscription).toBe(begun);
-    expect(first.events).toEqual([]);
-
-    const again = settleAttempt(begun, attemptOf(fresh(), T1, 'unknown', 2), { kind: 'not_found' }, T1 + 300_000, policy());
+    const unknown = (sends: number) => ({ ...attemptOf(fresh(), T1, 'unknown', sends), unavailableSince: T1, unavailableCount: sends });
+    // Many sends, 71 hours in: still the same key, no event, no budget spent.
+    for (const [sends, now] of [[1, T1 + 150_000], [2, T1 + 300_000], [40, T1 + 71 * 3_600_000]] as const) {
+      const s = settleAttempt(begun, unknown(sends), { kind: 'not_found' }, now, policy());
+      expect(s.resend).toBe(true);
+      expect(s.attempt).toEqual({ state: 'in_flight' });
+      expect(s.subscription).toBe(begun);
+      expect(s.events).toEqual([]);
+    }
+    const at72h = T1 + 72 * 3_600_000;
+    const again = settleAttempt(begun, unknown(41), { kind: 'not_found' }, at72h, policy());
     expect(again.resend).toBe(false);
     expect(again.attempt).toMatchObject({ state: 'rejected', declineCode: 'gateway_unavailable', hardDecline: false });
     expect(again.events[0]!.data).toMatchObject({ willRetry: true, idempotencyKey: 'sub-1:1:1' });
-    expect(again.subscription).toMatchObject({ nextAction: 'collect', nextAttempt: 2, actionAt: T1 + 300_000 + DAY });
+    expect(again.subscription).toMatchObject({ status: 'active', nextAction: 'collect', nextAttempt: 2, actionAt: at72h + DAY });
+  });
+
+  it('the outage is measured from the first unavailable outcome, not from when the attempt was created', () => {
+    const begun = beginAttempt(fresh(), T1, T1 + 120_000).subscription;
+    const attempt = { ...attemptOf(fresh(), T1, 'unknown', 3), unavailableSince: T1 + 10 * DAY, unavailableCount: 3 };
+    expect(settleAttempt(begun, attempt, { kind: 'not_found' }, T1 + 11 * DAY, policy()).resend).toBe(true);
+    expect(settleAttempt(begun, attempt, { kind: 'not_found' }, T1 + 13 * DAY, policy()).attempt).toMatchObject({ declineCode: 'gateway_unavailable' });
+  });
+
+  it('after unavailable outcomes the status query waits reconcileMs, then 1 minute doubling to 1 hour; the outage start is kept', () => {
+    const p = policy();
+    const begun = beginAttempt(fresh(), T1, T1 + 120_000).subscription;
+    let attempt: AttemptInfo = attemptOf(fresh(), T1);
+    let now = T1 + 5_000;
+    const waits: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const s = settleAttempt(begun, attempt, { kind: 'unavailable', error: 'GATEWAY_UNAVAILABLE: 500' }, now, p);
+      expect(s.attempt).toMatchObject({ state: 'unknown', unavailableSince: T1 + 5_000, unavailableCount: i + 1 });
+      expect(s.subscription.nextAction).toBe('reconcile');
+      waits.push(s.subscription.actionAt! - now);
+      now = s.subscription.actionAt!;
+      attempt = { ...attempt, state: 'unknown', unavailableSince: s.attempt.unavailableSince!, unavailableCount: s.attempt.unavailableCount! };
+    }
+    const min = 60_000;
+    expect(waits).toEqual([p.reconcileMs, min, 2 * min, 4 * min, 8 * min, 16 * min, 32 * min, 60 * min, 60 * min, 60 * min]);
+    // An answer ends the outage: the bookkeeping is reset with it.
+    const paid = settleAttempt(begun, attempt, CAPTURED('pay_1'), now, p);
+    expect(paid.attempt).toEqual({ state: 'captured', externalId: 'pay_1', unavailableSince: null, unavailableCount: 0 });
+  });
+
+  it('not_found on a key the gateway had answered pending (it lost its state) is re-sent with the same key, never a decline', () => {
+    const begun = beginAttempt(fresh(), T1, T1 + 120_000).subscription;
+    const pendingLongAgo = { ...attemptOf(fresh(), T1, 'pending', 1), unavailableSince: T1, unavailableCount: 4 };
+    const s = settleAttempt(begun, pendingLongAgo, { kind: 'not_found' }, T1 + 30 * DAY, policy());
+    expect(s.resend).toBe(true);
+    expect(s.events).toEqual([]);
+    expect(s.subscription).toBe(begun);
+  });
+
+  it('an unavailable poll of a pending payment keeps it pending (no second charge.pending when it answers again)', () => {
+    const p = policy();
+    const begun = beginAttempt(fresh(), T1, T1 + 120_000).subscription;
+    const pendingAttempt = attemptOf(fresh(), T1, 'pending');
+    const s = settleAttempt(begun, pendingAttempt, { kind: 'unavailable', error: 'GATEWAY_TIMEOUT: 30 s' }, T1 + DAY, p);
+    expect(s.attempt).toMatchObject({ state: 'pending', unavailableSince: T1 + DAY, unavailableCount: 1 });
+    expect(s.subscription).toMatchObject({ nextAction: 'poll', actionAt: T1 + DAY + p.reconcileMs });
+    const back = settleAttempt(s.subscription, { ...pendingAttempt, unavailableSince: T1 + DAY, unavailableCount: 1 }, { kind: 'pending', externalId: 'pay_p' }, T1 + DAY + p.reconcileMs, p);
+    expect(back.events).toEqual([]);
+    expect(back.attempt).toMatchObject({ state: 'pending', unavailableSince: null, unavailableCount: 0 });
   });
 
   it('not_found for an attempt still in_flight (its daemon died before any answer) is always re-sent with the same key', () => {

@@ -31,7 +31,11 @@ function simulator(ledger: SimulatorLedger = new MemorySimulatorLedger(), sleeps
 describe('simulator gateway: charge mode', () => {
   it.each([
     ['tok_ok', { kind: 'captured', externalId: 'sim_sub-1:1:1' }],
-    ['tok_anything', { kind: 'captured', externalId: 'sim_sub-1:1:1' }],
+    // Not in the token table (SPEC section 7): a hard decline, so a real token sent here by mistake is never marked paid.
+    ['tok_anything', { kind: 'declined', code: 'unknown_test_token', hard: true, externalId: 'sim_sub-1:1:1' }],
+    ['tok_visa_4242', { kind: 'declined', code: 'unknown_test_token', hard: true, externalId: 'sim_sub-1:1:1' }],
+    ['4242424242424242', { kind: 'declined', code: 'unknown_test_token', hard: true, externalId: 'sim_sub-1:1:1' }],
+    ['card_1NvXyZ2eZvKYlo2C', { kind: 'declined', code: 'unknown_test_token', hard: true, externalId: 'sim_sub-1:1:1' }],
     ['tok_insufficient', { kind: 'declined', code: 'insufficient_funds', hard: false, externalId: 'sim_sub-1:1:1' }],
     ['tok_do_not_honor', { kind: 'declined', code: 'do_not_honor', hard: false, externalId: 'sim_sub-1:1:1' }],
     ['tok_stolen', { kind: 'declined', code: 'stolen_card', hard: true, externalId: 'sim_sub-1:1:1' }],
@@ -190,7 +194,7 @@ describe('simulator gateway: link mode', () => {
 
   it.each([
     ['tok_ok', { kind: 'captured' }],
-    ['tok_unknown', { kind: 'captured' }],
+    ['tok_unknown', { kind: 'declined', code: 'unknown_test_token', hard: true }],
     [null, { kind: 'captured' }],
     ['tok_timeout', { kind: 'captured' }],
     ['tok_insufficient', { kind: 'declined', code: 'insufficient_funds', hard: false }],

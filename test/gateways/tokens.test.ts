@@ -14,8 +14,11 @@ describe('simulator tokens', () => {
     ['tok_pending', { kind: 'pending' }],
     ['tok_slow_250', { kind: 'slow', delayMs: 250 }],
     ['tok_5xx', { kind: 'server_error' }],
-    ['tok_anything_else', { kind: 'approve' }],
-    ['tok_flaky_x', { kind: 'approve' }],
+    ['tok_anything_else', { kind: 'unknown' }],
+    ['tok_flaky_x', { kind: 'unknown' }],
+    ['tok_visa_4242', { kind: 'unknown' }],
+    ['4242424242424242', { kind: 'unknown' }],
+    ['card_1NvXyZ2eZvKYlo2C', { kind: 'unknown' }],
     [null, { kind: 'missing' }],
     ['', { kind: 'missing' }],
   ])('%s parses to its behaviour', (token, behaviour) => {
@@ -34,6 +37,15 @@ describe('simulator tokens', () => {
   it('a missing token is a hard invalid_card_number in charge mode but a paid link in link mode', () => {
     expect(chargeDecision(parseToken(null), 1)).toEqual({ kind: 'decline', code: 'invalid_card_number', hard: true });
     expect(linkDecision(parseToken(null), 1)).toEqual({ kind: 'approve' });
+  });
+
+  it('a token outside the table is a hard unknown_test_token decline on every attempt, in charge and link mode', () => {
+    for (const token of ['tok_visa_4242', '4242424242424242', 'card_1NvXyZ2eZvKYlo2C', 'tok_flaky_x']) {
+      for (const attempt of [1, 2, 3]) {
+        expect(chargeDecision(parseToken(token), attempt)).toEqual({ kind: 'decline', code: 'unknown_test_token', hard: true });
+        expect(linkDecision(parseToken(token), attempt)).toEqual({ kind: 'decline', code: 'unknown_test_token', hard: true });
+      }
+    }
   });
 
   it('transport tokens approve at the issuer', () => {

@@ -61,7 +61,10 @@ describe('migrations', () => {
     const other = openDatabase(`sqlite:${join(dir, 'other', 'fresh.db')}`);
     try {
       const first = await migrateToLatest(other);
-      expect(first.results?.map((r) => [r.migrationName, r.status])).toEqual([['0001_initial', 'Success']]);
+      expect(first.results?.map((r) => [r.migrationName, r.status])).toEqual([
+        ['0001_initial', 'Success'],
+        ['0002_attempt_outage', 'Success'],
+      ]);
     } finally {
       await other.destroy();
     }
