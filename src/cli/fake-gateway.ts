@@ -19,7 +19,7 @@ export function registerFakeGateway(program: Command, ctx: CommandContext): void
     .description('run a CoolPay-compatible fake gateway that understands the simulator tokens')
     .requiredOption('--port <port>', 'TCP port; 0 picks a free one')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .option('--ledger <file>', 'JSON-lines file of captures, kept across restarts')
+    .option('--ledger <file>', 'JSON-lines file of every payment, link and capture, kept across restarts')
     .action(async (flags: FakeGatewayFlags) => {
       const port = Number(flags.port);
       if (!/^\d+$/.test(flags.port) || port > 65_535) throw new UsageError(`--port: expected 0..65535; got "${flags.port}"`);

@@ -16,10 +16,20 @@
  *
  * Money safety is the point of this server, so it holds the same line as a
  * real gateway: one payment per order_id, ever. A repeated order_id gets the
- * original payment back (whatever state it is in, even mid-processing), and
- * with a ledger file every capture is appended and fsynced before the answer
- * is written, then reloaded at start, so a restarted server still refuses to
- * capture an order_id twice and still lists it.
+ * original payment back (whatever state it is in, even mid-processing).
+ *
+ * With a ledger file it also keeps its memory across restarts, as a real
+ * gateway does: every capture, and every payment and link agreement each time
+ * it changes (pending, declined, captured, authorised), is appended and
+ * fsynced before the answer is written, and replayed at start. So a restarted
+ * server still refuses to capture an order_id twice, still lists it, and
+ * still knows a pending payment (which it then settles as before) or an open
+ * link: it never answers "not found" for a key it has seen.
+ *
+ * Ledger lines: a capture `{ order_id, amount, currency, payment_id,
+ * captured_at }` (the only kind older versions wrote, and what `GET
+ * /__ledger` lists), `{ "record": "payment", payment, settleOnQuery }` and
+ * `{ "record": "agreement", subscription }`; for an id, the last line wins.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -33,7 +43,7 @@ export interface FakeGatewayOptions {
   readonly host?: string;
   /** 0 (default) picks a free port; read it from `url`/`port`. */
   readonly port?: number;
-  /** JSON-lines file of captures; reloaded at start. Without it, captures live in memory only. */
+  /** JSON-lines file of captures, payments and agreements; replayed at start. Without it, everything lives in memory only. */
   readonly ledgerFile?: string;
   /** Stamps created_at / captured_at and times `tok_slow_MS`. Default the system clock. */
   readonly clock?: Clock;
@@ -116,8 +126,8 @@ export async function startFakeGateway(options: FakeGatewayOptions = {}): Promis
   // --- state -------------------------------------------------------------------------------
   const paymentsByOrderId = new Map<string, Payment>();
   const paymentsById = new Map<number, Payment>();
-  /** tok_pending payments: captured when next looked up, as a real pending charge settles later. */
-  const settleOnQuery = new Set<Payment>();
+  /** Ids of tok_pending payments: captured when next looked up, as a real pending charge settles later. */
+  const settleOnQuery = new Set<number>();
   const subscriptionsByOrderId = new Map<string, Subscription>();
   const subscriptionsById = new Map<string, Subscription>();
   const captures: FakeCapture[] = [];
@@ -127,16 +137,56 @@ export async function startFakeGateway(options: FakeGatewayOptions = {}): Promis
   let ledger: JsonLinesFile | undefined;
   if (options.ledgerFile !== undefined) {
     ledger = openJsonLines(options.ledgerFile);
-    for (const record of ledger.records) restoreCapture(record as FakeCapture, options.ledgerFile);
+    ledger.records.forEach((record, i) => {
+      try {
+        restore(record);
+      } catch (err) {
+        ledger?.close();
+        throw new Error(`${options.ledgerFile}: record ${i + 1}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    });
   }
 
-  /** A capture from a previous run: the payment exists again, finished, so its order_id stays taken. */
-  function restoreCapture(capture: FakeCapture, file: string): void {
-    if (typeof capture?.order_id !== 'string' || !Number.isSafeInteger(capture.amount) || !Number.isSafeInteger(capture.payment_id)) {
-      ledger?.close();
-      throw new Error(`${file}: a line is not a fake-gateway capture`);
+  /** Replays one ledger line from a previous run. */
+  function restore(record: unknown): void {
+    const r = record as { record?: unknown; payment?: Payment; settleOnQuery?: unknown; subscription?: Subscription };
+    if (r?.record === 'payment') {
+      const payment = r.payment;
+      if (typeof payment?.order_id !== 'string' || !Number.isSafeInteger(payment.id) || !Array.isArray(payment.operations)) throw new Error('not a fake-gateway payment');
+      paymentsByOrderId.set(payment.order_id, payment);
+      paymentsById.set(payment.id, payment);
+      if (r.settleOnQuery === true) settleOnQuery.add(payment.id);
+      else settleOnQuery.delete(payment.id);
+      lastId = Math.max(lastId, payment.id, ...payment.operations.map((op) => op.id));
+      return;
     }
-    if (paymentsByOrderId.has(capture.order_id)) return;
+    if (r?.record === 'agreement') {
+      const subscription = r.subscription;
+      if (typeof subscription?.order_id !== 'string' || !Number.isSafeInteger(subscription.id)) throw new Error('not a fake-gateway agreement');
+      subscriptionsByOrderId.set(subscription.order_id, subscription);
+      subscriptionsById.set(String(subscription.id), subscription);
+      lastId = Math.max(lastId, subscription.id, ...subscription.operations.map((op) => op.id));
+      return;
+    }
+    restoreCapture(record as FakeCapture);
+  }
+
+  /** A capture from a previous run: the payment exists again, captured, so its order_id stays taken. */
+  function restoreCapture(capture: FakeCapture): void {
+    if (typeof capture?.order_id !== 'string' || !Number.isSafeInteger(capture.amount) || !Number.isSafeInteger(capture.payment_id)) {
+      throw new Error('not a fake-gateway capture');
+    }
+    captures.push(capture);
+    lastId = Math.max(lastId, capture.payment_id);
+    const known = paymentsByOrderId.get(capture.order_id);
+    if (known) {
+      // Its snapshot line after the capture was not written (a crash in between): the capture still counts.
+      if (!isCaptured(known)) {
+        known.operations.push({ ...APPROVED, id: nextId(), type: 'capture', amount: capture.amount, pending: false, created_at: capture.captured_at });
+        known.state = 'processed';
+      }
+      return;
+    }
     const at = capture.captured_at;
     const payment: Payment = {
       id: capture.payment_id,
@@ -154,8 +204,16 @@ export async function startFakeGateway(options: FakeGatewayOptions = {}): Promis
     };
     paymentsByOrderId.set(payment.order_id, payment);
     paymentsById.set(payment.id, payment);
-    captures.push(capture);
-    lastId = Math.max(lastId, capture.payment_id);
+  }
+
+  /** Makes a payment's current state durable (before anyone is told about it). */
+  function persistPayment(payment: Payment): void {
+    ledger?.append({ record: 'payment', payment, settleOnQuery: settleOnQuery.has(payment.id) });
+  }
+
+  /** Makes a link agreement's current state durable. */
+  function persistAgreement(subscription: Subscription): void {
+    ledger?.append({ record: 'agreement', subscription });
   }
 
   function operation(type: Operation['type'], amount: number, decision: IssuerDecision): Operation {
@@ -208,20 +266,21 @@ export async function startFakeGateway(options: FakeGatewayOptions = {}): Promis
         payment.accepted = true;
         payment.state = 'new';
         if (autoCapture) capture(payment, amount);
-        return;
+        break;
       case 'decline':
         payment.state = 'rejected';
-        return;
+        break;
       case 'pending':
         payment.state = 'pending';
-        settleOnQuery.add(payment);
-        return;
+        settleOnQuery.add(payment.id);
+        break;
     }
+    persistPayment(payment);
   }
 
   function settleIfDue(payment: Payment): void {
-    if (!settleOnQuery.has(payment)) return;
-    settleOnQuery.delete(payment);
+    if (!settleOnQuery.has(payment.id)) return;
+    settleOnQuery.delete(payment.id);
     const op = payment.operations.at(-1);
     decide(payment, op?.amount ?? 0, { kind: 'approve' }, true);
   }
@@ -284,6 +343,7 @@ export async function startFakeGateway(options: FakeGatewayOptions = {}): Promis
     const amount = requireAmount(body, 'amount');
     if (amount > authorizedAmount(payment)) throw new HttpError(400, 'amount exceeds the authorized amount');
     capture(payment, amount);
+    persistPayment(payment);
     sendJson(res, 202, payment);
   }
 
@@ -307,6 +367,7 @@ export async function startFakeGateway(options: FakeGatewayOptions = {}): Promis
     };
     subscriptionsByOrderId.set(orderId, subscription);
     subscriptionsById.set(String(subscription.id), subscription);
+    persistAgreement(subscription);
     sendJson(res, 201, subscription);
   }
 
@@ -315,6 +376,7 @@ export async function startFakeGateway(options: FakeGatewayOptions = {}): Promis
     if (!subscription) throw new HttpError(404, 'subscription not found');
     const amount = requireAmount(body, 'amount');
     subscription.link = { url: `${url}/__pay/${subscription.id}`, amount };
+    persistAgreement(subscription);
     sendJson(res, 200, { url: subscription.link.url });
   }
 
@@ -328,6 +390,7 @@ export async function startFakeGateway(options: FakeGatewayOptions = {}): Promis
     subscription.operations.push(operation('authorize', subscription.link.amount, decision));
     subscription.accepted = decision.kind === 'approve';
     subscription.state = decision.kind === 'approve' ? 'active' : decision.kind === 'pending' ? 'pending' : 'rejected';
+    persistAgreement(subscription);
     sendJson(res, 200, subscription);
   }
 

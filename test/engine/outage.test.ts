@@ -200,3 +200,16 @@ describe('circuit breaker in the engine', () => {
     }
   });
 });
+
+describe('the simulator only knows its tokens', () => {
+  it.each(['tok_visa_4242', '4242424242424242', 'card_1NvXyZ2eZvKYlo2C'])('%s is declined hard (unknown_test_token) and the cycle is never marked paid', async (token) => {
+    startDaemon('2025-01-01T00:00:00Z', daemonGateways(t.db, systemClock, { sim: { type: 'simulator' } }));
+    await create('real', token, '2025-01-15');
+    await advanceTo('2025-03-01T00:00:00Z');
+    const failed = await eventsOf(t.db, 'real', 'charge.failed');
+    expect(failed.map((e) => [e.cycle, e.attempt, e.data.declineCode, e.data.hardDecline])).toEqual([[1, 1, 'unknown_test_token', true]]);
+    expect(await eventsOf(t.db, 'real', 'charge.succeeded')).toEqual([]);
+    expect((await cyclesOf(t.db, 'real')).filter((c) => c.status === 'paid')).toEqual([]);
+    expect(await getSubscription(t.db, 'real')).toMatchObject({ completedCycles: 0, lastPaidCycle: 0 });
+  });
+});

@@ -99,6 +99,13 @@ describe('coolpay adapter against the fake gateway over HTTP: charge mode', () =
     await expect(coolpay.charge(collectRequest('tok_flaky_1', { subscriptionId, attempt: 2 }))).resolves.toMatchObject({ kind: 'captured' });
   });
 
+  it.each(['tok_visa_4242', '4242424242424242', 'card_1NvXyZ2eZvKYlo2C'])('a real-looking token %s is a hard unknown_test_token decline and is never captured', async (token) => {
+    const request = collectRequest(token, { subscriptionId: nextSubscription() });
+    await expect(coolpay.charge(request)).resolves.toMatchObject({ kind: 'declined', code: 'unknown_test_token', hard: true });
+    await expect(coolpay.status(request.idempotencyKey, request)).resolves.toMatchObject({ kind: 'declined', code: 'unknown_test_token', hard: true });
+    expect(await capturesOf(request.idempotencyKey)).toEqual([]);
+  });
+
   it('re-sending the same order_id returns the same payment and the ledger has one capture', async () => {
     const request = collectRequest('tok_ok', { subscriptionId: nextSubscription() });
     const first = await coolpay.charge(request);
@@ -399,6 +406,61 @@ describe('fake gateway with a ledger file, in process', () => {
       expect((await ledger(second.url)).map((c) => c.order_id)).toEqual(['restart-1:1:1', 'restart-2:1:1']);
     } finally {
       await second.close();
+    }
+  });
+
+  it('a restarted fake still knows every payment it saw: pending (then captured once, same payment), declined, and open links', async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rebill-fake-'));
+    const ledgerFile = path.join(dir, 'payments.jsonl');
+    const pending = collectRequest('tok_pending', { subscriptionId: 'keep-pending' });
+    const declined = collectRequest('tok_insufficient', { subscriptionId: 'keep-declined' });
+    const link = collectRequest(null, { subscriptionId: 'keep-link' });
+
+    const first = await startFakeGateway({ port: 0, ledgerFile });
+    const sentPending = await gateway(5, first.url).charge(pending);
+    expect(sentPending).toMatchObject({ kind: 'pending' });
+    const sentDeclined = await gateway(5, first.url).charge(declined);
+    expect(sentDeclined).toMatchObject({ kind: 'declined', code: 'insufficient_funds' });
+    const sentLink = await gateway(5, first.url).sendLink(link);
+    expect(sentLink).toMatchObject({ kind: 'pending' });
+    await first.close();
+
+    const second = await startFakeGateway({ port: 0, ledgerFile });
+    try {
+      const cp = gateway(5, second.url);
+      // Never "not found" for a key it has seen: the pending charge settles as before, as the same payment.
+      const settled = await cp.status(pending.idempotencyKey, pending);
+      expect(settled).toEqual({ kind: 'captured', externalId: (sentPending as { externalId: string }).externalId });
+      await expect(cp.status(declined.idempotencyKey, declined)).resolves.toEqual(sentDeclined);
+      await expect(cp.charge(declined)).resolves.toEqual(sentDeclined);
+      await expect(cp.status(link.idempotencyKey, link)).resolves.toMatchObject({ kind: 'pending', externalId: (sentLink as { externalId: string }).externalId });
+      expect((await ledger(second.url)).map((c) => [c.order_id, c.payment_id])).toEqual([['keep-pending:1:1', Number((sentPending as { externalId: string }).externalId)]]);
+    } finally {
+      await second.close();
+    }
+
+    // And once more: the capture made by the second run survives a third.
+    const third = await startFakeGateway({ port: 0, ledgerFile });
+    try {
+      await expect(gateway(5, third.url).status(pending.idempotencyKey, pending)).resolves.toMatchObject({ kind: 'captured' });
+      await expect(gateway(5, third.url).charge(pending)).resolves.toMatchObject({ kind: 'captured' });
+      expect(await ledger(third.url)).toHaveLength(1);
+    } finally {
+      await third.close();
+    }
+  });
+
+  it('a ledger written by an older fake (captures only) still loads', async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rebill-fake-'));
+    const ledgerFile = path.join(dir, 'old.jsonl');
+    fs.writeFileSync(ledgerFile, `${JSON.stringify({ order_id: 'old-1:1:1', amount: 999, currency: 'USD', payment_id: 1001, captured_at: '2025-01-01T00:00:00.000Z' })}\n`);
+    const fakeOld = await startFakeGateway({ port: 0, ledgerFile });
+    try {
+      const request = collectRequest('tok_ok', { subscriptionId: 'old-1' });
+      await expect(gateway(5, fakeOld.url).status(request.idempotencyKey, request)).resolves.toEqual({ kind: 'captured', externalId: '1001' });
+      expect(await ledger(fakeOld.url)).toHaveLength(1);
+    } finally {
+      await fakeOld.close();
     }
   });
 });
