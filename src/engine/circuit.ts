@@ -61,6 +61,11 @@ export class CircuitBreakers {
     }
   }
 
+  /** Lists `gateway` (closed) before its first call, so readiness names every configured gateway. */
+  track(gateway: string): void {
+    this.get(gateway);
+  }
+
   private get(gateway: string): Breaker {
     let b = this.breakers.get(gateway);
     if (!b) {
@@ -112,17 +117,22 @@ export class CircuitBreakers {
     return b.probeAt === null ? now : Math.max(now, b.probeAt + this.options.openMs);
   }
 
-  /** The gateway answered (captured, declined, pending, not_found): closes the breaker. */
-  recordAnswer(gateway: string): void {
+  /** The gateway answered (captured, declined, pending, not_found): closes the breaker. Returns true if it was open. */
+  recordAnswer(gateway: string): boolean {
     const b = this.get(gateway);
-    if (b.open) b.since = this.clock.now();
+    const wasOpen = b.open;
+    if (wasOpen) b.since = this.clock.now();
     b.open = false;
     b.failures = 0;
     b.probeAt = null;
+    return wasOpen;
   }
 
-  /** An unavailable outcome: counts toward opening; a failed probe (or any failure while half open) opens it again. */
-  recordFailure(gateway: string): void {
+  /**
+   * An unavailable outcome: counts toward opening; a failed probe (or any
+   * failure while half open) opens it again. Returns true if this call opened it.
+   */
+  recordFailure(gateway: string): boolean {
     const b = this.get(gateway);
     const now = this.clock.now();
     b.failures++;
@@ -132,8 +142,10 @@ export class CircuitBreakers {
       b.openedAt = now;
       b.since = now;
       b.probeAt = null;
+      return true;
     }
     // Already open: failures of status queries meanwhile do not push the probe further away.
+    return false;
   }
 
   /** Every breaker seen so far, by gateway name. */

@@ -160,6 +160,7 @@ export function createEngine(deps: EngineDeps): Engine {
   });
   const writer = new GroupCommitWriter(db, clock, logger);
   const circuits = new CircuitBreakers(clock, options.circuit);
+  for (const name of gateways.keys()) circuits.track(name);
   let active = 0;
   let highWater = 0;
   let queueHighWater = 0;
@@ -401,10 +402,16 @@ export function createEngine(deps: EngineDeps): Engine {
     const key = attempt.key;
     try {
       const outcome = kind === 'status' ? fromStatus(await gateway.status(key, request)) : fromResult(attempt.mode === 'link' ? await gateway.sendLink(request) : await gateway.charge(request));
-      circuits.recordAnswer(sub.gateway);
+      if (circuits.recordAnswer(sub.gateway)) logger.info({ gateway: sub.gateway }, 'circuit closed: the gateway answers again');
       return outcome;
     } catch (err) {
-      circuits.recordFailure(sub.gateway);
+      if (circuits.recordFailure(sub.gateway)) {
+        const view = circuits.views().find((c) => c.gateway === sub.gateway);
+        logger.error(
+          { gateway: sub.gateway, consecutiveFailures: view?.consecutiveFailures, reopenAt: view?.reopenAt == null ? null : iso(view.reopenAt) },
+          'circuit open: the gateway failed its last calls in a row; no new attempts on it until the probe',
+        );
+      }
       if (!(err instanceof GatewayUnavailableError)) logger.warn({ err, subscriptionId: sub.id, key }, 'gateway call failed unexpectedly; outcome unknown');
       return { kind: 'unavailable', error: err instanceof Error ? `${(err as { code?: string }).code ?? 'ERROR'}: ${err.message}` : String(err) };
     }

@@ -86,6 +86,12 @@ describe('circuit breaker', () => {
     expect(circuits.allowAttempt('coolpay')).toBe(true);
   });
 
+  it('a tracked gateway is listed (closed) before its first call', () => {
+    const { circuits } = breakers();
+    circuits.track('coolpay');
+    expect(circuits.views()).toEqual([{ gateway: 'coolpay', state: 'closed', since: T0, consecutiveFailures: 0, reopenAt: null }]);
+  });
+
   it('thresholds are configurable and validated', () => {
     const clock = new VirtualClock(T0);
     const circuits = new CircuitBreakers(clock, { failureThreshold: 2, openMs: 1_000 });
