@@ -130,7 +130,7 @@ export interface Engine {
   /** Stops claiming, lets in-flight calls finish up to `drainMs`, releases unstarted claims. */
   stop(drainMs: number): Promise<{ drained: boolean }>;
   stats(): EngineStats;
-  /** Circuit breaker of every gateway called so far: state, since, consecutive failures (for /readyz and metrics). */
+  /** Circuit breaker of every configured gateway: state, since, consecutive failures (for /readyz and metrics). */
   circuits(): CircuitView[];
 }
 
