@@ -189,7 +189,7 @@ export async function removedButInUse(
   const plans = new Set(config.plans.map((p) => p.id));
   for (const [id, count] of [...(await liveUsage(db, 'plan_id'))].sort()) {
     if (plans.has(id)) continue;
-    out.push({ section: 'plans', id, count, message: `plan "${id}" was removed but ${subs(count)} still use it; put it back or cancel them first` });
+    out.push({ section: 'plans', id, count, message: `plan "${id}" was removed but ${subs(count)} still ${count === 1 ? 'uses' : 'use'} it; put it back or cancel them first` });
   }
   for (const [id, count] of [...(await liveUsage(db, 'gateway'))].sort()) {
     if (Object.hasOwn(config.gateways, id)) continue;
@@ -197,7 +197,7 @@ export async function removedButInUse(
       section: 'gateways',
       id,
       count,
-      message: `gateway "${id}" was removed or renamed but ${subs(count)} still use it (their attempts could never be sent); put it back under that name`,
+      message: `gateway "${id}" was removed or renamed but ${subs(count)} still ${count === 1 ? 'uses' : 'use'} it (their attempts could never be sent); put it back under that name`,
     });
   }
   return out;
