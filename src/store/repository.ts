@@ -177,6 +177,59 @@ async function resolveCustomer(trx: Trx, customer: CustomerInput | null | undefi
   return id;
 }
 
+/**
+ * resolveCustomer for a batch: the customers the batch may match are read
+ * with one query per 500 ids / emails / phones, and the new ones are inserted
+ * together (`insertNew`, before the subscriptions that reference them). The
+ * rules are resolveCustomer's: by id, then email, then phone (oldest first),
+ * else a new customer; a customer created earlier in the batch is found too.
+ */
+async function customerResolver(
+  trx: Trx,
+  inputs: ReadonlyArray<CustomerInput | null | undefined>,
+  now: number,
+): Promise<{ resolve(customer: CustomerInput | null | undefined): string | null; insertNew(): Promise<void> }> {
+  const wanted = { id: new Set<string>(), email: new Set<string>(), phone: new Set<string>() };
+  for (const c of inputs) {
+    if (c?.id) wanted.id.add(c.id);
+    if (c?.email) wanted.email.add(c.email);
+    if (c?.phone) wanted.phone.add(c.phone);
+  }
+  const found = { id: new Map<string, string>(), email: new Map<string, string>(), phone: new Map<string, string>() };
+  for (const column of ['id', 'email', 'phone'] as const) {
+    const values = [...wanted[column]];
+    for (let i = 0; i < values.length; i += 500) {
+      const rows = await trx.selectFrom('customers').select(['id', column]).where(column, 'in', values.slice(i, i + 500)).orderBy('created_at').execute();
+      for (const row of rows) {
+        const key = (row as Record<string, string | null>)[column]!;
+        if (!found[column].has(key)) found[column].set(key, row.id);
+      }
+    }
+  }
+  const created: Array<Selectable<Database['customers']>> = [];
+  const createdAt = toDbTime(now);
+  return {
+    resolve(customer) {
+      if (!customer) return null;
+      const hit =
+        (customer.id ? found.id.get(customer.id) : undefined) ??
+        (customer.email ? found.email.get(customer.email) : undefined) ??
+        (customer.phone ? found.phone.get(customer.phone) : undefined);
+      if (hit) return hit;
+      if (!customer.id && !customer.email && !customer.phone && !customer.firstName && !customer.lastName) return null;
+      const id = customer.id ?? `cus_${randomUUID()}`;
+      created.push({ id, email: customer.email ?? null, phone: customer.phone ?? null, first_name: customer.firstName ?? null, last_name: customer.lastName ?? null, created_at: createdAt });
+      found.id.set(id, id);
+      if (customer.email && !found.email.has(customer.email)) found.email.set(customer.email, id);
+      if (customer.phone && !found.phone.has(customer.phone)) found.phone.set(customer.phone, id);
+      return id;
+    },
+    async insertNew() {
+      for (let i = 0; i < created.length; i += 500) await trx.insertInto('customers').values(created.slice(i, i + 500)).execute();
+    },
+  };
+}
+
 export interface CreateResult {
   readonly subscription: Subscription;
   /** false when an existing subscription was returned (same id, or same live source+externalId). */
@@ -282,6 +335,7 @@ export async function createSubscriptionsBatch(db: Db, inputs: readonly NewInput
         .execute();
       for (const r of rows) byExternal.set(externalKey(r.source, r.external_id!), stored(r));
     }
+    const customers = await customerResolver(trx, inputs.filter((i) => !i.customerId && !byId.has(i.id)).map((i) => i.customer), now);
     const outcomes: BatchCreateOutcome[] = [];
     const transitions: Transition[] = [];
     for (const input of inputs) {
@@ -291,7 +345,7 @@ export async function createSubscriptionsBatch(db: Db, inputs: readonly NewInput
         outcomes.push({ id: input.id, created: false, stored: found });
         continue;
       }
-      const customerId = input.customerId ?? (await resolveCustomer(trx, input.customer, now));
+      const customerId = input.customerId ?? customers.resolve(input.customer);
       const { customer: _customer, ...rest } = input;
       const transition = createTransition({ ...rest, customerId }, now);
       const sub = transition.subscription;
@@ -302,6 +356,7 @@ export async function createSubscriptionsBatch(db: Db, inputs: readonly NewInput
       transitions.push(transition);
       outcomes.push({ id: sub.id, created: true });
     }
+    await customers.insertNew();
     for (let i = 0; i < transitions.length; i += 100) {
       await trx.insertInto('subscriptions').values(transitions.slice(i, i + 100).map((tr) => subscriptionRow(tr.subscription))).execute();
     }
