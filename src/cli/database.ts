@@ -1,14 +1,124 @@
-/** Opening the configured database for a command, with a one-line error instead of a stack trace. */
-import type { Config } from '../config/index.js';
-import { openDatabase, type Db } from '../store/index.js';
+/**
+ * The database steps of the commands' start-up (open, lock, verify, the
+ * removed-but-in-use check), each printing one line that says why instead of
+ * a stack trace, and returning the exit code when it fails.
+ */
+import { readFileSync } from 'node:fs';
+import { LineCounter, parseDocument, isMap, isScalar } from 'yaml';
+import { formatProblems, type Config } from '../config/index.js';
+import { removedButInUse, type RemovedInUse } from '../engine/index.js';
+import { EXIT_CONFIG, RebillError } from '../errors.js';
+import {
+  acquireDaemonLock,
+  hasSubscriptionsTable,
+  openDatabase,
+  openDatabaseReadOnly,
+  sqliteFile,
+  verifyDatabase,
+  type DaemonLock,
+  type Db,
+} from '../store/index.js';
+
+/** The URL as it may be printed: a PostgreSQL password is masked. */
+export function printableUrl(url: string): string {
+  return url.replace(/\/\/[^@]*@/, '//***@');
+}
+
+function reason(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
 
 /** Opens `config.database`, or prints why not and returns exit code 1. */
 export function openDatabaseOrReport(config: Config): Db | 1 {
   try {
     return openDatabase(config.database.url, { synchronous: config.database.synchronous });
   } catch (err) {
-    const url = config.database.url.replace(/\/\/[^@]*@/, '//***@');
-    process.stderr.write(`cannot open database ${url}: ${err instanceof Error ? err.message : String(err)}\n`);
+    // Our own errors already name the file and the cause.
+    const message = err instanceof RebillError ? reason(err) : `cannot open database ${printableUrl(config.database.url)}: ${reason(err)}`;
+    process.stderr.write(`${message}\n`);
     return 1;
+  }
+}
+
+/**
+ * Takes the one-daemon lock of a SQLite database (SPEC section 4), or prints
+ * who holds it and returns 1. Nothing to lock for `:memory:`.
+ */
+export function lockDatabaseOrReport(config: Config, startedAt: string): DaemonLock | undefined | 1 {
+  const file = sqliteFile(config.database.url);
+  if (file === undefined) return undefined;
+  try {
+    return acquireDaemonLock(file, startedAt);
+  } catch (err) {
+    process.stderr.write(`${reason(err)}\n`);
+    return 1;
+  }
+}
+
+/** PRAGMA quick_check before anything runs on the file; prints the damage and returns 1. */
+export async function verifyDatabaseOrReport(db: Db, config: Config): Promise<0 | 1> {
+  const file = sqliteFile(config.database.url);
+  if (file === undefined) return 0;
+  try {
+    await verifyDatabase(db, file);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`${reason(err)}\n`);
+    return 1;
+  }
+}
+
+/**
+ * The removed-but-in-use check of `run` and `check-config`: prints one
+ * compiler-style line per plan or gateway (at its section in `file` when it
+ * can be found) and returns 78, or 0 when nothing is missing.
+ */
+export async function checkRemovedInUse(db: Db, config: Config, file: string): Promise<0 | typeof EXIT_CONFIG> {
+  const problems = await removedButInUse(db, config);
+  if (problems.length === 0) return 0;
+  reportRemovedInUse(problems, file);
+  return EXIT_CONFIG;
+}
+
+function reportRemovedInUse(problems: readonly RemovedInUse[], file: string): void {
+  const lines = formatProblems(
+    problems.map((p) => {
+      const at = sectionPosition(file, p.section);
+      return { file, line: at?.line ?? 0, column: at?.col ?? 0, path: p.section, message: p.message };
+    }),
+  );
+  process.stderr.write(`${lines.join('\n')}\n${lines.length} problem${lines.length === 1 ? '' : 's'} in ${file}\n`);
+}
+
+/** Line and column of a top-level key in a YAML file; undefined when absent or unreadable. */
+function sectionPosition(file: string, key: string): { line: number; col: number } | undefined {
+  try {
+    const counter = new LineCounter();
+    const doc = parseDocument(readFileSync(file, 'utf8'), { lineCounter: counter });
+    if (!isMap(doc.contents)) return undefined;
+    const pair = doc.contents.items.find((item) => isScalar(item.key) && item.key.value === key);
+    const offset = pair && isScalar(pair.key) ? pair.key.range?.[0] : undefined;
+    return offset === undefined ? undefined : counter.linePos(offset);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * check-config's database step: when the configured SQLite file exists, open
+ * it read-only and run the same removed-but-in-use check as `run`. Never
+ * creates or migrates a database. Returns the exit code (0, 1 or 78).
+ */
+export async function checkExistingDatabase(config: Config, file: string): Promise<0 | 1 | typeof EXIT_CONFIG> {
+  let db: Db | undefined;
+  try {
+    db = openDatabaseReadOnly(config.database.url);
+    if (!db || !(await hasSubscriptionsTable(db))) return 0;
+    return await checkRemovedInUse(db, config, file);
+  } catch (err) {
+    process.stderr.write(`${reason(err)}\n`);
+    return 1;
+  } finally {
+    await db?.destroy();
   }
 }

@@ -3,6 +3,9 @@
  * calling the layers below. This file wires them into commander and turns
  * usage errors into exit code 2 with a one-line reason and the usage.
  */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { EXIT_USAGE } from '../errors.js';
 import { registerPreview } from './preview.js';
@@ -24,6 +27,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const ctx: CommandContext = { exitCode: 0 };
   const program = new Command('rebill')
     .description('Self-hosted recurring billing: calendar-correct schedules, exactly-once collection.')
+    .version(packageVersion(), '-V, --version', 'print the version and exit')
     .showHelpAfterError(false)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
@@ -51,6 +55,23 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     throw err;
   }
+}
+
+/**
+ * The `version` of the package.json above this module: dist/src/cli/ when
+ * built, src/cli/ under the tests, so the file is looked for upwards.
+ */
+export function packageVersion(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const file = join(dir, 'package.json');
+    if (existsSync(file)) {
+      const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'rebill' && pkg.version) return pkg.version;
+    }
+    dir = dirname(dir);
+  }
+  return 'unknown';
 }
 
 function usageOf(program: Command, argv: readonly string[]): string {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { migrateToLatest } from '../store/index.js';
-import { openDatabaseOrReport } from './database.js';
+import { openDatabaseOrReport, verifyDatabaseOrReport } from './database.js';
 import type { CommandContext } from './index.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
 
@@ -22,6 +22,11 @@ export function registerMigrate(program: Command, ctx: CommandContext): void {
         return;
       }
       try {
+        const damaged = await verifyDatabaseOrReport(db, config);
+        if (damaged !== 0) {
+          ctx.exitCode = damaged;
+          return;
+        }
         const result = await migrateToLatest(db);
         const applied = result.results?.filter((r) => r.status === 'Success').map((r) => r.migrationName) ?? [];
         process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : 'database is up to date\n');

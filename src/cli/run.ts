@@ -1,14 +1,19 @@
 import type { Command } from 'commander';
 import cron from 'node-cron';
 import { systemClock } from '../clock.js';
-import { createEngine, daemonGateways, engineOptions, missingLivePlans, upsertSeeds } from '../engine/index.js';
-import { configWarnings } from '../config/index.js';
-import { EXIT_CONFIG } from '../errors.js';
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import { createEngine, daemonGateways, engineOptions, seedWarnings, upsertSeeds } from '../engine/index.js';
+import { configWarnings, type Config } from '../config/index.js';
 import { createLogger } from '../logger.js';
-import { migrateToLatest } from '../store/index.js';
-import { openDatabaseOrReport } from './database.js';
+import { migrateToLatest, toDbTime, type DaemonLock, type Db } from '../store/index.js';
+import { checkRemovedInUse, lockDatabaseOrReport, openDatabaseOrReport, printableUrl, verifyDatabaseOrReport } from './database.js';
 import type { CommandContext } from './index.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
+import { watchParent } from './parent.js';
+
+/** Log seeding progress every this many seeds. */
+const SEED_PROGRESS_EVERY = 10_000;
 
 /**
  * `rebill run`: validate config, migrate, seed, then run the engine until
@@ -30,12 +35,14 @@ export function registerRun(program: Command, ctx: CommandContext): void {
       const logger = createLogger({ level: config.logging.level });
       for (const warning of configWarnings(config)) logger.warn({ config: file }, warning);
       const clock = systemClock;
-      const db = openDatabaseOrReport(config);
-      if (typeof db === 'number') {
-        ctx.exitCode = db;
+      const opened = openLockedDatabase(config, clock);
+      if (typeof opened === 'number') {
+        ctx.exitCode = opened;
         return;
       }
-      let stopSignal: NodeJS.Signals | null = null;
+      const { db, lock } = opened;
+      let stopSignal: NodeJS.Signals | 'parent-exit' | null = null;
+      let stopParentWatch = () => {};
       const stopped = new Promise<void>((resolve) => {
         const onSignal = (signal: NodeJS.Signals) => {
           stopSignal = signal;
@@ -43,17 +50,19 @@ export function registerRun(program: Command, ctx: CommandContext): void {
         };
         process.once('SIGTERM', onSignal);
         process.once('SIGINT', onSignal);
+        stopParentWatch = watchParent((previous, now) => {
+          logger.warn({ parentPid: previous, newParentPid: now }, `parent process ${previous} exited (npm does not forward SIGTERM); stopping as on SIGTERM`);
+          stopSignal = 'parent-exit';
+          resolve();
+        });
       });
       try {
-        await migrateToLatest(db);
-        const missing = await missingLivePlans(db, config.plans);
-        if (missing.length) {
-          process.stderr.write(`${file}: plans still used by live subscriptions were removed: ${missing.join(', ')}\n`);
-          ctx.exitCode = EXIT_CONFIG;
+        const refused = await prepareDatabase(db, config, file);
+        if (refused !== 0) {
+          ctx.exitCode = refused;
           return;
         }
-        const seeded = await upsertSeeds(db, config.plans, config.subscriptions, clock.now());
-        const created = seeded.filter((r) => r.created).length;
+        const created = await seed(db, config, logger, clock);
         const gateways = daemonGateways(db, clock, config.gateways);
         const engine = createEngine({ db, clock, gateways, logger, options: engineOptions(config.retry, config.scheduler) });
         await engine.recoverDeadOwners();
@@ -61,7 +70,7 @@ export function registerRun(program: Command, ctx: CommandContext): void {
         // The cron sweep is the safety net; the engine's own timer wakes it for the earliest due instant.
         const sweep = cron.schedule(config.scheduler.sweep, () => engine.kick(), { noOverlap: true });
         logger.info(
-          { config: file, database: config.database.url.replace(/\/\/[^@]*@/, '//***@'), plans: config.plans.length, seeded: created, gateways: [...gateways.keys()] },
+          { config: file, database: printableUrl(config.database.url), plans: config.plans.length, seeded: created, gateways: [...gateways.keys()] },
           'rebill ready',
         );
         await stopped;
@@ -82,8 +91,52 @@ export function registerRun(program: Command, ctx: CommandContext): void {
         logger.fatal({ err }, 'rebill failed');
         ctx.exitCode = 1;
       } finally {
+        stopParentWatch();
         await db.destroy();
+        lock?.release();
         logger.flush();
       }
     });
+}
+
+/**
+ * Takes the one-daemon lock (before anything touches the database file, so
+ * two daemons started together never race on creating or migrating it), then
+ * opens the database. Returns the exit code when either fails.
+ */
+function openLockedDatabase(config: Config, clock: Clock): { db: Db; lock: DaemonLock | undefined } | 1 {
+  const lock = lockDatabaseOrReport(config, toDbTime(clock.now()));
+  if (lock === 1) return 1;
+  const db = openDatabaseOrReport(config);
+  if (typeof db === 'number') {
+    lock?.release();
+    return db;
+  }
+  return { db, lock };
+}
+
+/**
+ * The database checks before the engine may start: the file is not damaged
+ * (quick_check), the schema is migrated, and no plan or gateway that live
+ * subscriptions use was removed from the config. 0, or the exit code.
+ */
+async function prepareDatabase(db: Db, config: Config, file: string): Promise<number> {
+  const damaged = await verifyDatabaseOrReport(db, config);
+  if (damaged !== 0) return damaged;
+  await migrateToLatest(db);
+  return checkRemovedInUse(db, config, file);
+}
+
+/** Upserts the config's seed subscriptions in batches, logging progress and the edits not applied; returns how many were created. */
+async function seed(db: Db, config: Config, logger: Logger, clock: Clock): Promise<number> {
+  const total = config.subscriptions.length;
+  const from = clock.now();
+  const report = await upsertSeeds(db, config.plans, config.subscriptions, from, {
+    onProgress: (done) => {
+      if (done % SEED_PROGRESS_EVERY === 0 && done < total) logger.info({ done, total }, 'seeding subscriptions');
+    },
+  });
+  if (total >= SEED_PROGRESS_EVERY) logger.info({ total, created: report.created, existing: report.existing, ms: clock.now() - from }, 'seeding done');
+  for (const warning of seedWarnings(report, config.plans)) logger.warn(warning);
+  return report.created;
 }

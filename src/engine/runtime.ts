@@ -9,7 +9,8 @@ import type { PlanConfig, RetryConfig, SchedulerConfig, SeedSubscription } from 
 import { subscriptionFromPlan, type CollectionPolicy, type SubscriptionRequest } from '../domain/index.js';
 import { createGateways, type Gateway, type GatewayConfig, type SimLedgerEntry, type SimulatorLedger } from '../gateways/index.js';
 import { RebillError } from '../errors.js';
-import { createSubscription, getLedgerEntry, listLedgerEntries, livePlanIds, putLedgerEntry, type CreateResult, type Db } from '../store/index.js';
+import { createSubscriptionsBatch, getLedgerEntry, listLedgerEntries, liveUsage, putLedgerEntry, type Db } from '../store/index.js';
+import { formatAmount } from '../money/index.js';
 import type { EngineOptions } from './engine.js';
 
 /**
@@ -76,30 +77,130 @@ export function requestFromSeed(seed: SeedSubscription): SubscriptionRequest {
   };
 }
 
-/** Creates each seed subscription that does not exist yet (by id); existing ones are left as they are. */
+/** What seeding did: counts, and the seeds whose config edits were not applied (by design). */
+export interface SeedReport {
+  readonly total: number;
+  readonly created: number;
+  readonly existing: number;
+  /** Existing seeds whose config paymentToken differs from the stored one (ids only: tokens are secrets). */
+  readonly tokenNotApplied: readonly string[];
+  /** Existing seeds whose plan now has another amount than the one they were created with, by plan id. */
+  readonly amountNotApplied: ReadonlyMap<string, readonly string[]>;
+}
+
+export interface SeedOptions {
+  /** Seeds per transaction; default 500. */
+  readonly batchSize?: number;
+  /** Called after each batch with the seeds done so far. */
+  readonly onProgress?: (done: number, total: number) => void;
+}
+
+/**
+ * Creates each seed subscription that does not exist yet (by id, or live
+ * externalId); existing ones are left as they are, in batches of
+ * `batchSize` seeds per transaction. A seed's edited paymentToken, or its
+ * plan's edited amount, is not applied to an existing subscription (SPEC
+ * section 4): the report names those seeds so the caller can say so.
+ */
 export async function upsertSeeds(
   db: Db,
   plans: readonly PlanConfig[],
   seeds: readonly SeedSubscription[],
   now: number,
-): Promise<CreateResult[]> {
+  options: SeedOptions = {},
+): Promise<SeedReport> {
   const byId = new Map(plans.map((p) => [p.id, p]));
-  const results: CreateResult[] = [];
-  for (const seed of seeds) {
-    const plan = byId.get(seed.planId);
-    if (!plan) throw new RebillError('PLAN_NOT_FOUND', `subscription ${seed.id}: unknown plan "${seed.planId}"`);
-    results.push(await createSubscription(db, subscriptionFromPlan(plan, requestFromSeed(seed)), now));
+  const batchSize = Math.max(1, options.batchSize ?? 500);
+  let created = 0;
+  const tokenNotApplied: string[] = [];
+  const amountNotApplied = new Map<string, string[]>();
+  for (let start = 0; start < seeds.length; start += batchSize) {
+    const batch = seeds.slice(start, start + batchSize);
+    const inputs = batch.map((seed) => {
+      const plan = byId.get(seed.planId);
+      if (!plan) throw new RebillError('PLAN_NOT_FOUND', `subscription ${seed.id}: unknown plan "${seed.planId}"`);
+      return subscriptionFromPlan(plan, requestFromSeed(seed));
+    });
+    const outcomes = await createSubscriptionsBatch(db, inputs, now);
+    outcomes.forEach((outcome, i) => {
+      if (outcome.created) {
+        created++;
+        return;
+      }
+      const seed = batch[i]!;
+      const plan = byId.get(seed.planId)!;
+      const stored = outcome.stored!;
+      if ((seed.paymentToken ?? null) !== stored.paymentToken) tokenNotApplied.push(seed.id);
+      if (stored.amountMinor !== plan.amountMinor || stored.currency !== plan.currency) {
+        amountNotApplied.set(plan.id, [...(amountNotApplied.get(plan.id) ?? []), seed.id]);
+      }
+    });
+    options.onProgress?.(Math.min(start + batchSize, seeds.length), seeds.length);
   }
-  return results;
+  return { total: seeds.length, created, existing: seeds.length - created, tokenNotApplied, amountNotApplied };
+}
+
+/** `a, b, c, d, e and 7 more`: a few names, then a count. */
+export function nameFew(ids: readonly string[], few = 5): string {
+  const shown = ids.slice(0, few).join(', ');
+  return ids.length > few ? `${shown} and ${ids.length - few} more` : shown;
+}
+
+/** The warnings a seed report calls for: config edits that existing subscriptions do not take. */
+export function seedWarnings(report: SeedReport, plans: readonly PlanConfig[]): string[] {
+  const warnings: string[] = [];
+  const n = report.tokenNotApplied.length;
+  if (n) {
+    warnings.push(
+      `${n} existing seed subscription${n === 1 ? '' : 's'} kept the stored paymentToken; a changed paymentToken in the config is not applied (seeds are created once, by id): ${nameFew(report.tokenNotApplied)}`,
+    );
+  }
+  const byId = new Map(plans.map((p) => [p.id, p]));
+  for (const [planId, ids] of report.amountNotApplied) {
+    const plan = byId.get(planId)!;
+    warnings.push(
+      `plan "${planId}" now charges ${plan.currency} ${formatAmount({ amountMinor: plan.amountMinor, currency: plan.currency })}, but ${ids.length} existing seed subscription${ids.length === 1 ? '' : 's'} keep the amount they were created with (editing a plan changes new subscriptions only): ${nameFew(ids)}`,
+    );
+  }
+  return warnings;
+}
+
+/** A plan or gateway removed from the config while live subscriptions still use it. */
+export interface RemovedInUse {
+  readonly section: 'plans' | 'gateways';
+  readonly id: string;
+  /** Subscriptions (not terminated) that use it. */
+  readonly count: number;
+  readonly message: string;
 }
 
 /**
- * Removing a plan that live subscriptions still use is a configuration error
- * (SPEC section 4): returns the plan ids that are missing from the config.
+ * Removing (or renaming) a plan or a gateway that live subscriptions still
+ * use is a configuration error (SPEC section 4): for a plan, their renewals
+ * would have no plan; for a gateway, every attempt would end `unknown`
+ * forever. `run` and `check-config` both refuse with these (exit 78).
  */
-export async function missingLivePlans(db: Db, plans: readonly PlanConfig[]): Promise<string[]> {
-  const configured = new Set(plans.map((p) => p.id));
-  return (await livePlanIds(db)).filter((id) => !configured.has(id));
+export async function removedButInUse(
+  db: Db,
+  config: { readonly plans: readonly PlanConfig[]; readonly gateways: Readonly<Record<string, unknown>> },
+): Promise<RemovedInUse[]> {
+  const out: RemovedInUse[] = [];
+  const subs = (n: number) => `${n} live subscription${n === 1 ? '' : 's'}`;
+  const plans = new Set(config.plans.map((p) => p.id));
+  for (const [id, count] of [...(await liveUsage(db, 'plan_id'))].sort()) {
+    if (plans.has(id)) continue;
+    out.push({ section: 'plans', id, count, message: `plan "${id}" was removed but ${subs(count)} still ${count === 1 ? 'uses' : 'use'} it; put it back or cancel them first` });
+  }
+  for (const [id, count] of [...(await liveUsage(db, 'gateway'))].sort()) {
+    if (Object.hasOwn(config.gateways, id)) continue;
+    out.push({
+      section: 'gateways',
+      id,
+      count,
+      message: `gateway "${id}" was removed or renamed but ${subs(count)} still ${count === 1 ? 'uses' : 'use'} it (their attempts could never be sent); put it back under that name`,
+    });
+  }
+  return out;
 }
 
 export type { Logger };

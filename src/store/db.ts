@@ -1,10 +1,23 @@
 /**
  * Dialect set-up: the only place that knows which database is underneath.
  */
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { accessSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, Migrator, SqliteAdapter, SqliteDialect, type DialectAdapter, type MigrationResultSet } from 'kysely';
+import {
+  CompiledQuery,
+  Kysely,
+  Migrator,
+  sql,
+  SqliteAdapter,
+  SqliteDialect,
+  SqliteDriver,
+  type DatabaseConnection,
+  type DialectAdapter,
+  type Driver,
+  type MigrationResultSet,
+  type SqliteDialectConfig,
+} from 'kysely';
 import { migrations } from '../../migrations/index.js';
 import { RebillError } from '../errors.js';
 import type { Database } from './schema.js';
@@ -19,23 +32,157 @@ export interface OpenOptions {
 /**
  * Opens `sqlite:<path>` (`sqlite::memory:` for tests). SQLite runs in WAL
  * mode with foreign keys on and a busy timeout so a second process (the CLI
- * next to a running daemon) waits instead of failing.
+ * next to a running daemon) waits instead of failing. A file that cannot be
+ * opened throws DATABASE_OPEN_FAILED saying why (is a directory, directory
+ * not writable, parent missing, ...), not SQLite's bare "unable to open".
  */
 export function openDatabase(url: string, options: OpenOptions = {}): Db {
-  if (url.startsWith('sqlite:')) {
-    const path = url.slice('sqlite:'.length);
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-    const sqlite = new SQLite(path === ':memory:' ? ':memory:' : path);
-    sqlite.pragma('journal_mode = WAL');
-    sqlite.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
-    sqlite.pragma('foreign_keys = ON');
+  const path = sqlitePath(url);
+  if (path !== ':memory:') checkDatabasePath(path);
+  let sqlite: SQLite.Database;
+  try {
+    sqlite = new SQLite(path);
+    // Before anything that may need a lock (switching a fresh file to WAL does).
     sqlite.pragma('busy_timeout = 5000');
-    return new Kysely<Database>({ dialect: new TransactionalSqliteDialect({ database: withStatementCache(sqlite) }) });
+    sqlite.pragma('journal_mode = WAL');
+  } catch (err) {
+    throw openError(path, err);
   }
+  sqlite.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
+  sqlite.pragma('foreign_keys = ON');
+  return kyselyOver(sqlite);
+}
+
+/**
+ * Opens an existing SQLite database read-only (`check-config`): never creates,
+ * migrates or writes the file. Undefined when the file does not exist.
+ */
+export function openDatabaseReadOnly(url: string): Db | undefined {
+  const path = sqlitePath(url);
+  if (path === ':memory:' || !existsSync(path)) return undefined;
+  let sqlite: SQLite.Database;
+  try {
+    sqlite = new SQLite(path, { readonly: true, fileMustExist: true });
+    sqlite.pragma('busy_timeout = 5000');
+  } catch (err) {
+    throw openError(path, err);
+  }
+  return kyselyOver(sqlite);
+}
+
+function kyselyOver(sqlite: SQLite.Database): Db {
+  return new Kysely<Database>({ dialect: new TransactionalSqliteDialect({ database: withStatementCache(sqlite) }, sqlite) });
+}
+
+/** The file path of a `sqlite:` URL; PostgreSQL and anything else are refused (the config schema refuses them first). */
+function sqlitePath(url: string): string {
+  if (url.startsWith('sqlite:')) return url.slice('sqlite:'.length);
   if (/^postgres(ql)?:\/\//.test(url)) {
     throw new RebillError('DATABASE_UNSUPPORTED', 'the PostgreSQL backend is not available in this version; use sqlite:<path>');
   }
   throw new RebillError('DATABASE_URL_INVALID', `database.url must be sqlite:<path> or postgres://...; got "${url}"`);
+}
+
+/**
+ * Makes sure a database file can be opened at `path`: creates its directory
+ * if needed, or throws DATABASE_OPEN_FAILED saying why it cannot be, and
+ * refuses a path that is a directory.
+ */
+export function checkDatabasePath(path: string): void {
+  const dir = dirname(resolve(path));
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why =
+      code === 'ENOTDIR' || code === 'EEXIST'
+        ? 'a component of that path is a file, not a directory'
+        : code === 'EACCES' || code === 'EPERM'
+          ? 'permission denied'
+          : code === 'EROFS'
+            ? 'read-only file system'
+            : (err as Error).message;
+    throw new RebillError('DATABASE_OPEN_FAILED', `cannot open database file ${path}: its directory ${dir} is missing and cannot be created (${why})`, { cause: err });
+  }
+  if (statOrUndefined(path)?.isDirectory()) throw new RebillError('DATABASE_OPEN_FAILED', `cannot open database file ${path}: it is a directory, not a file`);
+}
+
+/**
+ * Turns SQLite's "unable to open database file" into the reason, found by
+ * looking at the path the way SQLite would use it (the file, and its directory
+ * where the -wal and -shm files go).
+ */
+export function openError(path: string, err: unknown): RebillError {
+  const message = err instanceof Error ? err.message : String(err);
+  const code = (err as { code?: unknown }).code;
+  if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') return corruptError(path, message, err);
+  const dir = dirname(resolve(path));
+  let why = message;
+  const stat = statOrUndefined(path);
+  if (stat?.isDirectory()) why = 'it is a directory, not a file';
+  else if (!writable(dir)) why = `directory ${dir} is not writable (SQLite also creates ${path}-wal and ${path}-shm there)`;
+  else if (stat && !writable(path)) why = 'permission denied: the file is not writable';
+  else if (stat && !readable(path)) why = 'permission denied: the file is not readable';
+  return new RebillError('DATABASE_OPEN_FAILED', `cannot open database file ${path}: ${why}`, { cause: err });
+}
+
+function statOrUndefined(path: string): ReturnType<typeof statSync> | undefined {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+function writable(path: string): boolean {
+  try {
+    accessSync(path, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function readable(path: string): boolean {
+  try {
+    accessSync(path, constants.R_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function corruptError(path: string, detail: string, cause?: unknown): RebillError {
+  return new RebillError(
+    'DATABASE_CORRUPT',
+    `database file ${path} is damaged (${detail}); rebill will not run on it: restore it from a backup`,
+    cause === undefined ? undefined : { cause },
+  );
+}
+
+/**
+ * `PRAGMA quick_check` at start (`run`, `migrate`): a damaged page would
+ * otherwise be found only when some sweep touches it, in the middle of
+ * billing. Throws DATABASE_CORRUPT naming the file and the first problems.
+ */
+export async function verifyDatabase(db: Db, path: string): Promise<void> {
+  let rows: Array<Record<string, unknown>>;
+  try {
+    rows = (await sql<Record<string, unknown>>`pragma quick_check(5)`.execute(db)).rows;
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB') throw corruptError(path, (err as Error).message, err);
+    throw err;
+  }
+  const problems = rows.map((r) => String(Object.values(r)[0])).filter((text) => text !== 'ok');
+  if (problems.length) throw corruptError(path, `PRAGMA quick_check: ${problems.join('; ')}`);
+}
+
+/** The file of a `sqlite:` URL, or undefined for `:memory:` and other backends. */
+export function sqliteFile(url: string): string | undefined {
+  if (!url.startsWith('sqlite:')) return undefined;
+  const path = url.slice('sqlite:'.length);
+  return path === ':memory:' ? undefined : path;
 }
 
 /**
@@ -51,8 +198,50 @@ class TransactionalSqliteAdapter extends SqliteAdapter {
 }
 
 class TransactionalSqliteDialect extends SqliteDialect {
+  readonly #config: SqliteDialectConfig;
+  readonly #sqlite: SQLite.Database;
+
+  constructor(config: SqliteDialectConfig, sqlite: SQLite.Database) {
+    super(config);
+    this.#config = config;
+    this.#sqlite = sqlite;
+  }
+
   override createAdapter(): DialectAdapter {
     return new TransactionalSqliteAdapter();
+  }
+
+  override createDriver(): Driver {
+    return new ImmediateSqliteDriver(this.#config, this.#sqlite);
+  }
+}
+
+/**
+ * kysely's driver begins with a deferred `begin`: a transaction that reads and
+ * then writes while another connection writes gets SQLITE_BUSY at once (SQLite
+ * does not wait on busy_timeout for that upgrade, it would risk a deadlock).
+ * `begin immediate` takes the write lock first, so a CLI writer beside the
+ * daemon waits its busy_timeout instead of failing.
+ *
+ * Rollback: some errors (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM) make SQLite
+ * roll the transaction back by itself; kysely's `rollback` would then throw
+ * "cannot rollback - no transaction is active" and that error would replace
+ * the real one. Only a transaction that is still open is rolled back.
+ */
+class ImmediateSqliteDriver extends SqliteDriver {
+  readonly #sqlite: SQLite.Database;
+
+  constructor(config: SqliteDialectConfig, sqlite: SQLite.Database) {
+    super(config);
+    this.#sqlite = sqlite;
+  }
+
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw(this.#sqlite.readonly ? 'begin' : 'begin immediate'));
+  }
+
+  override async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    if (this.#sqlite.inTransaction) await connection.executeQuery(CompiledQuery.raw('rollback'));
   }
 }
 

@@ -2,3 +2,4 @@ export * from './db.js';
 export * from './schema.js';
 export * from './repository.js';
 export * from './simulator-ledger.js';
+export * from './lock.js';

@@ -177,6 +177,59 @@ async function resolveCustomer(trx: Trx, customer: CustomerInput | null | undefi
   return id;
 }
 
+/**
+ * resolveCustomer for a batch: the customers the batch may match are read
+ * with one query per 500 ids / emails / phones, and the new ones are inserted
+ * together (`insertNew`, before the subscriptions that reference them). The
+ * rules are resolveCustomer's: by id, then email, then phone (oldest first),
+ * else a new customer; a customer created earlier in the batch is found too.
+ */
+async function customerResolver(
+  trx: Trx,
+  inputs: ReadonlyArray<CustomerInput | null | undefined>,
+  now: number,
+): Promise<{ resolve(customer: CustomerInput | null | undefined): string | null; insertNew(): Promise<void> }> {
+  const wanted = { id: new Set<string>(), email: new Set<string>(), phone: new Set<string>() };
+  for (const c of inputs) {
+    if (c?.id) wanted.id.add(c.id);
+    if (c?.email) wanted.email.add(c.email);
+    if (c?.phone) wanted.phone.add(c.phone);
+  }
+  const found = { id: new Map<string, string>(), email: new Map<string, string>(), phone: new Map<string, string>() };
+  for (const column of ['id', 'email', 'phone'] as const) {
+    const values = [...wanted[column]];
+    for (let i = 0; i < values.length; i += 500) {
+      const rows = await trx.selectFrom('customers').select(['id', column]).where(column, 'in', values.slice(i, i + 500)).orderBy('created_at').execute();
+      for (const row of rows) {
+        const key = (row as Record<string, string | null>)[column]!;
+        if (!found[column].has(key)) found[column].set(key, row.id);
+      }
+    }
+  }
+  const created: Array<Selectable<Database['customers']>> = [];
+  const createdAt = toDbTime(now);
+  return {
+    resolve(customer) {
+      if (!customer) return null;
+      const hit =
+        (customer.id ? found.id.get(customer.id) : undefined) ??
+        (customer.email ? found.email.get(customer.email) : undefined) ??
+        (customer.phone ? found.phone.get(customer.phone) : undefined);
+      if (hit) return hit;
+      if (!customer.id && !customer.email && !customer.phone && !customer.firstName && !customer.lastName) return null;
+      const id = customer.id ?? `cus_${randomUUID()}`;
+      created.push({ id, email: customer.email ?? null, phone: customer.phone ?? null, first_name: customer.firstName ?? null, last_name: customer.lastName ?? null, created_at: createdAt });
+      found.id.set(id, id);
+      if (customer.email && !found.email.has(customer.email)) found.email.set(customer.email, id);
+      if (customer.phone && !found.phone.has(customer.phone)) found.phone.set(customer.phone, id);
+      return id;
+    },
+    async insertNew() {
+      for (let i = 0; i < created.length; i += 500) await trx.insertInto('customers').values(created.slice(i, i + 500)).execute();
+    },
+  };
+}
+
 export interface CreateResult {
   readonly subscription: Subscription;
   /** false when an existing subscription was returned (same id, or same live source+externalId). */
@@ -210,30 +263,120 @@ export async function createSubscription(
     const { customer: _customer, ...rest } = input;
     const transition = createTransition({ ...rest, customerId }, now);
     const sub = transition.subscription;
-    await trx
-      .insertInto('subscriptions')
-      .values({
-        id: sub.id,
-        external_id: sub.externalId,
-        source: sub.source,
-        plan_id: sub.planId,
-        plan_version: sub.planVersion,
-        customer_id: sub.customerId,
-        description: sub.description,
-        amount_minor: sub.amount.amountMinor,
-        currency: sub.amount.currency,
-        mode: sub.mode,
-        gateway: sub.gateway,
-        schedule: JSON.stringify(sub.schedule),
-        lease_owner: null,
-        lease_until: null,
-        created_at: toDbTime(sub.createdAt),
-        ...stateColumns(sub),
-      })
-      .execute();
+    await trx.insertInto('subscriptions').values(subscriptionRow(sub)).execute();
     await writeCycles(trx, sub, transition.cycles, now);
     await writeEvents(trx, transition.events);
     return { subscription: sub, created: true };
+  });
+}
+
+/** The full row of a new subscription. */
+function subscriptionRow(sub: Subscription) {
+  return {
+    id: sub.id,
+    external_id: sub.externalId,
+    source: sub.source,
+    plan_id: sub.planId,
+    plan_version: sub.planVersion,
+    customer_id: sub.customerId,
+    description: sub.description,
+    amount_minor: sub.amount.amountMinor,
+    currency: sub.amount.currency,
+    mode: sub.mode,
+    gateway: sub.gateway,
+    schedule: JSON.stringify(sub.schedule),
+    lease_owner: null,
+    lease_until: null,
+    created_at: toDbTime(sub.createdAt),
+    ...stateColumns(sub),
+  };
+}
+
+/** What a batched create did with one input. */
+export interface BatchCreateOutcome {
+  readonly id: string;
+  readonly created: boolean;
+  /** For an input that already existed: what is stored (the input's values were not applied). */
+  readonly stored?: { readonly paymentToken: string | null; readonly amountMinor: number; readonly currency: string };
+}
+
+type NewInput = Omit<NewSubscription, 'customerId'> & { customerId?: string | null; customer?: CustomerInput | null };
+
+/**
+ * createSubscription for many inputs in ONE transaction (config seeds at
+ * start): the existing rows are read with one query per 500 ids, and the new
+ * rows, cycles and events go in multi-row inserts. Same idempotency as
+ * createSubscription: an existing id, or a live (source, externalId), is left
+ * as it is. One transaction per seed cost an fsync each (50 s for 100k seeds).
+ */
+export async function createSubscriptionsBatch(db: Db, inputs: readonly NewInput[], now: number): Promise<BatchCreateOutcome[]> {
+  return db.transaction().execute(async (trx) => {
+    type Stored = NonNullable<BatchCreateOutcome['stored']>;
+    const stored = (r: { payment_token: string | null; amount_minor: number | bigint; currency: string }): Stored => ({
+      paymentToken: r.payment_token,
+      amountMinor: Number(r.amount_minor),
+      currency: r.currency,
+    });
+    const byId = new Map<string, Stored>();
+    const ids = inputs.map((i) => i.id);
+    for (let i = 0; i < ids.length; i += 500) {
+      const rows = await trx.selectFrom('subscriptions').select(['id', 'payment_token', 'amount_minor', 'currency']).where('id', 'in', ids.slice(i, i + 500)).execute();
+      for (const r of rows) byId.set(r.id, stored(r));
+    }
+    const externalKey = (source: string | null | undefined, externalId: string) => `${source ?? ''}\u0000${externalId}`;
+    const byExternal = new Map<string, Stored>();
+    const externalIds = [...new Set(inputs.flatMap((i) => (i.externalId ? [i.externalId] : [])))];
+    for (let i = 0; i < externalIds.length; i += 500) {
+      const rows = await trx
+        .selectFrom('subscriptions')
+        .select(['external_id', 'source', 'payment_token', 'amount_minor', 'currency'])
+        .where('external_id', 'in', externalIds.slice(i, i + 500))
+        .where('status', '<>', 'terminated')
+        .execute();
+      for (const r of rows) byExternal.set(externalKey(r.source, r.external_id!), stored(r));
+    }
+    const customers = await customerResolver(trx, inputs.filter((i) => !i.customerId && !byId.has(i.id)).map((i) => i.customer), now);
+    const outcomes: BatchCreateOutcome[] = [];
+    const transitions: Transition[] = [];
+    for (const input of inputs) {
+      const key = input.externalId ? externalKey(input.source, input.externalId) : undefined;
+      const found = byId.get(input.id) ?? (key === undefined ? undefined : byExternal.get(key));
+      if (found) {
+        outcomes.push({ id: input.id, created: false, stored: found });
+        continue;
+      }
+      const customerId = input.customerId ?? customers.resolve(input.customer);
+      const { customer: _customer, ...rest } = input;
+      const transition = createTransition({ ...rest, customerId }, now);
+      const sub = transition.subscription;
+      // A later input with the same id or live externalId in this batch finds this one.
+      const mine = stored({ payment_token: sub.paymentToken, amount_minor: sub.amount.amountMinor, currency: sub.amount.currency });
+      byId.set(sub.id, mine);
+      if (key !== undefined) byExternal.set(key, mine);
+      transitions.push(transition);
+      outcomes.push({ id: sub.id, created: true });
+    }
+    await customers.insertNew();
+    for (let i = 0; i < transitions.length; i += 100) {
+      await trx.insertInto('subscriptions').values(transitions.slice(i, i + 100).map((tr) => subscriptionRow(tr.subscription))).execute();
+    }
+    const cycles = transitions.flatMap((tr) =>
+      tr.cycles.map((c) => ({
+        subscription_id: tr.subscription.id,
+        cycle: c.cycle,
+        due_at: toDbTime(c.dueAt),
+        status: c.status,
+        amount_minor: tr.subscription.amount.amountMinor,
+        currency: tr.subscription.amount.currency,
+        attempts: c.attempts ?? 0,
+        settled_at: t(c.settledAt ?? null),
+        created_at: toDbTime(now),
+      })),
+    );
+    for (let i = 0; i < cycles.length; i += 500) await trx.insertInto('cycles').values(cycles.slice(i, i + 500)).execute();
+    const events = transitions.flatMap((tr) => tr.events);
+    for (let i = 0; i < events.length; i += 500) await writeEvents(trx, events.slice(i, i + 500));
+    return outcomes;
   });
 }
 
@@ -508,8 +651,24 @@ export function inTransaction<T>(db: Db, fn: (trx: Trx) => Promise<T>): Promise<
   return db.transaction().execute(fn);
 }
 
-/** Plan ids still used by subscriptions that are not terminated. */
-export async function livePlanIds(db: Db): Promise<string[]> {
-  const rows = await db.selectFrom('subscriptions').select('plan_id').distinct().where('status', '<>', 'terminated').where('plan_id', 'is not', null).execute();
-  return rows.map((r) => r.plan_id!);
+/**
+ * How many subscriptions that are not terminated use each value of `column`
+ * (`plan_id` or `gateway`): the start-up check that a plan or gateway removed
+ * from the config is not still needed.
+ */
+export async function liveUsage(db: Db, column: 'plan_id' | 'gateway'): Promise<Map<string, number>> {
+  const rows = await db
+    .selectFrom('subscriptions')
+    .select([column, (eb) => eb.fn.countAll<number>().as('n')])
+    .where('status', '<>', 'terminated')
+    .where(column, 'is not', null)
+    .groupBy(column)
+    .execute();
+  return new Map(rows.map((r) => [String((r as Record<string, unknown>)[column]), Number(r.n)]));
+}
+
+/** Whether the schema has been created (a read-only check of a file that may never have been migrated). */
+export async function hasSubscriptionsTable(db: Db): Promise<boolean> {
+  const row = await sql<{ n: number }>`select count(*) as n from sqlite_master where type = 'table' and name = 'subscriptions'`.execute(db);
+  return Number(row.rows[0]?.n ?? 0) > 0;
 }

@@ -147,8 +147,8 @@ describe('plans', () => {
 
 describe('environment expansion', () => {
   it('${VAR} expands from the environment', () => {
-    const config = parseConfig(yaml('database: { url: "${DB_URL}" }', ...PLAN), 'e.yaml', { DB_URL: 'postgres://u@db/rebill' });
-    expect(config.database.url).toBe('postgres://u@db/rebill');
+    const config = parseConfig(yaml('database: { url: "${DB_URL}" }', ...PLAN), 'e.yaml', { DB_URL: 'sqlite:/var/lib/rebill/rebill.db' });
+    expect(config.database.url).toBe('sqlite:/var/lib/rebill/rebill.db');
   });
 
   it('${VAR:-default} uses the default when the variable is unset or empty', () => {
@@ -208,13 +208,13 @@ describe('REBILL_* overrides', () => {
 
   it('overrides map UPPER_SNAKE keys to camelCase and create absent sections', () => {
     const config = parseConfig(yaml(...PLAN), 'o.yaml', {
-      REBILL_DATABASE_URL: 'postgres://u@db/rebill',
+      REBILL_DATABASE_URL: 'sqlite:/var/lib/rebill/rebill.db',
       REBILL_SCHEDULER_CONCURRENCY: '4',
       REBILL_SCHEDULER_RATE_PER_SECOND: '12.5',
       REBILL_LOGGING_LEVEL: 'debug',
       REBILL_RETRY_DELAYS: '[P2D, P4D]',
     });
-    expect(config.database.url).toBe('postgres://u@db/rebill');
+    expect(config.database.url).toBe('sqlite:/var/lib/rebill/rebill.db');
     expect(config.scheduler.concurrency).toBe(4);
     expect(config.scheduler.ratePerSecond).toBe(12.5);
     expect(config.logging.level).toBe('debug');
