@@ -21,7 +21,7 @@ import {
 import { fileTempDir } from '../support/temp.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const scenarioFile = fileURLToPath(new URL('../../../shared/conformance/scenario.yaml', import.meta.url));
+const scenarioFile = fileURLToPath(new URL('../fixtures/conformance/scenario.yaml', import.meta.url));
 const tmp = fileTempDir('config');
 
 const yaml = (...lines: string[]) => `${lines.join('\n')}\n`;

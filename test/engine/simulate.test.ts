@@ -3,11 +3,13 @@
  * a VirtualClock. These tests read its timeline the way the CLI prints it
  * (eventJson), so they check the same output a user sees.
  */
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { loadScenario, parseScenario } from '../../src/config/index.js';
 import { eventJson, runSimulation } from '../../src/engine/simulate.js';
 
-const CONFORMANCE = '/work/shared/conformance/scenario.yaml';
+// A copy of the shared conformance scenario, so the test needs nothing outside the repository.
+const CONFORMANCE = fileURLToPath(new URL('../fixtures/conformance/scenario.yaml', import.meta.url));
 
 type Line = { at: string; type: string; subscriptionId: string; cycle?: number; attempt?: number; amount?: string; currency?: string; [k: string]: unknown };
 
