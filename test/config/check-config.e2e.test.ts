@@ -9,6 +9,8 @@ import { runCli, type CliRun } from '../support/cli.js';
 import { fileTempDir } from '../support/temp.js';
 
 const tmp = fileTempDir('check-config');
+/** A gateways: section, placed last so that the lines above keep their numbers. */
+const SIM = 'gateways: { sim: { type: simulator } }';
 
 /** Runs the CLI without the caller's REBILL_* variables, which would otherwise override settings. */
 function rebill(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
@@ -24,20 +26,21 @@ function file(name: string, lines: string[]): string {
 describe('rebill check-config', () => {
   it('exits 0 on the example config/rebill.yaml and summarises it', async () => {
     const run = await rebill(['check-config', '--config', 'config/rebill.yaml']);
-    expect(run.stderr).toBe('');
+    // The example bills through the simulator (issue 7, SPEC section 7: run and check-config say so).
+    expect(run.stderr).toBe('config/rebill.yaml: warning: gateway sim is a simulator: no money moves; plans using it are marked paid without charging anyone\n');
     expect(run.stdout).toBe('config OK: 3 plans, 1 gateways (config/rebill.yaml)\n');
     expect(run.code).toBe(0);
   });
 
   it('uses REBILL_CONFIG when --config is not given', async () => {
-    const path = file('via-env.yaml', ['plans:', '  - { id: p, amount: "1", currency: USD, every: MONTH }']);
+    const path = file('via-env.yaml', ['plans:', '  - { id: p, amount: "1", currency: USD, every: MONTH }', SIM]);
     const run = await rebill(['check-config'], { REBILL_CONFIG: path });
     expect(run.stdout).toBe(`config OK: 1 plans, 1 gateways (${path})\n`);
     expect(run.code).toBe(0);
   });
 
   it('exits 78 naming file, line and key path of an unknown key', async () => {
-    const path = file('typo.yaml', ['plans:', '  - id: p', '    amount: "1.00"', '    currency: USD', '    every: MONTH', '    sendOnHuor: 3']);
+    const path = file('typo.yaml', ['plans:', '  - id: p', '    amount: "1.00"', '    currency: USD', '    every: MONTH', '    sendOnHuor: 3', SIM]);
     const run = await rebill(['check-config', '--config', path]);
     expect(run.code).toBe(78);
     expect(run.stdout).toBe('');
@@ -55,6 +58,7 @@ describe('rebill check-config', () => {
       '    amount: "2"',
       '    currency: EUR',
       '    every: { unit: month, count: 0 }',
+      SIM,
     ]);
     const run = await rebill(['check-config', '--config', path]);
     expect(run.code).toBe(78);
