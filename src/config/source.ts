@@ -189,7 +189,8 @@ function checkAliases(ctx: BuildContext): ConfigProblem | undefined {
           return visit.BREAK;
         }
         ctx.targets.set(node, target);
-        const use = uses.get(target) ?? { count: 0, aliasCount: 0 };
+        // yaml counts the anchor's own occurrence as the first use.
+        const use = uses.get(target) ?? { count: 1, aliasCount: 0 };
         uses.set(target, use);
         use.count += 1;
         if (use.aliasCount === 0) use.aliasCount = weight(target);

@@ -2,7 +2,7 @@
  * `rebill check-config` as operators and CI run it: a real `node bin/rebill.js`
  * child process (SPEC section 10). bin/ runs dist/, which `npm test` builds first.
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli, type CliRun } from '../support/cli.js';
@@ -36,6 +36,8 @@ describe('rebill check-config', () => {
     const path = file('via-env.yaml', ['plans:', '  - { id: p, amount: "1", currency: USD, every: MONTH }', SIM]);
     const run = await rebill(['check-config'], { REBILL_CONFIG: path });
     expect(run.stdout).toBe(`config OK: 1 plans, 1 gateways (${path})\n`);
+    // REBILL_CONFIG is not an override: no warning names it.
+    expect(run.stderr).not.toMatch(/REBILL_CONFIG/);
     expect(run.code).toBe(0);
   });
 
@@ -75,5 +77,60 @@ describe('rebill check-config', () => {
     const run = await rebill(['check-config', '--config', path]);
     expect(run.code).toBe(78);
     expect(run.stderr).toBe(`${path}: cannot read configuration: file not found\n1 problem in ${path}\n`);
+  });
+
+  // Issue 7, item 4 (SPEC section 7): no implicit gateway.
+  it('exits 78 naming the plan and its line when no gateway is configured; run refuses the same file', async () => {
+    const dir = join(tmp, 'no-gateway');
+    mkdirSync(dir, { recursive: true });
+    const path = join(dir, 'rebill.yaml');
+    writeFileSync(path, [`database: { url: "sqlite:${join(dir, 'rebill.db')}" }`, 'plans:', '  - { id: gold, amount: "9.99", currency: USD, every: MONTH }', ''].join('\n'));
+    const check = await rebill(['check-config', '--config', path]);
+    expect(check.code).toBe(78);
+    expect(check.stderr).toMatch(new RegExp(`^${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:3:5: plans\\[0\\]\\.gateway: no gateway to charge through`));
+    const run = await rebill(['run', '--config', path]);
+    expect(run.code).toBe(78);
+    expect(run.stderr).toContain(':3:5: plans[0].gateway: no gateway to charge through');
+    expect(existsSync(join(dir, 'rebill.db')), 'nothing started').toBe(false);
+  });
+
+  // Issue 7, item 14: a mistyped secret is never echoed.
+  it('describes a mistyped apiKey or paymentToken by its kind, never its value', async () => {
+    const path = file('secrets.yaml', [
+      'gateways:',
+      '  cp: { type: coolpay, baseUrl: "http://127.0.0.1:9", apiKey: 12345678 }',
+      'plans:',
+      '  - { id: p, amount: "1", currency: USD, every: MONTH }',
+      'subscriptions:',
+      '  - { id: s1, planId: p, paymentToken: 12345, startDate: "2025-01-01" }',
+    ]);
+    const run = await rebill(['check-config', '--config', path]);
+    expect(run.code).toBe(78);
+    expect(run.stderr.split('\n')).toEqual([
+      `${path}:2:63: gateways.cp.apiKey: expected a string; got a number`,
+      `${path}:6:40: subscriptions[0].paymentToken: expected a string; got a number`,
+      `2 problems in ${path}`,
+      '',
+    ]);
+    expect(run.stderr + run.stdout).not.toMatch(/12345/);
+  });
+
+  // Issue 7, item 15: unknown REBILL_* variables are warned about; both key spellings work.
+  it('warns about a misspelt REBILL_ section with a suggestion, accepts both key spellings, exits 0', async () => {
+    const path = file('env.yaml', ['plans:', '  - { id: p, amount: "1", currency: USD, every: MONTH }', SIM]);
+    const run = await rebill(['check-config', '--config', path], {
+      REBILL_DATABSE_URL: 'sqlite:/nowhere.db',
+      REBILL_SCHEDULER_LEASE_SECONDS: '200',
+      REBILL_SCHEDULER_LEASESECONDS: '200',
+    });
+    expect(run.code).toBe(0);
+    expect(run.stderr.split('\n')).toEqual([
+      `${path}: warning: environment variable REBILL_DATABSE_URL is not a rebill setting and is ignored (did you mean REBILL_DATABASE_URL?)`,
+      `${path}: warning: gateway sim is a simulator: no money moves; plans using it are marked paid without charging anyone`,
+      '',
+    ]);
+    const bad = await rebill(['check-config', '--config', path], { REBILL_SCHEDULER_LEASESECONDS: '0' });
+    expect(bad.code).toBe(78);
+    expect(bad.stderr).toContain('$REBILL_SCHEDULER_LEASESECONDS: scheduler.leaseSeconds: expected a whole number >= 1; got 0');
   });
 });
