@@ -3,9 +3,12 @@ import { DateTime } from 'luxon';
 import {
   formatInstant,
   IntervalError,
+  isInstantInRange,
   isValidTimeZone,
+  MAX_LOCAL_DATE,
+  MIN_LOCAL_DATE,
   MONTH_END_POLICIES,
-  parseDuration,
+  parseForwardDuration,
   parseInterval,
   parseLocalDate,
   previewDueDates,
@@ -72,12 +75,14 @@ function parseFlags(flags: PreviewFlags): { schedule: Schedule; count: number; f
   if (!MONTH_END_POLICIES.includes(flags.monthEnd as MonthEndPolicy)) {
     throw new UsageError(`--month-end: expected clamp or overflow; got "${flags.monthEnd}"`);
   }
-  if (flags.trial !== undefined) wrap('--trial', () => parseDuration(flags.trial!));
+  // The same check as a plan's trial in the config: a positive ISO-8601 duration.
+  if (flags.trial !== undefined) wrap('--trial', () => parseForwardDuration(flags.trial!));
   const count = wholeNumber('--count', flags.count, 1, 100_000);
   let from: DateTime | undefined;
   if (flags.from !== undefined) {
     from = DateTime.fromISO(flags.from, { zone: flags.tz }).toUTC();
     if (!from.isValid) throw new UsageError(`--from: expected an ISO-8601 instant; got "${flags.from}"`);
+    if (!isInstantInRange(from.toMillis())) throw new UsageError(`--from: expected an instant between ${MIN_LOCAL_DATE} and ${MAX_LOCAL_DATE}; got "${flags.from}"`);
   }
   const schedule: Schedule = {
     startDate: flags.start,

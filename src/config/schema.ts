@@ -20,9 +20,13 @@ import {
   isValidTimeZone,
   IntervalError,
   INTERVAL_UNITS,
-  parseDuration,
+  isInstantInRange,
+  MAX_LOCAL_DATE,
+  MIN_LOCAL_DATE,
+  parseForwardDuration,
   parseInterval,
   parseLocalDate,
+  ScheduleError,
   MONTH_END_POLICIES,
   type Interval,
   type MonthEndPolicy,
@@ -170,35 +174,29 @@ function identifier() {
     .regex(ID_PATTERN, { error: (issue) => `expected letters, digits, ".", "_" or "-"; got ${describeValue(issue.input, issue.path)}` });
 }
 
-/** `yyyy-MM-dd`, a real calendar date. */
-export const localDateSchema = z.string().refine(
-  (value) => {
-    try {
-      parseLocalDate(value);
-      return true;
-    } catch {
-      return false;
-    }
-  },
-  { error: (issue) => `expected a date yyyy-MM-dd; got ${describeValue(issue.input, issue.path)}` },
-);
+/** `yyyy-MM-dd`, a real calendar date between 1970-01-01 and 2199-12-31 (the calendar's parseLocalDate decides). */
+export const localDateSchema = z.string().superRefine((value, ctx) => {
+  try {
+    parseLocalDate(value);
+  } catch (err) {
+    if (!(err instanceof ScheduleError)) throw err;
+    ctx.addIssue({ code: 'custom', input: value, message: err.message });
+  }
+});
 
 /** An IANA time zone name (`Europe/Berlin`). */
 export const timeZoneSchema = z
   .string()
   .refine(isValidTimeZone, { error: (issue) => `unknown IANA time zone ${describeValue(issue.input, issue.path)}` });
 
+/** A duration that points forward, as the calendar's parseForwardDuration checks it (so preview and config agree). */
 function isoDuration(allowZero: boolean) {
   return z.string().superRefine((value, ctx) => {
-    let millis: number;
     try {
-      millis = parseDuration(value).toMillis();
-    } catch {
-      ctx.addIssue({ code: 'custom', input: value, message: `expected an ISO-8601 duration such as P14D; got ${describeValue(value)}` });
-      return;
-    }
-    if (millis < 0 || (millis === 0 && !allowZero)) {
-      ctx.addIssue({ code: 'custom', input: value, message: `expected a duration ${allowZero ? '>=' : '>'} 0; got ${describeValue(value)}` });
+      parseForwardDuration(value, { allowZero });
+    } catch (err) {
+      if (!(err instanceof ScheduleError)) throw err;
+      ctx.addIssue({ code: 'custom', input: value, message: err.message });
     }
   });
 }
@@ -211,6 +209,10 @@ export const instantSchema = z.string().transform((value, ctx) => {
   // Without an offset the instant would depend on the machine's zone, which a scenario must not.
   if (!parsed.isValid || !/T[^Z+-]*(Z|[+-]\d{2}(:?\d{2})?)$/i.test(value)) {
     ctx.addIssue({ code: 'custom', input: value, message: `expected an ISO-8601 instant with an offset, e.g. 2025-01-31T00:00:00Z; got ${describeValue(value)}` });
+    return z.NEVER;
+  }
+  if (!isInstantInRange(parsed.toMillis())) {
+    ctx.addIssue({ code: 'custom', input: value, message: `expected an instant between ${MIN_LOCAL_DATE} and ${MAX_LOCAL_DATE} (UTC); got ${describeValue(value)}` });
     return z.NEVER;
   }
   return { text: value, ms: parsed.toMillis() };

@@ -113,6 +113,13 @@ describe.concurrent('rebill preview', () => {
     [['--trial', '14 days'], /^error: --trial: expected an ISO-8601 duration such as P14D; got "14 days"$/],
     [['--count', '0'], /^error: --count: expected a whole number 1\.\.\d+; got "0"$/],
     [['--from', 'yesterday'], /^error: --from: expected an ISO-8601 instant; got "yesterday"$/],
+    // Issue 7, item 7 (SPEC section 5): 0001-01-01 used to print 1901; P-1D was accepted although config refuses it.
+    [['--start', '0001-01-01'], /^error: --start: expected a date between 1970-01-01 and 2199-12-31; got "0001-01-01"$/],
+    [['--start', '1969-12-31'], /^error: --start: expected a date between 1970-01-01 and 2199-12-31; got "1969-12-31"$/],
+    [['--start', '2200-01-01'], /^error: --start: expected a date between 1970-01-01 and 2199-12-31; got "2200-01-01"$/],
+    [['--trial', 'P-1D'], /^error: --trial: expected a duration > 0; got "P-1D"$/],
+    [['--trial', 'P0D'], /^error: --trial: expected a duration > 0; got "P0D"$/],
+    [['--from', '0025-01-01T00:00:00Z'], /^error: --from: expected an instant between 1970-01-01 and 2199-12-31; got "0025-01-01T00:00:00Z"$/],
   ])('bad flags %j: exit 2, one error line naming the flag, then the usage', async (bad, message) => {
     // Later flags win, so the bad value overrides the good default given first.
     const run = await rebill('preview', '--start', '2025-01-31', '--every', 'MONTH', ...bad, '--json');
