@@ -17,6 +17,7 @@ import {
   type Schedule,
 } from '../calendar/index.js';
 import { UsageError, type CommandContext } from './index.js';
+import { lineOutput } from './output.js';
 
 interface PreviewFlags {
   start: string;
@@ -44,15 +45,18 @@ export function registerPreview(program: Command, ctx: CommandContext): void {
     .option('--count <n>', 'how many due instants', '12')
     .option('--from <instant>', 'start from the first due instant >= this ISO instant')
     .option('--json', 'print {"dueDates": [...]}')
-    .action((flags: PreviewFlags) => {
+    .action(async (flags: PreviewFlags) => {
       const { schedule, count, from } = parseFlags(flags);
       const due = previewDueDates(schedule, count, from);
+      // `| head -2` closes the pipe early: that ends the output, not the command's success.
+      const out = lineOutput();
       if (flags.json) {
-        process.stdout.write(`${JSON.stringify({ dueDates: due.map((d) => formatInstant(d.dueAt)) })}\n`);
+        await out.line(JSON.stringify({ dueDates: due.map((d) => formatInstant(d.dueAt)) }));
       } else {
         for (const d of due) {
+          if (out.closed) break;
           const local = d.dueAt.setZone(schedule.timezone).toFormat("ccc yyyy-MM-dd HH:mm ZZZZ");
-          process.stdout.write(`${String(d.cycle).padStart(5)}  ${formatInstant(d.dueAt)}  ${local}\n`);
+          await out.line(`${String(d.cycle).padStart(5)}  ${formatInstant(d.dueAt)}  ${local}`);
         }
       }
       ctx.exitCode = 0;
