@@ -4,13 +4,14 @@
  */
 export { loadConfig, parseConfig, loadScenario, parseScenario, configFilePath, DEFAULT_CONFIG_FILE } from './load.js';
 export { ConfigError, formatProblems, formatPath, type ConfigProblem, type PathSegment } from './problems.js';
-export { ENV_OVERRIDE_SECTIONS } from './source.js';
+export { ENV_OVERRIDE_SECTIONS, MAX_ALIAS_COUNT, isSecretPath } from './source.js';
 export { configWarnings } from './warnings.js';
 export {
   configErrorMap,
   configSchema,
   scenarioSchema,
   planSchema,
+  isAmountPath,
   planVersion,
   intervalSchema,
   gatewaySchema,

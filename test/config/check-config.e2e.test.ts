@@ -4,7 +4,8 @@
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { exitWithin, killAll, logLines, spawnRebill } from '../e2e/support/processes.js';
 import { runCli, type CliRun } from '../support/cli.js';
 import { fileTempDir } from '../support/temp.js';
 
@@ -22,6 +23,8 @@ function file(name: string, lines: string[]): string {
   writeFileSync(path, `${lines.join('\n')}\n`);
   return path;
 }
+
+afterAll(killAll);
 
 describe('rebill check-config', () => {
   it('exits 0 on the example config/rebill.yaml and summarises it', async () => {
@@ -133,4 +136,24 @@ describe('rebill check-config', () => {
     expect(bad.code).toBe(78);
     expect(bad.stderr).toContain('$REBILL_SCHEDULER_LEASESECONDS: scheduler.leaseSeconds: expected a whole number >= 1; got 0');
   });
+
+  // Issue 7, items 4 and 15: run logs the same warnings check-config prints.
+  it('run logs the simulator and unknown-variable warnings at start', async () => {
+    const dir = join(tmp, 'run-warnings');
+    mkdirSync(dir, { recursive: true });
+    const path = join(dir, 'rebill.yaml');
+    writeFileSync(path, [`database: { url: "sqlite:${join(dir, 'rebill.db')}" }`, 'http: { port: 0 }', 'plans:', '  - { id: p, amount: "1", currency: USD, every: MONTH }', SIM, ''].join('\n'));
+    const daemon = spawnRebill(['run', '--config', path], { env: { REBILL_DATABSE_URL: 'sqlite:/nowhere.db' } });
+    try {
+      await daemon.waitForStdout(/"msg":"rebill ready"/, 30_000);
+    } finally {
+      daemon.kill('SIGTERM');
+      await exitWithin(daemon, 30_000);
+    }
+    const warnings = logLines(daemon.stdout()).filter((l) => l.level === 40).map((l) => l.msg);
+    expect(warnings).toEqual([
+      'environment variable REBILL_DATABSE_URL is not a rebill setting and is ignored (did you mean REBILL_DATABASE_URL?)',
+      'gateway sim is a simulator: no money moves; plans using it are marked paid without charging anyone',
+    ]);
+  }, 60_000);
 });
