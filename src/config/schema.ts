@@ -32,8 +32,7 @@ import {
   type MonthEndPolicy,
 } from '../calendar/index.js';
 import { currencyExponent, formatAmount, MoneyError, parseAmount } from '../money/index.js';
-import { isSecretKey } from '../logger.js';
-import { unknownKeyMessage, type PathSegment } from './problems.js';
+import { isSecretPath, unknownKeyMessage, type PathSegment } from './problems.js';
 
 // ---------------------------------------------------------------------------
 // Messages
@@ -54,7 +53,7 @@ function kindOf(value: unknown): string {
  * given ("a number"), since a mistyped secret is still a secret.
  */
 export function describeValue(value: unknown, path?: readonly PropertyKey[]): string {
-  if (path && path.some((segment) => typeof segment === 'string' && isSecretKey(segment))) return kindOf(value);
+  if (path && isSecretPath(path)) return kindOf(value);
   if (value === undefined) return 'nothing';
   if (value === null) return 'an empty value';
   if (typeof value === 'string') return JSON.stringify(value);

@@ -7,9 +7,8 @@
  * and `${...}` references are expanded where they stand.
  */
 import { isAlias, isCollection, isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, visit, type Alias, type Document, type Node } from 'yaml';
-import { isSecretKey } from '../logger.js';
 import { expandReferences, hasReferences, type ExpandContext } from './expand.js';
-import { formatPath, suggestKey, type ConfigProblem, type PathSegment } from './problems.js';
+import { formatPath, isSecretPath, suggestKey, type ConfigProblem, type PathSegment } from './problems.js';
 
 /** A position in a source: the config file, or an env var (line 0). */
 export interface SourcePosition {
@@ -104,11 +103,6 @@ const MAX_DEPTH = 64;
  * ourselves, so we apply the same limit the same way (see checkAliases).
  */
 export const MAX_ALIAS_COUNT = 100;
-
-/** True when any key on the path names a secret (the logger's definition): its value is never shown. */
-export function isSecretPath(path: readonly PathSegment[]): boolean {
-  return path.some((segment) => typeof segment === 'string' && isSecretKey(segment));
-}
 
 /**
  * Parses YAML text into a SourceTree. Syntax errors become problems with the
