@@ -18,6 +18,18 @@ export const SECRET_KEYS: ReadonlySet<string> = new Set([
   'cookie',
 ]);
 
+/**
+ * True when a key names a secret, compared case-insensitively: one of
+ * SECRET_KEYS, or any key ending in token, secret, password or apikey
+ * (`webhookSecret`, `adminToken`). Shared by the logger and by config
+ * messages, which never show such a key's value (SPEC: secrets never appear
+ * in logs or messages).
+ */
+export function isSecretKey(key: string): boolean {
+  const lower = key.toLowerCase();
+  return SECRET_KEYS.has(lower) || /(token|secret|password|apikey)$/.test(lower);
+}
+
 const CENSOR = '[redacted]';
 const MAX_DEPTH = 12;
 
@@ -30,7 +42,7 @@ export function redactSecrets(value: unknown, depth = 0): unknown {
   if (proto !== Object.prototype && proto !== null) return value;
   const out: Record<string, unknown> = {};
   for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
-    out[key] = SECRET_KEYS.has(key.toLowerCase()) && v !== null && v !== undefined ? CENSOR : redactSecrets(v, depth + 1);
+    out[key] = isSecretKey(key) && v !== null && v !== undefined ? CENSOR : redactSecrets(v, depth + 1);
   }
   return out;
 }

@@ -43,12 +43,31 @@ interface LocalDate {
 
 const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
 
-/** Parses and checks a `yyyy-MM-dd` calendar date. */
+/** The first and last dates a schedule may name (SPEC section 5). */
+export const MIN_LOCAL_DATE = '1970-01-01';
+export const MAX_LOCAL_DATE = '2199-12-31';
+
+/**
+ * Parses and checks a `yyyy-MM-dd` calendar date between MIN_LOCAL_DATE and
+ * MAX_LOCAL_DATE (SPEC section 5). The range is checked on the text, before
+ * any date library sees it: years 0001-0099 used to come back as 1901-1999.
+ * The one date validation for config, CLI and API alike.
+ */
 export function parseLocalDate(text: string): LocalDate {
-  const m = DATE.exec(text);
+  const m = typeof text === 'string' ? DATE.exec(text) : null;
   const parsed = m ? DateTime.fromObject({ year: +m[1]!, month: +m[2]!, day: +m[3]! }, { zone: 'UTC' }) : null;
-  if (!parsed || !parsed.isValid) throw new ScheduleError(`expected a date yyyy-MM-dd; got "${text}"`);
+  if (!parsed || !parsed.isValid) throw new ScheduleError(`expected a date yyyy-MM-dd; got ${JSON.stringify(text)}`);
+  // yyyy-MM-dd compares correctly as text.
+  if (text < MIN_LOCAL_DATE || text > MAX_LOCAL_DATE) {
+    throw new ScheduleError(`expected a date between ${MIN_LOCAL_DATE} and ${MAX_LOCAL_DATE}; got "${text}"`);
+  }
   return { year: parsed.year, month: parsed.month, day: parsed.day };
+}
+
+/** True when `ms` is an instant whose UTC date lies between MIN_LOCAL_DATE and MAX_LOCAL_DATE. */
+export function isInstantInRange(ms: number): boolean {
+  const date = DateTime.fromMillis(ms, { zone: 'utc' });
+  return date.isValid && date.toISODate()! >= MIN_LOCAL_DATE && date.toISODate()! <= MAX_LOCAL_DATE;
 }
 
 /** True when `name` is an IANA zone luxon (and so Intl) knows. */
@@ -60,6 +79,20 @@ export function isValidTimeZone(name: string): boolean {
 export function parseDuration(text: string): Duration {
   const d = Duration.fromISO(text);
   if (!d.isValid) throw new ScheduleError(`expected an ISO-8601 duration such as P14D; got "${text}"`);
+  return d;
+}
+
+/**
+ * Parses a duration that must point forward: > 0 (a trial), or >= 0 with
+ * `allowZero` (a retry delay). `P-1D` is a valid ISO duration but no trial;
+ * config, `rebill preview --trial` and the API all check it here.
+ */
+export function parseForwardDuration(text: string, options: { allowZero?: boolean } = {}): Duration {
+  const d = parseDuration(text);
+  const millis = d.toMillis();
+  if (millis < 0 || (millis === 0 && !options.allowZero)) {
+    throw new ScheduleError(`expected a duration ${options.allowZero ? '>=' : '>'} 0; got "${text}"`);
+  }
   return d;
 }
 

@@ -3,9 +3,12 @@ import { DateTime } from 'luxon';
 import {
   formatInstant,
   IntervalError,
+  isInstantInRange,
   isValidTimeZone,
+  MAX_LOCAL_DATE,
+  MIN_LOCAL_DATE,
   MONTH_END_POLICIES,
-  parseDuration,
+  parseForwardDuration,
   parseInterval,
   parseLocalDate,
   previewDueDates,
@@ -14,6 +17,7 @@ import {
   type Schedule,
 } from '../calendar/index.js';
 import { UsageError, type CommandContext } from './index.js';
+import { lineOutput } from './output.js';
 
 interface PreviewFlags {
   start: string;
@@ -41,15 +45,18 @@ export function registerPreview(program: Command, ctx: CommandContext): void {
     .option('--count <n>', 'how many due instants', '12')
     .option('--from <instant>', 'start from the first due instant >= this ISO instant')
     .option('--json', 'print {"dueDates": [...]}')
-    .action((flags: PreviewFlags) => {
+    .action(async (flags: PreviewFlags) => {
       const { schedule, count, from } = parseFlags(flags);
       const due = previewDueDates(schedule, count, from);
+      // `| head -2` closes the pipe early: that ends the output, not the command's success.
+      const out = lineOutput();
       if (flags.json) {
-        process.stdout.write(`${JSON.stringify({ dueDates: due.map((d) => formatInstant(d.dueAt)) })}\n`);
+        await out.line(JSON.stringify({ dueDates: due.map((d) => formatInstant(d.dueAt)) }));
       } else {
         for (const d of due) {
+          if (out.closed) break;
           const local = d.dueAt.setZone(schedule.timezone).toFormat("ccc yyyy-MM-dd HH:mm ZZZZ");
-          process.stdout.write(`${String(d.cycle).padStart(5)}  ${formatInstant(d.dueAt)}  ${local}\n`);
+          await out.line(`${String(d.cycle).padStart(5)}  ${formatInstant(d.dueAt)}  ${local}`);
         }
       }
       ctx.exitCode = 0;
@@ -72,12 +79,14 @@ function parseFlags(flags: PreviewFlags): { schedule: Schedule; count: number; f
   if (!MONTH_END_POLICIES.includes(flags.monthEnd as MonthEndPolicy)) {
     throw new UsageError(`--month-end: expected clamp or overflow; got "${flags.monthEnd}"`);
   }
-  if (flags.trial !== undefined) wrap('--trial', () => parseDuration(flags.trial!));
+  // The same check as a plan's trial in the config: a positive ISO-8601 duration.
+  if (flags.trial !== undefined) wrap('--trial', () => parseForwardDuration(flags.trial!));
   const count = wholeNumber('--count', flags.count, 1, 100_000);
   let from: DateTime | undefined;
   if (flags.from !== undefined) {
     from = DateTime.fromISO(flags.from, { zone: flags.tz }).toUTC();
     if (!from.isValid) throw new UsageError(`--from: expected an ISO-8601 instant; got "${flags.from}"`);
+    if (!isInstantInRange(from.toMillis())) throw new UsageError(`--from: expected an instant between ${MIN_LOCAL_DATE} and ${MAX_LOCAL_DATE}; got "${flags.from}"`);
   }
   const schedule: Schedule = {
     startDate: flags.start,

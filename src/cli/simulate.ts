@@ -4,6 +4,7 @@ import { reportConfigError } from './config-file.js';
 import { eventJson, runSimulation } from '../engine/simulate.js';
 import { EXIT_USAGE } from '../errors.js';
 import type { CommandContext } from './index.js';
+import { lineOutput } from './output.js';
 
 /** `rebill simulate SCENARIO.yaml [--json]`: the real engine on a virtual clock (SPEC section 10). */
 export function registerSimulate(program: Command, ctx: CommandContext): void {
@@ -22,27 +23,40 @@ export function registerSimulate(program: Command, ctx: CommandContext): void {
         ctx.exitCode = EXIT_USAGE;
         return;
       }
-      const { events } = await runSimulation(scenario);
-      // Events are stored in commit order; a stable sort by instant keeps per-subscription order.
-      const lines = events.map(eventJson).sort((a, b) => String(a.at).localeCompare(String(b.at)));
-      const out: string[] = [];
-      if (flags.json) {
-        for (const line of lines) out.push(JSON.stringify(line));
-      } else {
-        for (const e of lines) {
-          const { at, type, subscriptionId, cycle, attempt, amount, currency, status, declineCode, nextAttemptAt } = e as Record<string, unknown>;
-          const parts = [String(at), String(type).padEnd(28), String(subscriptionId).padEnd(12)];
-          if (cycle !== undefined) parts.push(`cycle ${String(cycle)}${attempt !== undefined ? `/${String(attempt)}` : ''}`);
-          if (amount !== undefined) parts.push(`${String(amount)} ${String(currency)}`);
-          if (status !== undefined) parts.push(String(status));
-          if (declineCode) parts.push(String(declineCode));
-          if (nextAttemptAt) parts.push(`retry at ${String(nextAttemptAt)}`);
-          out.push(parts.join('  '));
-        }
-        const count = (t: string) => lines.filter((l) => l.type === t).length;
-        out.push(`${lines.length} events: ${count('charge.succeeded')} captured, ${count('charge.failed')} failed attempts, ${count('subscription.payment_failed')} payment failures`);
+      // The timeline is printed as it becomes final, so a long scenario shows its first events at once
+      // and `| head -1` ends the run instead of crashing on EPIPE.
+      const out = lineOutput();
+      const counts = { all: 0, captured: 0, failed: 0, paymentFailed: 0 };
+      await runSimulation(scenario, {
+        stopped: () => out.closed,
+        onEvents: async (events) => {
+          for (const event of events) {
+            const e = eventJson(event);
+            counts.all++;
+            if (e.type === 'charge.succeeded') counts.captured++;
+            if (e.type === 'charge.failed') counts.failed++;
+            if (e.type === 'subscription.payment_failed') counts.paymentFailed++;
+            await out.line(flags.json ? JSON.stringify(e) : textLine(e));
+          }
+          // Let a closed pipe's EPIPE be seen: the engine's database calls may never yield to the event loop.
+          await new Promise((resolve) => setImmediate(resolve));
+        },
+      });
+      if (!flags.json) {
+        await out.line(`${counts.all} events: ${counts.captured} captured, ${counts.failed} failed attempts, ${counts.paymentFailed} payment failures`);
       }
-      process.stdout.write(out.join('\n') + '\n');
       ctx.exitCode = 0;
     });
+}
+
+/** One timeline line of the text output: instant, type, subscription, then what the event has of cycle, amount, status, decline and retry. */
+function textLine(e: Record<string, unknown>): string {
+  const { at, type, subscriptionId, cycle, attempt, amount, currency, status, declineCode, nextAttemptAt } = e;
+  const parts = [String(at), String(type).padEnd(28), String(subscriptionId).padEnd(12)];
+  if (cycle !== undefined) parts.push(`cycle ${String(cycle)}${attempt !== undefined ? `/${String(attempt)}` : ''}`);
+  if (amount !== undefined) parts.push(`${String(amount)} ${String(currency)}`);
+  if (status !== undefined) parts.push(String(status));
+  if (declineCode) parts.push(String(declineCode));
+  if (nextAttemptAt) parts.push(`retry at ${String(nextAttemptAt)}`);
+  return parts.join('  ');
 }

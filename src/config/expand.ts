@@ -13,6 +13,8 @@ export interface ExpandContext {
   readonly env: Readonly<Record<string, string | undefined>>;
   /** Directory that relative `${file:...}` paths are resolved against (the config file's). */
   readonly baseDir: string;
+  /** Collects the names of the variables referenced (so unknown REBILL_* variables can be told apart). */
+  readonly referenced?: Set<string>;
 }
 
 /** The expanded string, or the reasons it could not be expanded. */
@@ -31,7 +33,8 @@ export function hasReferences(text: string): boolean {
  * API key would otherwise only surface as a gateway 401 at the first charge.
  * `:-` follows the shell: the default also applies to a variable set to "".
  */
-export function expandReferences(text: string, ctx: ExpandContext): ExpandResult {
+export function expandReferences(text: string, ctx: ExpandContext, options: { quoteText?: boolean } = {}): ExpandResult {
+  const quote = options.quoteText ?? true;
   let out = '';
   const errors: string[] = [];
   let i = 0;
@@ -48,11 +51,12 @@ export function expandReferences(text: string, ctx: ExpandContext): ExpandResult
     }
     const close = text.indexOf('}', i + 2);
     if (close < 0) {
-      errors.push(`unterminated reference "${text.slice(i)}" (expected \${VAR}, \${VAR:-default} or \${file:/path})`);
+      const shown = quote ? ` "${text.slice(i)}"` : '';
+      errors.push(`unterminated reference${shown} (expected \${VAR}, \${VAR:-default} or \${file:/path})`);
       break;
     }
     const body = text.slice(i + 2, close);
-    const resolved = resolveReference(body, ctx);
+    const resolved = resolveReference(body, ctx, quote);
     if (resolved.ok) out += resolved.value;
     else errors.push(...resolved.errors);
     i = close + 1;
@@ -60,13 +64,15 @@ export function expandReferences(text: string, ctx: ExpandContext): ExpandResult
   return errors.length > 0 ? { ok: false, errors } : { ok: true, value: out };
 }
 
-function resolveReference(body: string, ctx: ExpandContext): ExpandResult {
+function resolveReference(body: string, ctx: ExpandContext, quote: boolean): ExpandResult {
   if (body.startsWith('file:')) return readSecretFile(body.slice('file:'.length), ctx);
   const sep = body.indexOf(':-');
   const name = sep < 0 ? body : body.slice(0, sep);
   if (!NAME.test(name)) {
-    return { ok: false, errors: [`invalid reference "\${${body}}" (expected \${VAR}, \${VAR:-default} or \${file:/path})`] };
+    const shown = quote ? ` "\${${body}}"` : '';
+    return { ok: false, errors: [`invalid reference${shown} (expected \${VAR}, \${VAR:-default} or \${file:/path})`] };
   }
+  ctx.referenced?.add(name);
   const value = ctx.env[name];
   if (sep >= 0) return { ok: true, value: value === undefined || value === '' ? body.slice(sep + 2) : value };
   if (value === undefined) return { ok: false, errors: [`environment variable ${name} is not set (use \${${name}:-default} for a default)`] };

@@ -8,8 +8,9 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type * as z from 'zod';
 import { ConfigError, formatPath, suggestKey, unknownKeyMessage, type ConfigProblem, type PathSegment } from './problems.js';
-import { configErrorMap, configSchema, scenarioSchema, type Config, type Scenario } from './schema.js';
+import { configErrorMap, configSchema, isAmountPath, scenarioSchema, type Config, type Scenario } from './schema.js';
 import { applyEnvOverrides, readYamlSource, type SourceTree } from './source.js';
+import { recordLoadWarnings } from './warnings.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -35,10 +36,13 @@ export function loadConfig(file: string, env: Env = process.env): Config {
  * override daemon settings.
  */
 export function parseConfig(text: string, file: string, env: Env = process.env): Config {
-  const tree = readYamlSource(text, file, { env, baseDir: dirname(resolve(file)) });
+  const referenced = new Set<string>();
+  const tree = readYamlSource(text, file, { env, baseDir: dirname(resolve(file)), referenced }, { asWritten: isAmountPath });
   if (tree.problems.length > 0 && tree.value === undefined) throw new ConfigError(tree.problems);
-  applyEnvOverrides(tree, env);
-  return validate(configSchema, tree);
+  applyEnvOverrides(tree, env, (section) => allowedKeysAt(configSchema, [section], tree.value), referenced);
+  const config = validate(configSchema, tree);
+  recordLoadWarnings(config, tree.warnings);
+  return config;
 }
 
 /**
@@ -53,7 +57,7 @@ export function loadScenario(file: string, env: Env = process.env): Scenario {
 
 /** parseConfig's counterpart for scenario text. */
 export function parseScenario(text: string, file: string, env: Env = process.env): Scenario {
-  const tree = readYamlSource(text, file, { env, baseDir: dirname(resolve(file)) });
+  const tree = readYamlSource(text, file, { env, baseDir: dirname(resolve(file)) }, { asWritten: isAmountPath });
   if (tree.problems.length > 0 && tree.value === undefined) throw new ConfigError(tree.problems);
   return validate(scenarioSchema, tree);
 }

@@ -5,6 +5,7 @@
  * restart at a time.
  */
 import { RebillError } from '../errors.js';
+import { isSecretKey } from '../logger.js';
 
 /** One thing wrong with a configuration file, located as precisely as the source allows. */
 export interface ConfigProblem {
@@ -28,6 +29,15 @@ export class ConfigError extends RebillError {
 
 /** One key path segment: an object key or an array index. */
 export type PathSegment = string | number;
+
+/**
+ * True when any key on the path names a secret (the logger's isSecretKey:
+ * `apiKey`, `paymentToken`, `metadata.clientSecret`, ...): a config message
+ * never shows the value there, only its kind.
+ */
+export function isSecretPath(path: readonly PropertyKey[]): boolean {
+  return path.some((segment) => typeof segment === 'string' && isSecretKey(segment));
+}
 
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
 

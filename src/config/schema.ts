@@ -20,21 +20,40 @@ import {
   isValidTimeZone,
   IntervalError,
   INTERVAL_UNITS,
-  parseDuration,
+  isInstantInRange,
+  MAX_LOCAL_DATE,
+  MIN_LOCAL_DATE,
+  parseForwardDuration,
   parseInterval,
   parseLocalDate,
+  ScheduleError,
   MONTH_END_POLICIES,
   type Interval,
   type MonthEndPolicy,
 } from '../calendar/index.js';
 import { currencyExponent, formatAmount, MoneyError, parseAmount } from '../money/index.js';
-import { unknownKeyMessage } from './problems.js';
+import { isSecretPath, unknownKeyMessage, type PathSegment } from './problems.js';
 
 // ---------------------------------------------------------------------------
 // Messages
 
-/** A value as it appears in a message: strings quoted, collections named. */
-export function describeValue(value: unknown): string {
+/** What kind of value was given, for a value that must not be shown. */
+function kindOf(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'an empty value';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  if (typeof value === 'boolean') return 'true or false';
+  return `a ${typeof value}`;
+}
+
+/**
+ * A value as it appears in a message: strings quoted, collections named. At a
+ * `path` under a secret key (`apiKey`, `paymentToken`, ...) only its kind is
+ * given ("a number"), since a mistyped secret is still a secret.
+ */
+export function describeValue(value: unknown, path?: readonly PropertyKey[]): string {
+  if (path && isSecretPath(path)) return kindOf(value);
   if (value === undefined) return 'nothing';
   if (value === null) return 'an empty value';
   if (typeof value === 'string') return JSON.stringify(value);
@@ -60,7 +79,7 @@ const TYPE_NAMES: Record<string, string> = {
  * schema from this module.
  */
 export const configErrorMap: z.core.$ZodErrorMap = (issue) => {
-  const got = describeValue(issue.input);
+  const got = describeValue(issue.input, issue.path);
   switch (issue.code) {
     case 'invalid_type':
       if (issue.input === undefined) return 'required';
@@ -122,8 +141,8 @@ function booleanText(value: unknown): unknown {
 /** A whole number in [min, max], also accepted as a numeric string. */
 function wholeNumber(min: number, max?: number) {
   const range = max === undefined ? `>= ${min}` : `${min}..${max}`;
-  const error = (issue: { input?: unknown }) =>
-    issue.input === undefined ? 'required' : `expected a whole number ${range}; got ${describeValue(issue.input)}`;
+  const error = (issue: { input?: unknown; path?: PropertyKey[] }) =>
+    issue.input === undefined ? 'required' : `expected a whole number ${range}; got ${describeValue(issue.input, issue.path)}`;
   const int = z.int({ error }).min(min);
   return z.preprocess(numericText, max === undefined ? int : int.max(max));
 }
@@ -132,7 +151,7 @@ function wholeNumber(min: number, max?: number) {
 function positiveNumber() {
   return z.preprocess(
     numericText,
-    z.number({ error: (issue) => (issue.input === undefined ? 'required' : `expected a number > 0; got ${describeValue(issue.input)}`) }).positive(),
+    z.number({ error: (issue) => (issue.input === undefined ? 'required' : `expected a number > 0; got ${describeValue(issue.input, issue.path)}`) }).positive(),
   );
 }
 
@@ -151,38 +170,32 @@ function identifier() {
   return z
     .string()
     .max(100)
-    .regex(ID_PATTERN, { error: (issue) => `expected letters, digits, ".", "_" or "-"; got ${describeValue(issue.input)}` });
+    .regex(ID_PATTERN, { error: (issue) => `expected letters, digits, ".", "_" or "-"; got ${describeValue(issue.input, issue.path)}` });
 }
 
-/** `yyyy-MM-dd`, a real calendar date. */
-export const localDateSchema = z.string().refine(
-  (value) => {
-    try {
-      parseLocalDate(value);
-      return true;
-    } catch {
-      return false;
-    }
-  },
-  { error: (issue) => `expected a date yyyy-MM-dd; got ${describeValue(issue.input)}` },
-);
+/** `yyyy-MM-dd`, a real calendar date between 1970-01-01 and 2199-12-31 (the calendar's parseLocalDate decides). */
+export const localDateSchema = z.string().superRefine((value, ctx) => {
+  try {
+    parseLocalDate(value);
+  } catch (err) {
+    if (!(err instanceof ScheduleError)) throw err;
+    ctx.addIssue({ code: 'custom', input: value, message: err.message });
+  }
+});
 
 /** An IANA time zone name (`Europe/Berlin`). */
 export const timeZoneSchema = z
   .string()
-  .refine(isValidTimeZone, { error: (issue) => `unknown IANA time zone ${describeValue(issue.input)}` });
+  .refine(isValidTimeZone, { error: (issue) => `unknown IANA time zone ${describeValue(issue.input, issue.path)}` });
 
+/** A duration that points forward, as the calendar's parseForwardDuration checks it (so preview and config agree). */
 function isoDuration(allowZero: boolean) {
   return z.string().superRefine((value, ctx) => {
-    let millis: number;
     try {
-      millis = parseDuration(value).toMillis();
-    } catch {
-      ctx.addIssue({ code: 'custom', input: value, message: `expected an ISO-8601 duration such as P14D; got ${describeValue(value)}` });
-      return;
-    }
-    if (millis < 0 || (millis === 0 && !allowZero)) {
-      ctx.addIssue({ code: 'custom', input: value, message: `expected a duration ${allowZero ? '>=' : '>'} 0; got ${describeValue(value)}` });
+      parseForwardDuration(value, { allowZero });
+    } catch (err) {
+      if (!(err instanceof ScheduleError)) throw err;
+      ctx.addIssue({ code: 'custom', input: value, message: err.message });
     }
   });
 }
@@ -195,6 +208,10 @@ export const instantSchema = z.string().transform((value, ctx) => {
   // Without an offset the instant would depend on the machine's zone, which a scenario must not.
   if (!parsed.isValid || !/T[^Z+-]*(Z|[+-]\d{2}(:?\d{2})?)$/i.test(value)) {
     ctx.addIssue({ code: 'custom', input: value, message: `expected an ISO-8601 instant with an offset, e.g. 2025-01-31T00:00:00Z; got ${describeValue(value)}` });
+    return z.NEVER;
+  }
+  if (!isInstantInRange(parsed.toMillis())) {
+    ctx.addIssue({ code: 'custom', input: value, message: `expected an instant between ${MIN_LOCAL_DATE} and ${MAX_LOCAL_DATE} (UTC); got ${describeValue(value)}` });
     return z.NEVER;
   }
   return { text: value, ms: parsed.toMillis() };
@@ -248,12 +265,22 @@ export const intervalSchema = z.unknown().transform((input, ctx): Interval => {
 // ---------------------------------------------------------------------------
 // Plans
 
+/**
+ * Amounts are judged by the text as written, quoted or not (SPEC section 3):
+ * readers of YAML (and, later, JSON) hand the source text of every value under
+ * an `amount` key to the schema, which passes it to parseAmount.
+ */
+export function isAmountPath(path: readonly PathSegment[]): boolean {
+  return path.at(-1) === 'amount';
+}
+
 /** The fields of a plan as written; `planSchema` adds the money and the version. */
 const planFieldsSchema = z.strictObject({
   id: identifier(),
   description: z.string().nullable().default(null),
-  amount: z.union([z.string(), z.number()], {
-    error: (issue) => (issue.input === undefined ? 'required' : `expected a decimal amount such as "9.99"; got ${describeValue(issue.input)}`),
+  /** The text as written (see isAmountPath); parseAmount judges it. */
+  amount: z.string({
+    error: (issue) => (issue.input === undefined ? 'required' : `expected a decimal amount such as "9.99"; got ${describeValue(issue.input, issue.path)}`),
   }),
   currency: z.string().superRefine((value, ctx) => {
     if (currencyExponent(value.trim()) === undefined || !/^[A-Za-z]{3}$/.test(value.trim())) {
@@ -315,7 +342,7 @@ export const planSchema = planFieldsSchema
     (plan, ctx) => {
       const { amount, currency, trial } = plan as Record<string, unknown>;
       if (typeof currency !== 'string' || currencyExponent(currency.trim()) === undefined) return; // reported on currency
-      if (typeof amount !== 'string' && typeof amount !== 'number') return; // reported on amount
+      if (typeof amount !== 'string') return; // reported on amount
       try {
         parseAmount(amount, currency, { allowZero: typeof trial === 'string' });
       } catch (err) {
@@ -366,12 +393,17 @@ export const gatewaySchema = z.discriminatedUnion('type', [
 /** Gateways by name; at least one. */
 export const gatewaysSchema = z
   .record(
-    z.string().regex(ID_PATTERN, { error: (issue) => `gateway names may use letters, digits, ".", "_" or "-"; got ${describeValue(issue.input)}` }),
+    z.string().regex(ID_PATTERN, { error: (issue) => `gateway names may use letters, digits, ".", "_" or "-"; got ${describeValue(issue.input, issue.path)}` }),
     gatewaySchema,
   )
   .refine((gateways) => Object.keys(gateways).length > 0, { error: 'at least one gateway is required' });
 
-/** What `gateways:` means when the section is absent: the built-in simulator. */
+/**
+ * What `gateways:` means when a scenario file leaves it out: the built-in
+ * simulator (`rebill simulate` runs every gateway as the simulator anyway).
+ * The daemon's config has no implicit gateway (SPEC section 7): a real token
+ * charged through a simulator would be marked paid and never billed again.
+ */
 export const DEFAULT_GATEWAYS = { sim: { type: 'simulator' } } as const;
 
 // ---------------------------------------------------------------------------
@@ -457,7 +489,7 @@ const databaseSchema = z.strictObject({
         // The value is not echoed: a PostgreSQL URL carries a password.
         if (!POSTGRES_AVAILABLE) ctx.addIssue({ code: 'custom', input: url, message: 'the PostgreSQL backend is not available in this version; use sqlite:<path>' });
       } else if (!/^sqlite:.+/.test(url)) {
-        ctx.addIssue({ code: 'custom', input: url, message: `expected sqlite:<path> or postgres://...; got ${describeValue(url)}` });
+        ctx.addIssue({ code: 'custom', input: url, message: `expected sqlite:<path> or postgres://...; got ${describeValue(url.replace(/\/\/[^@/]*@/, '//***@'))}` });
       }
     })
     .default('sqlite:./data/rebill.db'),
@@ -488,7 +520,7 @@ export const WEBHOOK_EVENT_TYPES = [
 const EVENT_FAMILIES = [...new Set(WEBHOOK_EVENT_TYPES.map((t) => `${t.split('.')[0]}.*`))];
 
 const webhookEventSchema = z.string().refine((event) => event === '*' || (WEBHOOK_EVENT_TYPES as readonly string[]).includes(event) || EVENT_FAMILIES.includes(event), {
-  error: (issue) => `expected "*", an event family (${EVENT_FAMILIES.join(', ')}) or an event type such as charge.succeeded; got ${describeValue(issue.input)}`,
+  error: (issue) => `expected "*", an event family (${EVENT_FAMILIES.join(', ')}) or an event type such as charge.succeeded; got ${describeValue(issue.input, issue.path)}`,
 });
 
 const webhookSchema = z.strictObject({
@@ -516,7 +548,7 @@ const customerSchema = z.strictObject({
 export const metadataSchema = z
   .record(
     z.string(),
-    z.string({ error: (issue) => `expected a string (quote numbers and booleans); got ${describeValue(issue.input)}` }),
+    z.string({ error: (issue) => `expected a string (quote numbers and booleans); got ${describeValue(issue.input, issue.path)}` }),
   )
   .refine((metadata) => Object.keys(metadata).length <= 50, {
     error: (issue) => `at most 50 keys; got ${Object.keys(issue.input as object).length}`,
@@ -584,7 +616,19 @@ function checkBilling(root: Record<string, unknown>, ctx: Ctx): void {
   checkUniqueIds(root.plans, 'plans', 'plan', ctx);
 
   // Every plan must reach a gateway; naming one is optional only when there is exactly one.
-  if (gateways) {
+  if (gateways && gatewayNames.length === 0) {
+    records(root.plans).forEach((plan, i) => {
+      if (!plan) return;
+      ctx.addIssue({
+        code: 'custom',
+        input: plan.gateway,
+        path: ['plans', i, 'gateway'],
+        message:
+          'no gateway to charge through: none is configured and there is no implicit simulator ' +
+          '(add a gateways: section and name one here; gateways: { sim: { type: simulator } } for a setup where no money moves)',
+      });
+    });
+  } else if (gateways) {
     records(root.plans).forEach((plan, i) => {
       if (!plan) return;
       const gateway = plan.gateway;
@@ -669,7 +713,6 @@ const always = { when: () => true };
 const billingSections = {
   scheduler: schedulerSchema.prefault({}),
   retry: retrySchema.prefault({}),
-  gateways: gatewaysSchema.prefault(DEFAULT_GATEWAYS),
   plans: z.array(planSchema).min(1, { error: 'at least one plan is required' }),
 };
 
@@ -679,6 +722,8 @@ export const configSchema = z
     database: databaseSchema.prefault({}),
     http: httpSchema.prefault({}),
     ...billingSections,
+    // No implicit gateway: without the section every plan is refused (checkBilling).
+    gateways: gatewaysSchema.default({}),
     webhooks: z.array(webhookSchema).default([]),
     logging: loggingSchema.prefault({}),
     subscriptions: z.array(seedSubscriptionSchema).default([]),
@@ -716,6 +761,7 @@ export const scenarioSchema = z
     start: instantSchema,
     until: instantSchema,
     ...billingSections,
+    gateways: gatewaysSchema.prefault(DEFAULT_GATEWAYS),
     subscriptions: z.array(scenarioSubscriptionSchema).default([]),
     actions: z.array(actionSchema).default([]),
   })

@@ -6,9 +6,9 @@
  * a LineCounter), duplicate keys are reported with their path and both lines,
  * and `${...}` references are expanded where they stand.
  */
-import { isAlias, isMap, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, type Document, type Node } from 'yaml';
+import { isAlias, isCollection, isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, visit, type Alias, type Document, type Node } from 'yaml';
 import { expandReferences, hasReferences, type ExpandContext } from './expand.js';
-import { formatPath, type ConfigProblem, type PathSegment } from './problems.js';
+import { formatPath, isSecretPath, suggestKey, type ConfigProblem, type PathSegment } from './problems.js';
 
 /** A position in a source: the config file, or an env var (line 0). */
 export interface SourcePosition {
@@ -27,6 +27,8 @@ interface Located {
 /** Parsed values plus the positions needed to point problems at the right line. */
 export class SourceTree {
   readonly problems: ConfigProblem[] = [];
+  /** Things that are not errors but probably mistakes (an unknown REBILL_* variable). */
+  readonly warnings: string[] = [];
   private readonly positions = new Map<string, Located>();
 
   constructor(
@@ -74,22 +76,42 @@ export class SourceTree {
   }
 }
 
+/** How a source is read. */
+export interface ReadOptions {
+  /**
+   * Paths whose scalar is kept as its source text, quoted or not, instead of
+   * the value YAML resolves (amounts, SPEC section 3: `9.990` must not become 9.99).
+   */
+  readonly asWritten?: (path: readonly PathSegment[]) => boolean;
+}
+
 interface BuildContext {
   readonly tree: SourceTree;
   readonly doc: Document;
   readonly lines: LineCounter;
   readonly expand: ExpandContext;
+  readonly options: ReadOptions;
+  /** Each alias's anchored node, resolved once by checkAliases. */
+  readonly targets: Map<Alias, Node>;
 }
 
 // Alias chains deeper than this are a mistake or an attack (billion laughs), not a config.
 const MAX_DEPTH = 64;
 
 /**
+ * The yaml library's default `maxAliasCount` for `toJS()`: we walk the tree
+ * ourselves, so we apply the same limit the same way (see checkAliases).
+ */
+export const MAX_ALIAS_COUNT = 100;
+
+/**
  * Parses YAML text into a SourceTree. Syntax errors become problems with the
  * parser's line and column (and no value); duplicate keys and failed `${...}`
- * expansions become problems at their key path.
+ * expansions become problems at their key path. A document whose aliases
+ * would expand beyond MAX_ALIAS_COUNT (a "billion laughs" file) is refused,
+ * with no value, before anything is expanded.
  */
-export function readYamlSource(text: string, file: string, expand: ExpandContext): SourceTree {
+export function readYamlSource(text: string, file: string, expand: ExpandContext, options: ReadOptions = {}): SourceTree {
   const tree = new SourceTree(file, undefined);
   const lines = new LineCounter();
   // uniqueKeys off: we report duplicates ourselves, with the key path the parser does not know.
@@ -103,7 +125,12 @@ export function readYamlSource(text: string, file: string, expand: ExpandContext
     }
     return tree;
   }
-  const ctx: BuildContext = { tree, doc, lines, expand };
+  const ctx: BuildContext = { tree, doc, lines, expand, options, targets: new Map() };
+  const bomb = checkAliases(ctx);
+  if (bomb) {
+    tree.problems.push(bomb);
+    return tree;
+  }
   tree.value = doc.contents === null ? {} : build(doc.contents as Node, [], ctx, 0);
   tree.record([], { value: position(ctx, (doc.contents as Node | null)?.range?.[0] ?? 0) });
   return tree;
@@ -114,13 +141,80 @@ function position(ctx: BuildContext, offset: number): SourcePosition {
   return { file: ctx.tree.file, line, column: col };
 }
 
+interface AnchorUse {
+  /** Aliases to this anchor seen so far. */
+  count: number;
+  /** The anchored node's own expansion weight (0 until computed, as in yaml). */
+  aliasCount: number;
+}
+
+/**
+ * Applies the yaml library's alias limit the way its `toJS()` does (yaml's
+ * Alias.resolve): visiting the document once in order, each alias adds one
+ * use to its anchor, and the document is refused as soon as an anchor's uses
+ * times its weight (the largest weight of an alias inside it, 1 for a scalar)
+ * exceed MAX_ALIAS_COUNT. The product grows with the expanded size, so nine
+ * levels of nine aliases are refused after a few hundred steps instead of
+ * being expanded 9^9 times. Also resolves every alias once, for build().
+ */
+function checkAliases(ctx: BuildContext): ConfigProblem | undefined {
+  const anchors = new Map<string, Node>();
+  const uses = new Map<Node, AnchorUse>();
+  const weight = (node: unknown): number => {
+    if (isAlias(node)) {
+      const target = ctx.targets.get(node);
+      const use = target && uses.get(target);
+      return use ? use.count * use.aliasCount : 0;
+    }
+    if (isCollection(node)) return node.items.reduce<number>((max, item) => Math.max(max, weight(item)), 0);
+    if (isPair(node)) return Math.max(weight(node.key), weight(node.value));
+    return 1;
+  };
+  let problem: ConfigProblem | undefined;
+  visit(ctx.doc, {
+    Node: (_key, node, ancestors) => {
+      if (isAlias(node)) {
+        const target = anchors.get(node.source);
+        if (!target) return undefined;
+        const { line, column } = position(ctx, node.range?.[0] ?? 0);
+        if (ancestors.includes(target)) {
+          // `&a [*a]` expands forever; yaml's limit does not see it (its weight stays 0).
+          problem = { file: ctx.tree.file, line, column, path: '', message: `YAML aliases: *${node.source} refers to the node that contains it` };
+          return visit.BREAK;
+        }
+        ctx.targets.set(node, target);
+        // yaml counts the anchor's own occurrence as the first use.
+        const use = uses.get(target) ?? { count: 1, aliasCount: 0 };
+        uses.set(target, use);
+        use.count += 1;
+        if (use.aliasCount === 0) use.aliasCount = weight(target);
+        if (use.count * use.aliasCount > MAX_ALIAS_COUNT) {
+          problem = {
+            file: ctx.tree.file,
+            line,
+            column,
+            path: '',
+            message: `YAML aliases: *${node.source} would expand the document beyond ${MAX_ALIAS_COUNT} aliased nodes (the yaml library's maxAliasCount); refused as a resource-exhaustion attack`,
+          };
+          return visit.BREAK;
+        }
+        return undefined;
+      }
+      // An anchor applies to the aliases after it; a later anchor of the same name replaces it.
+      if (node.anchor) anchors.set(node.anchor, node);
+      return undefined;
+    },
+  });
+  return problem;
+}
+
 function build(node: unknown, path: PathSegment[], ctx: BuildContext, depth: number): unknown {
   if (depth > MAX_DEPTH) {
     ctx.tree.problem(path, `nested more than ${MAX_DEPTH} levels deep`);
     return null;
   }
   if (isAlias(node)) {
-    const target = node.resolve(ctx.doc);
+    const target = ctx.targets.get(node);
     return target ? build(target, path, ctx, depth + 1) : null;
   }
   if (isMap(node)) {
@@ -162,9 +256,11 @@ function build(node: unknown, path: PathSegment[], ctx: BuildContext, depth: num
     });
   }
   if (isScalar(node)) {
-    const value = node.value;
+    // `source` is the scalar's text as written (unquoted, unescaped): `9.990`, not 9.99.
+    const value = ctx.options.asWritten?.(path) ? (node.source ?? String(node.value)) : node.value;
     if (typeof value !== 'string' || !hasReferences(value)) return value;
-    const expanded = expandReferences(value, ctx.expand);
+    // A secret's own text (it may be the secret) is never quoted in a message.
+    const expanded = expandReferences(value, ctx.expand, { quoteText: !isSecretPath(path) });
     if (expanded.ok) return expanded.value;
     for (const message of expanded.errors) ctx.tree.problem(path, message);
     return value;
@@ -177,22 +273,55 @@ export const ENV_OVERRIDE_SECTIONS = ['database', 'http', 'scheduler', 'retry', 
 
 const ENV_PREFIX = 'REBILL_';
 
+/** REBILL_ variables that are not overrides but read by rebill itself. */
+const ENV_NOT_OVERRIDES: ReadonlySet<string> = new Set(['REBILL_CONFIG']);
+
 /** `RATE_PER_SECOND` -> `ratePerSecond`. */
 function camelCase(upperSnake: string): string {
   return upperSnake.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 }
 
+/** `ratePerSecond` -> `RATE_PER_SECOND`. */
+function upperSnake(camel: string): string {
+  return camel.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase();
+}
+
+/** Both spellings of a key name the same setting: `LEASE_SECONDS` and `LEASESECONDS` are `leaseSeconds`. */
+function envKeyOf(written: string, keys: readonly string[]): string {
+  const folded = written.replace(/_/g, '').toLowerCase();
+  return keys.find((key) => key.toLowerCase() === folded) ?? camelCase(written);
+}
+
+/** The keys of a section, for matching env spellings and suggesting names. */
+export type SectionKeys = (section: (typeof ENV_OVERRIDE_SECTIONS)[number]) => readonly string[];
+
+function unknownEnvWarning(name: string, keysOf: SectionKeys): string {
+  const known = [...ENV_NOT_OVERRIDES, ...ENV_OVERRIDE_SECTIONS.flatMap((s) => keysOf(s).map((key) => `${ENV_PREFIX}${s.toUpperCase()}_${upperSnake(key)}`))];
+  const meant = suggestKey(name, known);
+  const hint = meant ? `did you mean ${meant}?` : `overrides are ${ENV_PREFIX}<SECTION>_<KEY> for the sections ${ENV_OVERRIDE_SECTIONS.join(', ')}`;
+  return `environment variable ${name} is not a rebill setting and is ignored (${hint})`;
+}
+
 /**
  * Applies `REBILL_<SECTION>_<KEY>` overrides (`REBILL_HTTP_PORT=9090` ->
  * `http.port`), the twelve-factor way to vary one setting per deployment
- * without editing the file. Only the daemon-setting sections are eligible, so
- * other REBILL_ variables (REBILL_CONFIG, REBILL_ADMIN_TOKEN used through
- * `${...}`) are left alone; a key the section does not have is still caught by
- * the schema and reported against the variable's name. Values stay strings
- * (numeric settings accept numeric strings); a value starting with `[` or `{`
- * is read as YAML flow, for list settings such as `REBILL_RETRY_DELAYS=[P1D, P2D]`.
+ * without editing the file. The key may be written in snake case
+ * (`REBILL_SCHEDULER_LEASE_SECONDS`) or as the key's letters in any case
+ * (`REBILL_SCHEDULER_LEASESECONDS`). Only the daemon-setting sections are
+ * eligible; a key the section does not have is caught by the schema and
+ * reported against the variable's name. Any other REBILL_ variable that is
+ * neither REBILL_CONFIG nor referenced through `${...}` (`referenced`) is
+ * probably a misspelt override (`REBILL_DATABSE_URL`) and becomes a warning
+ * on the tree. Values stay strings (numeric settings accept numeric strings);
+ * a value starting with `[` or `{` is read as YAML flow, for list settings
+ * such as `REBILL_RETRY_DELAYS=[P1D, P2D]`.
  */
-export function applyEnvOverrides(tree: SourceTree, env: Readonly<Record<string, string | undefined>>): void {
+export function applyEnvOverrides(
+  tree: SourceTree,
+  env: Readonly<Record<string, string | undefined>>,
+  keysOf: SectionKeys = () => [],
+  referenced: ReadonlySet<string> = new Set(),
+): void {
   const root = tree.value;
   if (root === null || typeof root !== 'object' || Array.isArray(root)) return;
   const sections = root as Record<string, unknown>;
@@ -200,10 +329,17 @@ export function applyEnvOverrides(tree: SourceTree, env: Readonly<Record<string,
     .filter((name) => name.startsWith(ENV_PREFIX) && env[name] !== undefined)
     .sort();
   for (const name of names) {
+    if (ENV_NOT_OVERRIDES.has(name)) continue;
     const rest = name.slice(ENV_PREFIX.length);
     const section = ENV_OVERRIDE_SECTIONS.find((s) => rest.startsWith(`${s.toUpperCase()}_`) && rest.length > s.length + 1);
-    if (!section) continue;
-    const key = camelCase(rest.slice(section.length + 1));
+    if (!section) {
+      if (!referenced.has(name)) tree.warnings.push(unknownEnvWarning(name, keysOf));
+      continue;
+    }
+    const keys = keysOf(section);
+    const key = envKeyOf(rest.slice(section.length + 1), keys);
+    // `${REBILL_DATABASE_PASSWORD}` in the file is a reference, not an override of a setting that does not exist.
+    if (referenced.has(name) && !keys.includes(key)) continue;
     const raw = env[name]!;
     const origin: SourcePosition = { file: `$${name}`, line: 0, column: 0 };
     let value: unknown = raw;

@@ -15,12 +15,24 @@ import { createEngine } from './engine.js';
 import { engineOptions, upsertSeeds } from './runtime.js';
 
 export interface SimulationResult {
+  /** Every event, in commit order. */
   readonly events: StoredEvent[];
   readonly steps: number;
 }
 
+export interface SimulationOptions {
+  /**
+   * Receives the timeline as it becomes final, sorted by `at` (stable, so in
+   * commit order within an instant): after each step, every event at or before
+   * the virtual clock, since no later step can record an earlier one.
+   */
+  readonly onEvents?: (events: readonly StoredEvent[]) => void | Promise<void>;
+  /** Polled after each step: true stops the run early (the reader of the output has gone). */
+  readonly stopped?: () => boolean;
+}
+
 /** Runs a scenario to its `until` instant and returns every event, in order. */
-export async function runSimulation(scenario: Scenario): Promise<SimulationResult> {
+export async function runSimulation(scenario: Scenario, options: SimulationOptions = {}): Promise<SimulationResult> {
   const clock = new VirtualClock(scenario.startMs);
   const db = openDatabase('sqlite::memory:');
   try {
@@ -46,27 +58,42 @@ export async function runSimulation(scenario: Scenario): Promise<SimulationResul
     await upsertSeeds(db, scenario.plans, scenario.subscriptions, clock.now());
     const actions = [...scenario.actions].sort((a, b) => a.atMs - b.atMs);
     let steps = 0;
+    const all: StoredEvent[] = [];
+    let pending: StoredEvent[] = [];
+    /** Hands over the new events up to `upTo` (all of them when null), sorted by instant. */
+    const flush = async (upTo: number | null) => {
+      const fresh = await listEventsAfter(db, all.at(-1)?.id ?? 0);
+      all.push(...fresh);
+      pending.push(...fresh);
+      if (!options.onEvents) return;
+      const ready = pending.filter((e) => upTo === null || e.at <= upTo).sort((a, b) => a.at - b.at);
+      pending = upTo === null ? [] : pending.filter((e) => e.at > upTo);
+      if (ready.length > 0) await options.onEvents(ready);
+    };
     for (;;) {
       const now = clock.now();
       while (actions.length && actions[0]!.atMs <= now) await applyAction(db, actions.shift()!, now);
       await engine.sweepUntilIdle();
       steps++;
+      await flush(now);
+      if (options.stopped?.()) return { events: all, steps };
       const candidates = [await nextWorkAt(db), actions[0]?.atMs ?? null].filter((t): t is number => t !== null);
       const next = candidates.length ? Math.min(...candidates) : null;
       if (next === null || next > scenario.untilMs) break;
       // Work that is due but could not start (a lease held by a failed write) waits for its lease.
       clock.set(Math.max(next, now + 1));
     }
-    return { events: await listAllEvents(db), steps };
+    await flush(null);
+    return { events: all, steps };
   } finally {
     await db.destroy();
   }
 }
 
-async function listAllEvents(db: Parameters<typeof listEvents>[0]): Promise<StoredEvent[]> {
+async function listEventsAfter(db: Parameters<typeof listEvents>[0], afterId: number): Promise<StoredEvent[]> {
   const out: StoredEvent[] = [];
   for (;;) {
-    const page = await listEvents(db, out.at(-1)?.id ?? 0, 5000);
+    const page = await listEvents(db, out.at(-1)?.id ?? afterId, 5000);
     out.push(...page);
     if (page.length < 5000) return out;
   }

@@ -37,6 +37,7 @@ export function currencyExponent(currency: string): number | undefined {
   return record && Number.isInteger(record.digits) ? record.digits : undefined;
 }
 
+/** Digits, optionally a point and more digits: nothing else (no sign, exponent, radix prefix, separator or space). */
 const DECIMAL = /^(\d+)(?:\.(\d+))?$/;
 
 export interface ParseAmountOptions {
@@ -45,31 +46,38 @@ export interface ParseAmountOptions {
 }
 
 /**
- * Parses `"9.99"` (or a YAML/JSON number such as 9.99) in major units into
- * integer minor units, exactly. Rejects more decimals than the currency has,
- * negatives, zero (unless allowed), non-numeric text and unknown currencies.
+ * Parses an amount in major units, given as the text it was written as
+ * (`"9.99"`; for YAML or JSON, the scalar's source text whether quoted or
+ * not), into integer minor units, exactly (SPEC section 3). The text is
+ * judged as written: more decimals than the currency has (`9.990` for USD),
+ * exponents, radix prefixes, signs, separators and surrounding spaces are
+ * rejected, never rounded or converted, as are zero (unless allowed) and
+ * unknown currencies. A number is rejected too: once parsed as a double it no
+ * longer says what was written (`9.999999999999999999` reads as 10).
  */
-export function parseAmount(input: unknown, currency: string, options: ParseAmountOptions = {}): Money {
+export function parseAmount(text: string, currency: string, options: ParseAmountOptions = {}): Money {
   const code = typeof currency === 'string' ? currency.trim().toUpperCase() : '';
   const exponent = /^[A-Z]{3}$/.test(code) ? currencyExponent(code) : undefined;
   if (exponent === undefined) throw new MoneyError(`unknown currency code ${JSON.stringify(currency)} (expected an ISO 4217 code such as USD)`);
-  // A YAML/JSON number arrives as a double: use its shortest round-trip text, which is what the user typed.
-  const text = typeof input === 'number' ? numberText(input) : typeof input === 'string' ? input.trim() : null;
-  if (text === null) throw new MoneyError(`amount must be a decimal such as "9.99"; got ${describe(input)}`);
-  if (text.startsWith('-')) throw new MoneyError(`amount must not be negative; got "${text}"`);
-  const m = DECIMAL.exec(text);
+  const input: unknown = text;
+  if (typeof input !== 'string') {
+    const hint = typeof input === 'number' ? ' (give the text as written: a number has lost it)' : '';
+    throw new MoneyError(`amount must be a decimal such as "9.99"; got ${describe(input)}${hint}`);
+  }
+  if (/^-\d/.test(input)) throw new MoneyError(`amount must not be negative; got "${input}"`);
+  const m = DECIMAL.exec(input);
   if (!m) throw new MoneyError(`amount must be a decimal such as "9.99"; got ${describe(input)}`);
   const whole = m[1]!;
   const fraction = m[2] ?? '';
   if (fraction.length > exponent) {
     throw new MoneyError(
-      `amount "${text}" has ${fraction.length} decimal${fraction.length === 1 ? '' : 's'}; ${code} allows ${exponent}`,
+      `amount "${input}" has ${fraction.length} decimal${fraction.length === 1 ? '' : 's'}; ${code} allows ${exponent}`,
     );
   }
   const minorText = (whole + fraction.padEnd(exponent, '0')).replace(/^0+(?=\d)/, '');
   const amountMinor = Number(minorText);
-  if (!Number.isSafeInteger(amountMinor)) throw new MoneyError(`amount "${text}" is too large`);
-  if (amountMinor === 0 && !options.allowZero) throw new MoneyError(`amount must be greater than zero; got "${text}"`);
+  if (!Number.isSafeInteger(amountMinor)) throw new MoneyError(`amount "${input}" is too large`);
+  if (amountMinor === 0 && !options.allowZero) throw new MoneyError(`amount must be greater than zero; got "${input}"`);
   return { amountMinor, currency: code };
 }
 
@@ -82,13 +90,6 @@ function describe(input: unknown): string {
   } catch {
     return String(input);
   }
-}
-
-function numberText(n: number): string {
-  if (!Number.isFinite(n)) return String(n);
-  const text = String(n);
-  // 1e-7 style: not something a person types as an amount.
-  return /e/i.test(text) ? 'not-a-plain-decimal' : text;
 }
 
 /** Formats minor units back to a major-unit decimal string: 999 USD -> "9.99", 1500 JPY -> "1500". */

@@ -18,7 +18,9 @@ function problemsOf(text: string, env: Record<string, string> = {}): ConfigProbl
   throw new Error('expected the configuration to be rejected');
 }
 
-const yaml = (...lines: string[]) => `${lines.join('\n')}\n`;
+/** The lines as a file; a config without a gateways: section gets the simulator appended (after every line, so line numbers hold). */
+const yaml = (...lines: string[]) => `${lines.join('\n')}\n${lines.some((l) => /^gateways:/.test(l)) ? '' : `${SIM}\n`}`;
+const SIM = 'gateways: { sim: { type: simulator } }';
 
 /** A valid plan occupying lines 1-6 when placed first. */
 const PLAN = ['plans:', '  - id: gold', '    amount: "9.99"', '    currency: USD', '    every: MONTH', '    gateway: sim'];
@@ -425,7 +427,7 @@ describe('invalid configuration', () => {
   });
 
   it('a top level that is not a mapping is rejected at line 1', () => {
-    const problems = problemsOf(yaml('- plans'));
+    const problems = problemsOf('- plans\n');
     expect(problems).toEqual([{ file: 'bad.yaml', line: 1, column: 1, path: '', message: 'expected a mapping; got a list' }]);
   });
 });

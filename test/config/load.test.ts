@@ -21,10 +21,12 @@ import {
 import { fileTempDir } from '../support/temp.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const scenarioFile = fileURLToPath(new URL('../../../shared/conformance/scenario.yaml', import.meta.url));
+const scenarioFile = fileURLToPath(new URL('../fixtures/conformance/scenario.yaml', import.meta.url));
 const tmp = fileTempDir('config');
 
-const yaml = (...lines: string[]) => `${lines.join('\n')}\n`;
+/** The lines as a file; a config without a gateways: section gets the simulator appended (after every line, so line numbers hold). */
+const yaml = (...lines: string[]) => `${lines.join('\n')}\n${lines.some((l) => /^gateways:/.test(l)) ? '' : `${SIM}\n`}`;
+const SIM = 'gateways: { sim: { type: simulator } }';
 const PLAN = ['plans:', '  - { id: gold, amount: "9.99", currency: USD, every: MONTH }'];
 
 function problemsOf(run: () => unknown): ConfigProblem[] {

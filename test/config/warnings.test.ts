@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { configWarnings, parseConfig } from '../../src/config/index.js';
 
 const config = (plans: string, retry = '') =>
-  parseConfig(`${retry}plans:\n${plans}`, 'w.yaml', {});
+  parseConfig(`${retry}plans:\n${plans}gateways: { cp: { type: coolpay, baseUrl: "http://127.0.0.1:1", apiKey: k } }\n`, 'w.yaml', {});
 
 describe('configWarnings', () => {
   it('warns when the retry delays can outlast a plan interval, since cycles falling due meanwhile are skipped', () => {

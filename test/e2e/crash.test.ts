@@ -151,6 +151,7 @@ describe('rebill run under SIGKILL (child processes, SQLite, fake CoolPay over H
           const dbFile = path.join(dir, 'rebill.db');
           const config = writeConfig(path.join(dir, 'rebill.yaml'), {
             database: { url: `sqlite:${dbFile}` },
+            gateways: { sim: { type: 'simulator' } },
             plans: [{ id: 'monthly', amount: '9.99', currency: 'USD', every: 'MONTH' }],
           });
           const victim = spawnRebill(['migrate', '--config', config]);

@@ -3,11 +3,13 @@
  * a VirtualClock. These tests read its timeline the way the CLI prints it
  * (eventJson), so they check the same output a user sees.
  */
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { loadScenario, parseScenario } from '../../src/config/index.js';
 import { eventJson, runSimulation } from '../../src/engine/simulate.js';
 
-const CONFORMANCE = '/work/shared/conformance/scenario.yaml';
+// A copy of the shared conformance scenario, so the test needs nothing outside the repository.
+const CONFORMANCE = fileURLToPath(new URL('../fixtures/conformance/scenario.yaml', import.meta.url));
 
 type Line = { at: string; type: string; subscriptionId: string; cycle?: number; attempt?: number; amount?: string; currency?: string; [k: string]: unknown };
 
@@ -19,6 +21,22 @@ async function timeline(scenarioText: string): Promise<Line[]> {
 const of = (lines: Line[], id: string, type?: string) => lines.filter((l) => l.subscriptionId === id && (type === undefined || l.type === type));
 
 describe('runSimulation', () => {
+  it('streams the timeline in batches sorted by at, each final when handed over, together the same as sorting everything at the end', async () => {
+    const batches: Line[][] = [];
+    const result = await runSimulation(loadScenario(CONFORMANCE, {}), { onEvents: (events) => void batches.push(events.map((e) => eventJson(e) as Line)) });
+    expect(batches.length).toBeGreaterThan(1);
+    const streamed = batches.flat();
+    const sorted = result.events.map((e) => eventJson(e) as Line).sort((a, b) => a.at.localeCompare(b.at));
+    expect(streamed).toEqual(sorted);
+  });
+
+  it('stops after the step in which `stopped` turns true', async () => {
+    let seen = 0;
+    const result = await runSimulation(loadScenario(CONFORMANCE, {}), { onEvents: (events) => void (seen += events.length), stopped: () => seen > 0 });
+    expect(result.steps).toBe(1);
+    expect(seen).toBe(result.events.length);
+  });
+
   it('reproduces the conformance timeline: w1 weekly JPY, m1 failing with P2D/P5D retries, m2 finishing after maxCycles 2', async () => {
     const result = await runSimulation(loadScenario(CONFORMANCE, {}));
     const lines = result.events.map((e) => eventJson(e) as Line);

@@ -87,6 +87,7 @@ describe('migrations', () => {
           `database: { url: ${JSON.stringify(`sqlite:${dbFile}`)} }`,
           'plans:',
           '  - { id: gold-monthly, amount: "9.99", currency: USD, every: MONTH }',
+          'gateways: { sim: { type: simulator } }',
           '',
         ].join('\n'),
       );
