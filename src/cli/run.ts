@@ -56,6 +56,7 @@ export function registerRun(program: Command, ctx: CommandContext): void {
         const created = seeded.filter((r) => r.created).length;
         const gateways = daemonGateways(db, clock, config.gateways);
         const engine = createEngine({ db, clock, gateways, logger, options: engineOptions(config.retry, config.scheduler) });
+        await engine.checkStartClock(); // a clock behind the stored changes refuses to collect: exit 1
         await engine.recoverDeadOwners();
         engine.start();
         // The cron sweep is the safety net; the engine's own timer wakes it for the earliest due instant.
@@ -67,10 +68,10 @@ export function registerRun(program: Command, ctx: CommandContext): void {
         await stopped;
         logger.info({ signal: stopSignal }, 'stopping: no new claims, draining in-flight attempts');
         await sweep.stop();
-        const { drained } = await engine.stop(config.scheduler.drainSeconds * 1000);
+        const report = await engine.stop(config.scheduler.drainSeconds * 1000);
+        const { drained } = report;
         for (const gateway of gateways.values()) await gateway.close?.();
-        const stats = engine.stats();
-        logger.info({ drained, attemptsStarted: stats.attemptsStarted, outcomesRecorded: stats.outcomesRecorded }, drained ? 'stopped cleanly' : 'stopped; some attempts were still in flight and will be reconciled on the next start');
+        logger.info(report, drained ? 'stopped cleanly' : `stopped; ${report.leftForReconciliation} attempts left for reconciliation on the next start`);
         ctx.exitCode = 0;
         if (!drained) {
           // Calls still waiting on a gateway hold their sockets open and would keep the process alive
