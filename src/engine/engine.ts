@@ -348,11 +348,12 @@ export function createEngine(deps: EngineDeps): Engine {
       await releaseLeases(db, token, idle.map((s) => s.id));
       active -= idle.length;
     }
+    // Open attempts go to the gateway queue before new collections (claimDue claimed them first too).
+    for (const sub of queries) enqueue({ kind: 'status', sub, key: idempotencyKey(sub.id, sub.nextCycle, sub.nextAttempt), token });
     let skippedCycles = 0;
     if (lifecycle.length) skippedCycles += await applyLifecycle(lifecycle, token, now);
     const begun = collect.length ? await startAttempts(collect, token, now) : { started: 0, skippedCycles: 0 };
     skippedCycles += begun.skippedCycles;
-    for (const sub of queries) enqueue({ kind: 'status', sub, key: idempotencyKey(sub.id, sub.nextCycle, sub.nextAttempt), token });
     return { claimed: claimed.length, started: begun.started, reconciling: queries.length, lifecycle: lifecycle.length, skippedCycles, released: idle.length, held: false };
   }
 
