@@ -226,12 +226,13 @@ describe('failing sweeps back off (item 9)', () => {
 describe('open attempts first (item 10)', () => {
   it('claimDue takes reconcile/poll rows before new collections that are due earlier', async () => {
     const now = ms('2025-02-01T00:00:00Z');
-    for (let i = 0; i < 6; i++) await addSubscription(t.db, now, { id: `fresh-${i}`, paymentToken: 'tok_ok', startDate: '2025-01-01' }, { sendOnHour: 0 });
+    // Fresh: cycle 1 due Jan 15, waiting since then (a backlog).
+    for (let i = 0; i < 6; i++) await addSubscription(t.db, now, { id: `fresh-${i}`, paymentToken: 'tok_ok', startDate: '2025-01-15' }, { sendOnHour: 0 });
     for (let i = 0; i < 3; i++) await addSubscription(t.db, now, { id: `open-${i}`, paymentToken: 'tok_ok', startDate: '2025-01-01' }, { sendOnHour: 0 });
     // The open ones were left in flight by a daemon that stopped: due now, later than the fresh ones.
     await t.db
       .updateTable('subscriptions')
-      .set({ next_action: 'reconcile', action_at: '2025-01-31T23:00:00.000Z', work_at: '2025-01-31T23:00:00.000Z' })
+      .set({ next_action: 'reconcile', action_at: '2025-02-01T00:00:00.000Z', work_at: '2025-02-01T00:00:00.000Z' })
       .where('id', 'like', 'open-%')
       .execute();
     const claimed = await claimDue(t.db, 'o/1', now, 4, 60_000);
