@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
 import cron from 'node-cron';
 import { systemClock } from '../clock.js';
-import { createEngine, daemonGateways, engineOptions, missingLivePlans, upsertSeeds } from '../engine/index.js';
+import { createEngine, daemonGateways, engineOptions, logSkippedCycles, missingLivePlans, upsertSeeds } from '../engine/index.js';
 import { configWarnings } from '../config/index.js';
 import { EXIT_CONFIG } from '../errors.js';
 import { createLogger } from '../logger.js';
-import { migrateToLatest } from '../store/index.js';
+import { lastEventId, migrateToLatest } from '../store/index.js';
 import { openDatabaseOrReport } from './database.js';
 import type { CommandContext } from './index.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
@@ -52,8 +52,10 @@ export function registerRun(program: Command, ctx: CommandContext): void {
           ctx.exitCode = EXIT_CONFIG;
           return;
         }
+        const eventsBefore = await lastEventId(db);
         const seeded = await upsertSeeds(db, config.plans, config.subscriptions, clock.now());
         const created = seeded.filter((r) => r.created).length;
+        await logSkippedCycles(db, logger, eventsBefore); // a start date in the past skips cycles: say so
         const gateways = daemonGateways(db, clock, config.gateways);
         const engine = createEngine({ db, clock, gateways, logger, options: engineOptions(config.retry, config.scheduler) });
         await engine.checkStartClock(); // a clock behind the stored changes refuses to collect: exit 1

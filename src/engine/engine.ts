@@ -58,6 +58,7 @@ import {
   extendLeases,
   expireLeases,
   leaseOwners,
+  skippedCyclesSince,
   writeTransitions,
   type AttemptIntent,
   type Db,
@@ -740,6 +741,24 @@ export function createEngine(deps: EngineDeps): Engine {
     checkStartClock,
     stats: () => ({ active, highWater, queueHighWater, sweeps, lastSweepAt, attemptsStarted, gatewayCalls, outcomesRecorded, clockGuard: guard.state(), sweepFailures }),
   };
+}
+
+/**
+ * Logs the cycles skipped by writes made outside the engine since event
+ * `afterEventId` (seeding a start date in the past): one line per subscription
+ * and reason with the cycle range, at most `limit` lines plus one that counts
+ * the rest. The cycle.skipped events themselves are already stored.
+ */
+export async function logSkippedCycles(db: Db, logger: Logger, afterEventId: number, limit = 100): Promise<void> {
+  const { groups, total } = await skippedCyclesSince(db, afterEventId, limit);
+  for (const g of groups) {
+    const cycles = g.first === g.last ? String(g.first) : `${g.first}-${g.last}`;
+    logger.warn(
+      { subscriptionId: g.subscriptionId, reason: g.reason, cycles, count: g.count, firstDueAt: g.firstDueAt, lastDueAt: g.lastDueAt },
+      `cycle${g.count > 1 ? 's' : ''} ${cycles} skipped (${g.reason})`,
+    );
+  }
+  if (total > groups.length) logger.warn({ subscriptions: total - groups.length }, `cycles skipped for ${total - groups.length} more subscriptions (see the cycle.skipped events)`);
 }
 
 function processAlive(pid: number): boolean {

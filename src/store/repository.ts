@@ -523,6 +523,51 @@ export async function listEvents(db: Conn, afterId = 0, limit = 1000): Promise<S
   }));
 }
 
+/** The id of the newest event (0 when there is none): a cursor for "events written since". */
+export async function lastEventId(db: Conn): Promise<number> {
+  const row = await db.selectFrom('events').select('id').orderBy('id', 'desc').limit(1).executeTakeFirst();
+  return row ? Number(row.id) : 0;
+}
+
+/** cycle.skipped events after `afterId`, summed per subscription and reason (first `limit` groups), and how many groups in all. */
+export async function skippedCyclesSince(
+  db: Conn,
+  afterId: number,
+  limit: number,
+): Promise<{ groups: Array<{ subscriptionId: string; reason: string; first: number; last: number; count: number; firstDueAt: string; lastDueAt: string }>; total: number }> {
+  const base = db.selectFrom('events').where('id', '>', afterId).where('type', '=', 'cycle.skipped');
+  const rows = await base
+    .select([
+      'subscription_id',
+      sql<string>`json_extract(payload, '$.reason')`.as('reason'),
+      sql<number>`min(cycle)`.as('first'),
+      sql<number>`max(cycle)`.as('last'),
+      sql<number>`count(*)`.as('count'),
+      sql<string>`min(json_extract(payload, '$.dueAt'))`.as('firstDueAt'),
+      sql<string>`max(json_extract(payload, '$.dueAt'))`.as('lastDueAt'),
+    ])
+    .groupBy(['subscription_id', sql`json_extract(payload, '$.reason')`])
+    .orderBy('subscription_id')
+    .limit(limit)
+    .execute();
+  const total = await db
+    .selectFrom(base.select(['subscription_id', sql`json_extract(payload, '$.reason')`.as('reason')]).groupBy(['subscription_id', sql`json_extract(payload, '$.reason')`]).as('g'))
+    .select((eb) => eb.fn.countAll().as('n'))
+    .executeTakeFirst();
+  return {
+    groups: rows.map((r) => ({
+      subscriptionId: r.subscription_id!,
+      reason: r.reason,
+      first: Number(r.first),
+      last: Number(r.last),
+      count: Number(r.count),
+      firstDueAt: r.firstDueAt,
+      lastDueAt: r.lastDueAt,
+    })),
+    total: Number(total?.n ?? 0),
+  };
+}
+
 /** Runs `fn` in one transaction. */
 export function inTransaction<T>(db: Db, fn: (trx: Trx) => Promise<T>): Promise<T> {
   return db.transaction().execute(fn);

@@ -7,7 +7,8 @@
 import { describe, expect, it } from 'vitest';
 import { clockShift } from './support/clock-shift.js';
 import { assertExactlyOnce, countByState, cycleOneAttempts, daemonConfig, READY, withFakeGateway, type SeedSpec } from './support/daemon.js';
-import { attempts, cycles, exitWithin, logLines, readDb, sleep, spawnRebill, subscriptions, waitFor, type Child, type FakeGatewayProcess } from './support/processes.js';
+import path from 'node:path';
+import { attempts, cycles, exitWithin, logLines, readDb, sleep, spawnRebill, subscriptions, waitFor, writeConfig, type Child, type FakeGatewayProcess } from './support/processes.js';
 import { e2eSuite } from './support/suite.js';
 
 const newDir = e2eSuite('engine-faults');
@@ -31,7 +32,7 @@ async function seenByGateway(gateway: FakeGatewayProcess, ids: readonly string[]
   return seen;
 }
 
-const skippedEvents = (dbFile: string) => readDb(dbFile, (db) => db.prepare("SELECT subscription_id, cycle FROM events WHERE type = 'cycle.skipped'").all());
+const skippedEvents = (dbFile: string) => readDb(dbFile, (db) => db.prepare("SELECT subscription_id, cycle FROM events WHERE type = 'cycle.skipped' ORDER BY id").all());
 
 describe('rebill run: wall-clock steps (item 1)', () => {
   it('+400 days for a few seconds: nothing skipped or charged early, the schedule intact after; SIGTERM drains during a jump; a start behind the stored changes exits 1', async () => {
@@ -135,4 +136,31 @@ describe('rebill run: shutdown with a backlog (item 10)', () => {
     expect((await exitWithin(again, 30_000)).code).toBe(0);
     await assertExactlyOnce(gateway, dbFile, all.map((s) => s.id));
   }, 180_000);
+});
+
+describe('rebill run: skipped cycles are visible (item 6)', () => {
+  it('a seed whose start date is years in the past logs one line with the skipped cycle range and writes a cycle.skipped event per cycle', async () => {
+    const dir = newDir('skipped');
+    const dbFile = path.join(dir, 'rebill.db');
+    const config = writeConfig(path.join(dir, 'rebill.yaml'), {
+      database: { url: `sqlite:${dbFile}` },
+      gateways: { sim: { type: 'simulator' } },
+      scheduler: { sweep: '* * * * * *' },
+      plans: [{ id: 'weekly', amount: '5.00', currency: 'EUR', every: 'WEEK', gateway: 'sim' }],
+      // 2020-01-06 is a Monday: every Monday since is a weekly cycle; the current one is collected.
+      subscriptions: [{ id: 'old-start', planId: 'weekly', paymentToken: 'tok_ok', startDate: '2020-01-06' }],
+    });
+    const daemon = await start(config, path.join(dir, 'rebill.log'));
+    await waitFor(() => (attempts(dbFile).some((a) => a.state === 'captured') ? true : undefined), { timeoutMs: 20_000 });
+    daemon.kill('SIGTERM');
+    expect((await exitWithin(daemon, 20_000)).code).toBe(0);
+    const skippedRows = cycles(dbFile).filter((c) => c.status === 'skipped');
+    expect(skippedRows.length).toBeGreaterThan(250);
+    const events = skippedEvents(dbFile) as Array<{ subscription_id: string; cycle: number }>;
+    expect(events.map((e) => e.cycle)).toEqual(skippedRows.map((c) => c.cycle));
+    const logged = lines(daemon, /skipped \(past_start\)$/);
+    expect(logged).toEqual([
+      expect.objectContaining({ subscriptionId: 'old-start', reason: 'past_start', cycles: `1-${skippedRows.length}`, count: skippedRows.length, firstDueAt: '2020-01-06T00:00:00Z' }),
+    ]);
+  }, 60_000);
 });
