@@ -631,8 +631,7 @@ export function createEngine(deps: EngineDeps): Engine {
       if (!kicked && active < options.queueBound) {
         try {
           const next = await nextWakeAt(db);
-          // Due now but nothing was claimable: do not spin on it; the lease or a kick will wake us.
-          if (next !== null) wakeAt = Math.min(wakeAt, Math.max(next, now + (report.claimed === 0 && next <= now ? CLOCK_RECHECK_MS : 1)));
+          if (next !== null) wakeAt = Math.min(wakeAt, Math.max(next, now + 1));
         } catch (err) {
           reportFailure('could not read the next due instant', err);
         }

@@ -488,8 +488,9 @@ describe('pause and resume', () => {
     ]);
     expect(lag(events[2]!.atMs, '2025-02-15T00:00:00Z')).toBeLessThan(1000);
     expect(lag(events[3]!.atMs, '2025-03-10T00:00:00Z')).toBeLessThan(1000);
-    expect(events[4]!.cycle).toBe(3);
-    expect(lag(events[4]!.atMs, '2025-03-15T00:00:00Z')).toBeLessThan(1000);
+    expect(events[4]).toMatchObject({ cycle: 2, data: { reason: 'paused', dueAt: '2025-02-15T00:00:00Z' } });
+    expect(events[5]!.cycle).toBe(3);
+    expect(lag(events[5]!.atMs, '2025-03-15T00:00:00Z')).toBeLessThan(1000);
     expect((await cyclesOf(t.db, 'sched')).map((c) => [c.cycle, c.status])).toEqual([
       [1, 'paid'],
       [2, 'skipped'],
