@@ -352,7 +352,14 @@ export function createEngine(deps: EngineDeps): Engine {
     // Open attempts go to the gateway queue before new collections (claimDue claimed them first too).
     for (const sub of queries) enqueue({ kind: 'status', sub, key: idempotencyKey(sub.id, sub.nextCycle, sub.nextAttempt), token });
     let skippedCycles = 0;
-    if (lifecycle.length) skippedCycles += await applyLifecycle(lifecycle, token, now);
+    try {
+      if (lifecycle.length) skippedCycles += await applyLifecycle(lifecycle, token, now);
+    } catch (err) {
+      // The collect rows of this claim were never started: they keep their lease (retried when it
+      // runs out) but leave this engine's count, then the sweep fails so the loop backs off.
+      active -= collect.length;
+      throw err;
+    }
     const begun = collect.length ? await startAttempts(collect, token, now) : { started: 0, skippedCycles: 0 };
     skippedCycles += begun.skippedCycles;
     return { claimed: claimed.length, started: begun.started, reconciling: queries.length, lifecycle: lifecycle.length, skippedCycles, released: idle.length, held: false };
