@@ -9,11 +9,19 @@ export interface Clock {
   now(): number;
   /** Resolves once the clock reaches `at` (epoch ms) or the signal aborts. */
   sleepUntil(at: number, signal?: AbortSignal): Promise<void>;
+  /**
+   * Milliseconds on a clock that never steps (arbitrary origin), to tell a
+   * stepped wall clock from elapsed time (SPEC section 6, clock guard).
+   * Absent: the wall clock is taken as monotonic (a virtual clock cannot jump).
+   */
+  monotonic?(): number;
 }
 
 /** Wall-clock time via Date.now() and setTimeout (both replaced by fake timers in tests). */
 export const systemClock: Clock = {
   now: () => Date.now(),
+  // performance.now() follows elapsed time, not the wall clock (fake timers replace it with `performance`).
+  monotonic: () => performance.now(),
   sleepUntil(at, signal) {
     return new Promise<void>((resolve) => {
       if (signal?.aborted) return resolve();

@@ -3,10 +3,10 @@ import cron from 'node-cron';
 import { systemClock } from '../clock.js';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
-import { createEngine, daemonGateways, engineOptions, seedWarnings, upsertSeeds } from '../engine/index.js';
+import { createEngine, daemonGateways, engineOptions, logSkippedCycles, seedWarnings, upsertSeeds } from '../engine/index.js';
 import { configWarnings, type Config } from '../config/index.js';
 import { createLogger } from '../logger.js';
-import { migrateToLatest, toDbTime, type DaemonLock, type Db } from '../store/index.js';
+import { lastEventId, migrateToLatest, toDbTime, type DaemonLock, type Db } from '../store/index.js';
 import { checkRemovedInUse, lockDatabaseOrReport, openDatabaseOrReport, printableUrl, verifyDatabaseOrReport } from './database.js';
 import type { CommandContext } from './index.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
@@ -62,9 +62,11 @@ export function registerRun(program: Command, ctx: CommandContext): void {
           ctx.exitCode = refused;
           return;
         }
-        const created = await seed(db, config, logger, clock);
         const gateways = daemonGateways(db, clock, config.gateways);
         const engine = createEngine({ db, clock, gateways, logger, options: engineOptions(config.retry, config.scheduler) });
+        // Before anything is written with it: a clock behind the stored changes refuses to collect (exit 1).
+        await engine.checkStartClock();
+        const created = await seed(db, config, logger, clock);
         await engine.recoverDeadOwners();
         engine.start();
         // The cron sweep is the safety net; the engine's own timer wakes it for the earliest due instant.
@@ -76,10 +78,10 @@ export function registerRun(program: Command, ctx: CommandContext): void {
         await stopped;
         logger.info({ signal: stopSignal }, 'stopping: no new claims, draining in-flight attempts');
         await sweep.stop();
-        const { drained } = await engine.stop(config.scheduler.drainSeconds * 1000);
+        const report = await engine.stop(config.scheduler.drainSeconds * 1000);
+        const { drained } = report;
         for (const gateway of gateways.values()) await gateway.close?.();
-        const stats = engine.stats();
-        logger.info({ drained, attemptsStarted: stats.attemptsStarted, outcomesRecorded: stats.outcomesRecorded }, drained ? 'stopped cleanly' : 'stopped; some attempts were still in flight and will be reconciled on the next start');
+        logger.info(report, drained ? 'stopped cleanly' : `stopped; ${report.leftForReconciliation} attempts left for reconciliation on the next start`);
         ctx.exitCode = 0;
         if (!drained) {
           // Calls still waiting on a gateway hold their sockets open and would keep the process alive
@@ -131,6 +133,7 @@ async function prepareDatabase(db: Db, config: Config, file: string): Promise<nu
 async function seed(db: Db, config: Config, logger: Logger, clock: Clock): Promise<number> {
   const total = config.subscriptions.length;
   const from = clock.now();
+  const eventsBefore = await lastEventId(db);
   const report = await upsertSeeds(db, config.plans, config.subscriptions, from, {
     onProgress: (done) => {
       if (done % SEED_PROGRESS_EVERY === 0 && done < total) logger.info({ done, total }, 'seeding subscriptions');
@@ -138,5 +141,6 @@ async function seed(db: Db, config: Config, logger: Logger, clock: Clock): Promi
   });
   if (total >= SEED_PROGRESS_EVERY) logger.info({ total, created: report.created, existing: report.existing, ms: clock.now() - from }, 'seeding done');
   for (const warning of seedWarnings(report, config.plans)) logger.warn(warning);
+  await logSkippedCycles(db, logger, eventsBefore); // a start date in the past skips cycles: say so
   return report.created;
 }

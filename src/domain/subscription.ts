@@ -93,7 +93,15 @@ export type EventType =
   | 'charge.succeeded'
   | 'charge.failed'
   | 'charge.pending'
-  | 'payment_link.sent';
+  | 'payment_link.sent'
+  | 'cycle.skipped';
+
+/**
+ * Why a cycle was recorded `skipped` (SPEC section 6): the start date was in the
+ * past, the daemon was down across due dates, the cycle fell due while an
+ * earlier one was still being collected (retries), or it was due while paused.
+ */
+export type SkipReason = 'past_start' | 'catch_up' | 'due_during_retry' | 'paused';
 
 /** An outbox event: written in the same transaction as the state change it reports. */
 export interface DomainEvent {
@@ -168,6 +176,38 @@ function event(sub: Subscription, type: EventType, at: number, extra: Partial<Do
   return { type, subscriptionId: sub.id, at, data: extra.data ?? {}, ...(extra.cycle !== undefined ? { cycle: extra.cycle } : {}), ...(extra.attempt !== undefined ? { attempt: extra.attempt } : {}) };
 }
 
+/**
+ * Records cycles [from, to) as skipped: the history rows plus one `cycle.skipped`
+ * event each, written in the same transaction. Every place that skips a cycle
+ * goes through here, so no cycle is ever skipped silently. Stops at the end of
+ * the schedule.
+ */
+export function skipCycles(sub: Subscription, from: number, to: number, reason: SkipReason, now: number): { cycles: CycleWrite[]; events: DomainEvent[] } {
+  const cycles: CycleWrite[] = [];
+  const events: DomainEvent[] = [];
+  for (let n = from; n < to && exists(sub, n); n++) {
+    const due = cycleDueAt(sub, n);
+    cycles.push({ cycle: n, dueAt: due, status: 'skipped' });
+    events.push(event(sub, 'cycle.skipped', now, { cycle: n, data: { reason, dueAt: iso(due) } }));
+  }
+  return { cycles, events };
+}
+
+/** The cycle.skipped events of a transition, summed up for one log line (null: none skipped). */
+export function skippedSummary(events: readonly DomainEvent[]): { reason: string; cycles: string; count: number; firstDueAt: unknown; lastDueAt: unknown } | null {
+  const skipped = events.filter((e) => e.type === 'cycle.skipped');
+  if (skipped.length === 0) return null;
+  const first = skipped[0]!;
+  const last = skipped.at(-1)!;
+  return {
+    reason: String(first.data.reason),
+    cycles: first.cycle === last.cycle ? String(first.cycle) : `${first.cycle}-${last.cycle}`,
+    count: skipped.length,
+    firstDueAt: first.data.dueAt,
+    lastDueAt: last.data.dueAt,
+  };
+}
+
 function with_(sub: Subscription, patch: Partial<Subscription>, now: number): Subscription {
   return { ...sub, ...patch, updatedAt: now };
 }
@@ -220,13 +260,13 @@ export function createSubscription(input: NewSubscription, now: number): Transit
   const created = event(base, 'subscription.created', now, { data: { planId: base.planId } });
   const current = currentCycle(base, now);
   let first = 1;
-  const cycles: CycleWrite[] = [];
+  let skipped: ReturnType<typeof skipCycles> = { cycles: [], events: [] };
   if (current > 1 && !input.schedule.backfill) {
     first = current;
-    for (let n = 1; n < current && exists(base, n); n++) cycles.push({ cycle: n, dueAt: cycleDueAt(base, n), status: 'skipped' });
+    skipped = skipCycles(base, 1, current, 'past_start', now);
   }
   const moved = pointAtCycle(base, first, now);
-  return { subscription: moved.subscription, cycles: [...cycles, ...moved.cycles], events: [created, ...moved.events] };
+  return { subscription: moved.subscription, cycles: [...skipped.cycles, ...moved.cycles], events: [created, ...skipped.events, ...moved.events] };
 }
 
 /**
@@ -331,10 +371,9 @@ export function resume(sub: Subscription, now: number): Transition {
     return { subscription: resumed, cycles: [], events };
   }
   const from = Math.max(sub.nextCycle, firstCycleFrom(sub, now));
-  const cycles: CycleWrite[] = [];
-  for (let n = sub.nextCycle; n < from && exists(sub, n); n++) cycles.push({ cycle: n, dueAt: cycleDueAt(sub, n), status: 'skipped' });
+  const skipped = skipCycles(resumed, sub.nextCycle, from, 'paused', now);
   const moved = pointAtCycle(resumed, from, now);
-  return { subscription: moved.subscription, cycles: [...cycles, ...moved.cycles], events: [...events, ...moved.events] };
+  return { subscription: moved.subscription, cycles: [...skipped.cycles, ...moved.cycles], events: [...events, ...skipped.events, ...moved.events] };
 }
 
 export interface CancelRequest {
@@ -421,12 +460,12 @@ export function beginAttempt(
   now: number,
   reconcileAt: number,
 ): Transition & { key: string; cycle: number; attempt: number } {
-  const skipped: CycleWrite[] = [];
   let cycle = sub.nextCycle;
   if (sub.nextAttempt === 1 && !sub.schedule.backfill) {
     const current = currentCycle(sub, now);
-    for (; cycle < current && exists(sub, cycle + 1); cycle++) skipped.push({ cycle, dueAt: cycleDueAt(sub, cycle), status: 'skipped' });
+    for (; cycle < current && exists(sub, cycle + 1); cycle++);
   }
+  const skipped = skipCycles(sub, sub.nextCycle, cycle, 'catch_up', now);
   const key = idempotencyKey(sub.id, cycle, sub.nextAttempt);
   const next = with_(sub, { nextAction: 'reconcile', nextCycle: cycle, actionAt: reconcileAt }, now);
   return {
@@ -434,8 +473,8 @@ export function beginAttempt(
     cycle,
     attempt: sub.nextAttempt,
     subscription: next,
-    cycles: [...skipped, { cycle, dueAt: cycleDueAt(sub, cycle), status: 'collecting', attempts: sub.nextAttempt }],
-    events: [],
+    cycles: [...skipped.cycles, { cycle, dueAt: cycleDueAt(sub, cycle), status: 'collecting', attempts: sub.nextAttempt }],
+    events: skipped.events,
   };
 }
 
@@ -451,18 +490,21 @@ export function iso(ms: number): string {
  */
 export function advanceAfter(sub: Subscription, settledCycle: number, now: number): Transition {
   let next = settledCycle + 1;
-  const cycles: CycleWrite[] = [];
+  const first = next;
   if (!sub.schedule.backfill && sub.status === 'active') {
     const current = currentCycle(sub, now);
-    for (; next < current && exists(sub, next); next++) cycles.push({ cycle: next, dueAt: cycleDueAt(sub, next), status: 'skipped' });
+    for (; next < current && exists(sub, next); next++);
   }
+  // The cycles passed over fell due while cycle `settledCycle` was still being collected (its retries,
+  // a pending payment, or the daemon being down meanwhile).
+  const { cycles, events: skippedEvents } = skipCycles(sub, first, next, 'due_during_retry', now);
   if (sub.status === 'stopped') {
     const periodEnd = Math.max(cycleDueAt(sub, next), now);
-    return { subscription: with_(sub, { nextAction: 'end', nextCycle: next, nextAttempt: 1, actionAt: periodEnd }, now), cycles, events: [] };
+    return { subscription: with_(sub, { nextAction: 'end', nextCycle: next, nextAttempt: 1, actionAt: periodEnd }, now), cycles, events: skippedEvents };
   }
   if (sub.status === 'paused') {
-    return { subscription: with_(sub, { nextAction: 'collect', nextCycle: next, nextAttempt: 1, actionAt: cycleDueAt(sub, next) }, now), cycles, events: [] };
+    return { subscription: with_(sub, { nextAction: 'collect', nextCycle: next, nextAttempt: 1, actionAt: cycleDueAt(sub, next) }, now), cycles, events: skippedEvents };
   }
   const moved = pointAtCycle(sub, next, now);
-  return { subscription: moved.subscription, cycles: [...cycles, ...moved.cycles], events: [...moved.events] };
+  return { subscription: moved.subscription, cycles: [...cycles, ...moved.cycles], events: [...skippedEvents, ...moved.events] };
 }

@@ -29,17 +29,22 @@ import {
   applyEnd,
   applyScheduledPause,
   beginAttempt,
+  cycleDueAt,
   dueStep,
   idempotencyKey,
   iso,
   resume,
+  skippedSummary,
   type AttemptInfo,
+  type DomainEvent,
   type CollectionPolicy,
   type Outcome,
   type Step,
   type Subscription,
   type Transition,
 } from '../domain/index.js';
+import { RebillError } from '../errors.js';
+import { formatAmount } from '../money/index.js';
 import { GatewayUnavailableError, type CollectRequest, type Gateway, type GatewayResult, type StatusResult } from '../gateways/gateway.js';
 import {
   claimDue,
@@ -47,17 +52,30 @@ import {
   getRows,
   inTransaction,
   insertAttempts,
+  latestChangeAt,
   nextWakeAt,
   releaseLeases,
   extendLeases,
   expireLeases,
   leaseOwners,
+  skippedCyclesSince,
   writeTransitions,
   type AttemptIntent,
   type Db,
 } from '../store/index.js';
 import { CircuitBreakers, type CircuitOptions, type CircuitView } from './circuit.js';
+import { ClockGuard, type ClockGuardState } from './clock-guard.js';
 import { GroupCommitWriter } from './writer.js';
+
+export type { ClockGuardState } from './clock-guard.js';
+
+/** Failing sweeps wait this long after the first failure, doubling up to SWEEP_BACKOFF_MAX_MS. */
+const SWEEP_BACKOFF_MIN_MS = 100;
+const SWEEP_BACKOFF_MAX_MS = 30_000;
+/** A failure already logged is logged again (with how often it recurred) at most once per this interval. */
+const FAILURE_LOG_INTERVAL_MS = 60_000;
+/** While the clock guard holds, the loop re-reads the clocks this often (no database work meanwhile). */
+const CLOCK_RECHECK_MS = 1_000;
 
 export interface EngineOptions {
   /** Parallel gateway calls (scheduler.concurrency). */
@@ -97,9 +115,51 @@ export interface EngineStats {
   readonly sweeps: number;
   readonly lastSweepAt: number | null;
   readonly attemptsStarted: number;
+  /** Gateway calls that were actually made (sends and status queries). */
+  readonly gatewayCalls: number;
   readonly outcomesRecorded: number;
   /** Per-gateway circuit breakers (the same as `circuits()`). */
   readonly circuits: readonly CircuitView[];
+  readonly clockGuard: ClockGuardState;
+  /** Sweeps failed in a row (0: the last one worked). */
+  readonly sweepFailures: number;
+}
+
+/** What readiness (`/readyz`) needs from the engine. */
+export interface EngineHealth {
+  /** false: the engine is not collecting (clock guard holding, or sweeps failing). */
+  readonly ok: boolean;
+  readonly clockGuard: ClockGuardState;
+  readonly sweep: { readonly ok: boolean; readonly failures: number; readonly error: string | null };
+}
+
+/** What `stop` did, told truthfully: every committed attempt is either recorded or left for reconciliation. */
+export interface StopReport {
+  /** true: nothing is left for the next start to reconcile. */
+  readonly drained: boolean;
+  /** Attempt intents committed by this daemon (in_flight rows written before a gateway call). */
+  readonly attemptsStarted: number;
+  /** Gateway calls made (sends and status queries). */
+  readonly gatewayCalls: number;
+  /** Outcomes recorded. */
+  readonly outcomesRecorded: number;
+  /** Queued calls never made: their rows were given back due now, for the next start to settle with the same key. */
+  readonly unsent: number;
+  /** Calls still waiting on the gateway after drainSeconds: their attempts stay in_flight until reconciled. */
+  readonly abandonedInFlight: number;
+  /** unsent + abandonedInFlight. */
+  readonly leftForReconciliation: number;
+}
+
+/** What one sweep did (logged as one line when it did anything). */
+interface SweepReport {
+  readonly claimed: number;
+  readonly started: number;
+  readonly reconciling: number;
+  readonly lifecycle: number;
+  readonly skippedCycles: number;
+  readonly released: number;
+  readonly held: boolean;
 }
 
 /** A gateway call to make; `attempt` is known for a fresh send (the intent just wrote it), read from the row otherwise. */
@@ -127,11 +187,19 @@ export interface Engine {
   recoverDeadOwners(): Promise<number>;
   /** Wakes the loop now (node-cron sweep, a new subscription, an API change). */
   kick(): void;
-  /** Stops claiming, lets in-flight calls finish up to `drainMs`, releases unstarted claims. */
-  stop(drainMs: number): Promise<{ drained: boolean }>;
+  /** Stops claiming, lets in-flight calls finish up to `drainMs`, releases unstarted claims, and says what is left. */
+  stop(drainMs: number): Promise<StopReport>;
   stats(): EngineStats;
   /** Circuit breaker of every configured gateway: state, since, consecutive failures (for /readyz and metrics). */
   circuits(): CircuitView[];
+  /** Readiness: clock guard and sweep state. */
+  health(): EngineHealth;
+  /**
+   * Start check (SPEC section 6): throws CLOCK_BEHIND_STORE when the clock
+   * reads earlier than the latest change stored (by more than the clock-jump
+   * limit): the clock went back, or another host with a clock ahead wrote last.
+   */
+  checkStartClock(): Promise<void>;
 }
 
 /** Builds the engine from one dependency object (no singletons, no DI container). */
@@ -158,8 +226,12 @@ export function createEngine(deps: EngineDeps): Engine {
     concurrency: options.concurrency,
     ...(options.ratePerSecond ? { intervalCap: Math.max(1, Math.floor(options.ratePerSecond)), interval: 1000, carryoverIntervalCount: true } : {}),
   });
-  const writer = new GroupCommitWriter(db, clock, logger);
-  const circuits = new CircuitBreakers(clock, options.circuit);
+  const guard = new ClockGuard(clock, options.maxClockJumpMs);
+  // Outcomes and leases are stamped with the trusted instant: a wall clock that jumped must not
+  // settle a capture a year ahead (and skip the cycles in between).
+  const trusted: Clock = { now: () => guard.trustedNow(), sleepUntil: (at, signal) => clock.sleepUntil(at, signal) };
+  const writer = new GroupCommitWriter(db, trusted, logger);
+  const circuits = new CircuitBreakers(trusted, options.circuit);
   for (const name of gateways.keys()) circuits.track(name);
   let active = 0;
   let highWater = 0;
@@ -167,7 +239,14 @@ export function createEngine(deps: EngineDeps): Engine {
   let sweeps = 0;
   let lastSweepAt: number | null = null;
   let attemptsStarted = 0;
+  let gatewayCalls = 0;
   let outcomesRecorded = 0;
+  let sweepFailures = 0;
+  let sweepError: string | null = null;
+  /** Last time each distinct failure was logged, and how often it happened since. */
+  const failureLog = new Map<string, { at: number; suppressed: number }>();
+  /** Aborted by stop: cuts short the sleeps that kicks must not (backoff, clock hold). */
+  const stopSignal = new AbortController();
   let claimSeq = 0;
   let stopping = false;
   let sweeping: Promise<number> | null = null;
@@ -183,6 +262,32 @@ export function createEngine(deps: EngineDeps): Engine {
   const log = (sub: Subscription, fields: Record<string, unknown>, msg: string) =>
     logger.info({ subscriptionId: sub.id, cycle: sub.nextCycle, attempt: sub.nextAttempt, ...fields }, msg);
 
+  /** One line per subscription per transition that skipped cycles (the events are already written). Returns how many. */
+  function logSkipped(subscriptionId: string, events: readonly DomainEvent[]): number {
+    const summary = skippedSummary(events);
+    if (!summary) return 0;
+    logger.warn({ subscriptionId, ...summary }, `cycle${summary.count > 1 ? 's' : ''} ${summary.cycles} skipped (${summary.reason})`);
+    return summary.count;
+  }
+
+  /**
+   * Logs a failure once per distinct message per FAILURE_LOG_INTERVAL_MS: the
+   * first time with its stack, then one line saying how often it recurred.
+   */
+  function reportFailure(what: string, err: unknown, fields: Record<string, unknown> = {}) {
+    const message = err instanceof Error ? `${(err as { code?: string }).code ?? err.name}: ${err.message}` : String(err);
+    const key = `${what}\u0000${message}`;
+    const at = guard.trustedNow();
+    const seen = failureLog.get(key);
+    if (seen && at - seen.at < FAILURE_LOG_INTERVAL_MS && at >= seen.at) {
+      seen.suppressed++;
+      return;
+    }
+    failureLog.set(key, { at, suppressed: 0 });
+    if (seen) logger.error({ error: message, repeated: seen.suppressed + 1, ...fields }, `${what} (still failing)`);
+    else logger.error({ err, ...fields }, what);
+  }
+
   function hold(n: number) {
     active += n;
     if (active > highWater) highWater = active;
@@ -194,26 +299,49 @@ export function createEngine(deps: EngineDeps): Engine {
     if (!stopping) kick();
   }
 
+  let sweepingReport: Promise<SweepReport> | null = null;
+
   async function sweep(): Promise<number> {
-    if (sweeping) return sweeping;
-    sweeping = sweepOnce().finally(() => {
-      sweeping = null;
-    });
-    return sweeping;
+    return (await sweepWithReport()).claimed;
   }
 
-  async function sweepOnce(): Promise<number> {
-    if (stopping) return 0;
+  function sweepWithReport(): Promise<SweepReport> {
+    if (sweepingReport) return sweepingReport;
+    sweepingReport = sweepOnce().finally(() => {
+      sweepingReport = null;
+      sweeping = null;
+    });
+    // Never rejects (stop awaits it); the error reaches whoever awaits sweepingReport.
+    sweeping = sweepingReport.then((r) => r.claimed, () => 0);
+    return sweepingReport;
+  }
+
+  /** Logs each change of the clock guard once, and says whether it holds now. */
+  function clockHeld(): boolean {
+    const change = guard.check();
+    if (change === 'held') {
+      logger.error({ clockGuard: guard.state(), skewMs: guard.skewMs(), maxClockJumpSeconds: options.maxClockJumpMs / 1000 }, 'clock jump: no attempt starts until the wall clock is back in line (or rebill is restarted); readiness fails');
+    } else if (change === 'released') {
+      logger.warn({ now: iso(clock.now()) }, 'clock back in line with elapsed time: collecting again');
+    }
+    return !guard.state().ok;
+  }
+
+  async function sweepOnce(): Promise<SweepReport> {
+    const nothing: SweepReport = { claimed: 0, started: 0, reconciling: 0, lifecycle: 0, skippedCycles: 0, released: 0, held: false };
+    if (stopping) return nothing;
+    // A stepped wall clock must not drive billing: no claims at all (no catch-up skipping either).
+    if (clockHeld()) return { ...nothing, held: true };
     const now = clock.now();
     sweeps++;
     lastSweepAt = now;
     const capacity = options.queueBound - active;
-    if (capacity <= 0) return 0;
+    if (capacity <= 0) return nothing;
     const token = `${owner}/${++claimSeq}`;
     // Sweeps never overlap and completions only lower `active`, so the capacity read above still holds.
     const claimed = await claimDue(db, token, now, capacity, options.leaseMs);
     hold(claimed.length);
-    if (claimed.length === 0) return 0;
+    if (claimed.length === 0) return nothing;
 
     const lifecycle: Subscription[] = [];
     const collect: Subscription[] = [];
@@ -230,14 +358,24 @@ export function createEngine(deps: EngineDeps): Engine {
       await releaseLeases(db, token, idle.map((s) => s.id));
       active -= idle.length;
     }
-    if (lifecycle.length) await applyLifecycle(lifecycle, token, now);
-    if (collect.length) await startAttempts(collect, token, now);
+    // Open attempts go to the gateway queue before new collections (claimDue claimed them first too).
     for (const sub of queries) enqueue({ kind: 'status', sub, key: idempotencyKey(sub.id, sub.nextCycle, sub.nextAttempt), token });
-    return claimed.length;
+    let skippedCycles = 0;
+    try {
+      if (lifecycle.length) skippedCycles += await applyLifecycle(lifecycle, token, now);
+    } catch (err) {
+      // The collect rows of this claim were never started: they keep their lease (retried when it
+      // runs out) but leave this engine's count, then the sweep fails so the loop backs off.
+      active -= collect.length;
+      throw err;
+    }
+    const begun = collect.length ? await startAttempts(collect, token, now) : { started: 0, skippedCycles: 0 };
+    skippedCycles += begun.skippedCycles;
+    return { claimed: claimed.length, started: begun.started, reconciling: queries.length, lifecycle: lifecycle.length, skippedCycles, released: idle.length, held: false };
   }
 
-  /** Scheduled pauses, resumes and ends: one transaction for the batch, leases released. */
-  async function applyLifecycle(subs: Subscription[], token: string, now: number) {
+  /** Scheduled pauses, resumes and ends: one transaction for the batch, leases released. Returns the cycles skipped. */
+  async function applyLifecycle(subs: Subscription[], token: string, now: number): Promise<number> {
     const written: Array<[Subscription, Step, Transition]> = [];
     const failed = new Set<string>();
     try {
@@ -261,16 +399,21 @@ export function createEngine(deps: EngineDeps): Engine {
         await writeTransitions(trx, written.map(([, , t]) => t), now, 'release');
       });
     } catch (err) {
-      // The leases run out by themselves, so the batch is retried after leaseMs: a natural backoff.
-      logger.error({ err, subscriptions: subs.map((s) => s.id) }, 'lifecycle batch failed; will retry when the leases expire');
+      // The leases run out by themselves, so the batch is retried after leaseMs. The sweep fails
+      // too, so the loop backs off (a full disk must not spin) and logs it once.
       active -= subs.length;
-      return;
+      throw err;
     }
     const done = subs.filter((s) => !failed.has(s.id));
     await releaseLeases(db, token, done.map((s) => s.id));
-    for (const [sub, step] of written) log(sub, { step, status: sub.status, terminationType: sub.terminationType }, `subscription ${step}`);
+    let skipped = 0;
+    for (const [sub, step, t] of written) {
+      log(sub, { step, status: sub.status, terminationType: sub.terminationType }, `subscription ${step}`);
+      skipped += logSkipped(sub.id, t.events);
+    }
     active -= failed.size;
     release(done.length);
+    return skipped;
   }
 
   /**
@@ -287,7 +430,7 @@ export function createEngine(deps: EngineDeps): Engine {
         go.push(sub);
         continue;
       }
-      const at = circuits.retryAt(sub.gateway) ?? clock.now();
+      const at = circuits.retryAt(sub.gateway) ?? trusted.now();
       held.set(at, [...(held.get(at) ?? []), sub.id]);
     }
     for (const [at, ids] of held) {
@@ -304,10 +447,10 @@ export function createEngine(deps: EngineDeps): Engine {
   }
 
   /** Intent: commit every attempt row of the batch, then queue the gateway calls. */
-  async function startAttempts(claimedSubs: Subscription[], token: string, now: number) {
+  async function startAttempts(claimedSubs: Subscription[], token: string, now: number): Promise<{ started: number; skippedCycles: number }> {
     const subs = await holdForOpenCircuits(claimedSubs, token);
-    if (subs.length === 0) return;
-    const started: Array<{ sub: Subscription; key: string; attempt: AttemptInfo }> = [];
+    if (subs.length === 0) return { started: 0, skippedCycles: 0 };
+    const started: Array<{ sub: Subscription; key: string; attempt: AttemptInfo; events: readonly DomainEvent[] }> = [];
     const refused = new Set<string>();
     try {
       await inTransaction(db, async (trx) => {
@@ -332,15 +475,16 @@ export function createEngine(deps: EngineDeps): Engine {
           intents.push({ key: begun.key, subscription: sub, cycle: begun.cycle, attempt: begun.attempt });
           transitions.push(begun);
           const attempt: AttemptInfo = { key: begun.key, cycle: begun.cycle, attempt: begun.attempt, mode: sub.mode, state: 'in_flight', sends: 1, createdAt: now };
-          started.push({ sub: begun.subscription, key: begun.key, attempt });
+          started.push({ sub: begun.subscription, key: begun.key, attempt, events: begun.events });
         }
         await insertAttempts(trx, intents, now);
         await writeTransitions(trx, transitions, now, 'keep');
       });
     } catch (err) {
-      logger.error({ err, subscriptions: subs.map((s) => s.id) }, 'could not record attempt intents; will retry when the leases expire');
+      // Nothing was sent. The leases run out by themselves and the rows are retried then; the sweep
+      // fails so the loop backs off and logs the error once (not once per batch).
       active -= subs.length;
-      return;
+      throw err;
     }
     const startedIds = new Set(started.map((s) => s.sub.id));
     const skipped = subs.filter((s) => !startedIds.has(s.id) && !refused.has(s.id));
@@ -350,7 +494,24 @@ export function createEngine(deps: EngineDeps): Engine {
       release(skipped.length);
     }
     attemptsStarted += started.length;
-    for (const { sub, key, attempt } of started) enqueue({ kind: 'send', sub, key, token, attempt });
+    let skippedCycles = 0;
+    for (const { sub, events } of started) skippedCycles += logSkipped(sub.id, events);
+    for (const { sub, key, attempt } of started) {
+      if (logger.isLevelEnabled('debug')) logger.debug({ subscriptionId: sub.id, key, ...moneyFields(sub, attempt.cycle) }, 'attempt started');
+      enqueue({ kind: 'send', sub, key, token, attempt });
+    }
+    return { started: started.length, skippedCycles };
+  }
+
+  /** What an operator needs to recognise a charge: amount as a decimal string, currency, the cycle's due instant. */
+  function moneyFields(sub: Subscription, cycle: number): Record<string, unknown> {
+    let dueAt: string | null = null;
+    try {
+      dueAt = iso(cycleDueAt(sub, cycle));
+    } catch {
+      // A schedule the calendar refuses is logged where it is refused; the line still goes out.
+    }
+    return { amount: formatAmount(sub.amount), currency: sub.amount.currency, dueAt };
   }
 
   /**
@@ -375,6 +536,7 @@ export function createEngine(deps: EngineDeps): Engine {
   function dispatch(sub: Subscription, attempt: AttemptInfo, kind: Job['kind']): Promise<Outcome> {
     const call = queue.add(async () => {
       unstarted.delete(sub.id);
+      gatewayCalls++;
       return callGateway(sub, attempt, kind);
     }) as Promise<Outcome>;
     const depth = queue.size + queue.pending;
@@ -439,6 +601,7 @@ export function createEngine(deps: EngineDeps): Engine {
       }
       if (result.kind === 'written') {
         const s = result.subscription;
+        logSkipped(s.id, result.events);
         const detail =
           outcome.kind === 'declined'
             ? { declineCode: outcome.code, hardDecline: outcome.hard }
@@ -454,6 +617,7 @@ export function createEngine(deps: EngineDeps): Engine {
             attempt: result.attempt,
             outcome: outcome.kind,
             state: result.state,
+            ...moneyFields(s, result.cycle),
             ...detail,
             key: job.key,
             status: s.status,
@@ -485,27 +649,59 @@ export function createEngine(deps: EngineDeps): Engine {
     }
   }
 
+  /** Sleeps `ms` (from now); only stop cuts it short, kicks do not (a backoff must hold). */
+  async function pause(ms: number): Promise<void> {
+    await clock.sleepUntil(clock.now() + ms, stopSignal.signal);
+  }
+
   async function loop(): Promise<void> {
     while (!stopping) {
       kicked = false;
+      let report: SweepReport;
       try {
-        await sweep();
+        report = await sweepWithReport();
       } catch (err) {
-        logger.error({ err }, 'sweep failed');
+        // A failing sweep (disk full, database gone) backs off exponentially, capped, and logs each
+        // distinct error once per interval: retrying at once only burns CPU and floods the log.
+        sweepFailures++;
+        sweepError = err instanceof Error ? err.message : String(err);
+        const waitMs = Math.min(SWEEP_BACKOFF_MAX_MS, SWEEP_BACKOFF_MIN_MS * 2 ** Math.min(sweepFailures - 1, 20));
+        reportFailure('sweep failed; backing off', err, { failures: sweepFailures, retryInMs: waitMs });
+        await pause(waitMs);
+        continue;
+      }
+      if (sweepFailures) {
+        logger.warn({ failures: sweepFailures }, 'sweeps work again');
+        sweepFailures = 0;
+        sweepError = null;
+        failureLog.clear();
       }
       if (stopping) break;
-      if (kicked && active < options.queueBound) continue;
+      if (report.held) {
+        // Nothing is claimed while the clock guard holds: re-check the clocks now and then.
+        await pause(Math.min(CLOCK_RECHECK_MS, options.maxSleepMs));
+        continue;
+      }
       const now = clock.now();
       let wakeAt = now + options.maxSleepMs;
-      if (active < options.queueBound) {
+      if (!kicked && active < options.queueBound) {
         try {
           const next = await nextWakeAt(db);
           if (next !== null) wakeAt = Math.min(wakeAt, Math.max(next, now + 1));
         } catch (err) {
-          logger.error({ err }, 'could not read the next due instant');
+          reportFailure('could not read the next due instant', err);
         }
       }
-      if (kicked) continue;
+      if (report.claimed > 0) {
+        const { held: _held, ...counts } = report;
+        logger.info({ ...counts, active, nextWakeAt: iso(kicked ? now : wakeAt) }, 'sweep');
+      }
+      if (kicked) {
+        // More work is waiting; yield to timers and signals first (the store settles in microtasks,
+        // so a loop that never yields would starve SIGTERM).
+        await new Promise((resolve) => setImmediate(resolve));
+        continue;
+      }
       sleeper = new AbortController();
       await clock.sleepUntil(wakeAt, sleeper.signal);
       sleeper = null;
@@ -523,37 +719,70 @@ export function createEngine(deps: EngineDeps): Engine {
     // Heartbeat: long queues and slow gateways must not let a held lease expire under us.
     heartbeat = setInterval(() => {
       if (active > 0) {
-        extendLeases(db, `${owner}/`, clock.now() + options.leaseMs).catch((err: unknown) => logger.error({ err }, 'lease heartbeat failed'));
+        extendLeases(db, `${owner}/`, guard.trustedNow() + options.leaseMs).catch((err: unknown) => reportFailure('lease heartbeat failed', err));
       }
     }, Math.max(1000, Math.floor(options.leaseMs / 3)));
     heartbeat.unref?.();
   }
 
-  async function stop(drainMs: number): Promise<{ drained: boolean }> {
+  async function stop(drainMs: number): Promise<StopReport> {
     stopping = true;
     sleeper?.abort();
+    stopSignal.abort();
     if (heartbeat) clearInterval(heartbeat);
     await loopDone;
     await sweeping;
     // Queued jobs that never started: their attempt rows say in_flight and the row says reconcile,
     // so releasing the lease lets the next daemon ask the gateway (it will say "not found" and re-send).
     queue.clear();
+    const unsent = unstarted.size;
+    const byToken = new Map<string, string[]>();
     for (const [id, token] of unstarted) {
-      await releaseLeases(db, token, [id], clock.now());
+      byToken.set(token, [...(byToken.get(token) ?? []), id]);
       jobs.delete(id); // its queued call was cleared and will never settle
       active--;
     }
     unstarted.clear();
+    for (const [token, ids] of byToken) {
+      for (let i = 0; i < ids.length; i += 500) await releaseLeases(db, token, ids.slice(i, i + 500), guard.trustedNow());
+    }
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const drained = await Promise.race([
-      Promise.all(jobs.values()).then(() => true),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), drainMs);
+    const pending = new Set(jobs.values());
+    for (const job of pending) void job.finally(() => pending.delete(job));
+    await Promise.race([
+      Promise.all(jobs.values()),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, drainMs);
       }),
     ]);
     clearTimeout(timer);
     await writer.flush();
-    return { drained };
+    const abandonedInFlight = pending.size;
+    return {
+      drained: unsent + abandonedInFlight === 0,
+      attemptsStarted,
+      gatewayCalls,
+      outcomesRecorded,
+      unsent,
+      abandonedInFlight,
+      leftForReconciliation: unsent + abandonedInFlight,
+    };
+  }
+
+  async function checkStartClock(): Promise<void> {
+    const latest = await latestChangeAt(db);
+    const now = clock.now();
+    if (latest !== null && now + options.maxClockJumpMs < latest) {
+      throw new RebillError(
+        'CLOCK_BEHIND_STORE',
+        `refusing to collect: the clock reads ${iso(now)}, earlier than the latest change stored in the database (${iso(latest)}) by more than scheduler.maxClockJumpSeconds (${options.maxClockJumpMs / 1000} s); fix the clock (or wait until it passes that instant) and start again`,
+      );
+    }
+  }
+
+  function health(): EngineHealth {
+    const clockGuard = guard.state();
+    return { ok: clockGuard.ok && sweepFailures === 0, clockGuard, sweep: { ok: sweepFailures === 0, failures: sweepFailures, error: sweepError } };
   }
 
   return {
@@ -563,9 +792,29 @@ export function createEngine(deps: EngineDeps): Engine {
     start,
     kick,
     stop,
-    stats: () => ({ active, highWater, queueHighWater, sweeps, lastSweepAt, attemptsStarted, outcomesRecorded, circuits: circuits.views() }),
+    health,
+    checkStartClock,
+    stats: () => ({ active, highWater, queueHighWater, sweeps, lastSweepAt, attemptsStarted, gatewayCalls, outcomesRecorded, clockGuard: guard.state(), sweepFailures, circuits: circuits.views() }),
     circuits: () => circuits.views(),
   };
+}
+
+/**
+ * Logs the cycles skipped by writes made outside the engine since event
+ * `afterEventId` (seeding a start date in the past): one line per subscription
+ * and reason with the cycle range, at most `limit` lines plus one that counts
+ * the rest. The cycle.skipped events themselves are already stored.
+ */
+export async function logSkippedCycles(db: Db, logger: Logger, afterEventId: number, limit = 100): Promise<void> {
+  const { groups, total } = await skippedCyclesSince(db, afterEventId, limit);
+  for (const g of groups) {
+    const cycles = g.first === g.last ? String(g.first) : `${g.first}-${g.last}`;
+    logger.warn(
+      { subscriptionId: g.subscriptionId, reason: g.reason, cycles, count: g.count, firstDueAt: g.firstDueAt, lastDueAt: g.lastDueAt },
+      `cycle${g.count > 1 ? 's' : ''} ${cycles} skipped (${g.reason})`,
+    );
+  }
+  if (total > groups.length) logger.warn({ subscriptions: total - groups.length }, `cycles skipped for ${total - groups.length} more subscriptions (see the cycle.skipped events)`);
 }
 
 function processAlive(pid: number): boolean {

@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { settleAttempt, type AttemptInfo, type AttemptState, type CollectionPolicy, type Outcome, type Subscription } from '../domain/index.js';
 import { getRows, inTransaction, updateAttempt, writeTransitions, type Db } from '../store/index.js';
-import type { Transition } from '../domain/index.js';
+import type { DomainEvent, Transition } from '../domain/index.js';
 
 export interface OutcomeItem {
   readonly subscriptionId: string;
@@ -26,7 +26,15 @@ export interface OutcomeItem {
 }
 
 export type OutcomeResult =
-  | { readonly kind: 'written'; readonly subscription: Subscription; readonly state: AttemptState; readonly cycle: number; readonly attempt: number }
+  | {
+      readonly kind: 'written';
+      readonly subscription: Subscription;
+      readonly state: AttemptState;
+      readonly cycle: number;
+      readonly attempt: number;
+      /** The events written with it (the engine logs the cycle.skipped ones). */
+      readonly events: readonly DomainEvent[];
+    }
   /** The gateway never saw the key: the lease is kept and the caller sends the same key again. */
   | { readonly kind: 'resend' }
   | { readonly kind: 'lease_lost' };
@@ -104,7 +112,14 @@ export class GroupCommitWriter {
         continue;
       }
       transitions.push(settlement);
-      results.push({ kind: 'written', subscription: settlement.subscription, state: settlement.attempt.state, cycle: item.attempt.cycle, attempt: item.attempt.attempt });
+      results.push({
+        kind: 'written',
+        subscription: settlement.subscription,
+        state: settlement.attempt.state,
+        cycle: item.attempt.cycle,
+        attempt: item.attempt.attempt,
+        events: settlement.events,
+      });
     }
     await writeTransitions(trx, transitions, now, 'release');
     return results;

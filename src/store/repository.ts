@@ -410,12 +410,22 @@ export async function updateSubscription(db: Db, id: string, now: number, change
  */
 export async function claimDue(db: Db, owner: string, now: number, limit: number, leaseMs: number): Promise<Subscription[]> {
   if (limit <= 0) return [];
+  // Open attempts first (reconcile / poll: money may already be moving), then new collections.
+  // A restart after a shutdown with a backlog settles what it left behind before charging anyone
+  // new. Two statements, each walking the work_at index in order and stopping at `limit`.
+  const open = await claimWhere(db, owner, now, limit, leaseMs, true);
+  const fresh = open.length < limit ? await claimWhere(db, owner, now, limit - open.length, leaseMs, false) : [];
+  return [...open, ...fresh];
+}
+
+async function claimWhere(db: Db, owner: string, now: number, limit: number, leaseMs: number, openAttempts: boolean): Promise<Subscription[]> {
   const nowText = toDbTime(now);
   const due = db
     .selectFrom('subscriptions')
     .select('id')
     .where('work_at', '<=', nowText)
     .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', nowText)]))
+    .where('next_action', openAttempts ? 'in' : 'not in', ['reconcile', 'poll'])
     .orderBy('work_at')
     .limit(limit);
   // RETURNING gives exactly the rows this statement leased: a re-used owner name must not
@@ -429,6 +439,20 @@ export async function claimDue(db: Db, owner: string, now: number, limit: number
   const order = (r: (typeof rows)[number]) => `${r.work_at ?? ''}\u0000${r.id}`;
   rows.sort((x, y) => (order(x) < order(y) ? -1 : order(x) > order(y) ? 1 : 0));
   return rows.map(rowToSubscription);
+}
+
+/**
+ * The latest instant any change was stored at (subscriptions, attempts,
+ * events), or null for an empty database: a start whose clock reads earlier
+ * refuses to collect (SPEC section 6). Events are read by id (the newest
+ * row), the other two by a scan that runs once at start.
+ */
+export async function latestChangeAt(db: Conn): Promise<number | null> {
+  const subs = await db.selectFrom('subscriptions').select((eb) => eb.fn.max('updated_at').as('at')).executeTakeFirst();
+  const atts = await db.selectFrom('attempts').select((eb) => eb.fn.max('updated_at').as('at')).executeTakeFirst();
+  const event = await db.selectFrom('events').select('occurred_at').orderBy('id', 'desc').limit(1).executeTakeFirst();
+  const times = [subs?.at, atts?.at, event?.occurred_at].filter((t): t is string => typeof t === 'string').map(fromDbTime);
+  return times.length ? Math.max(...times) : null;
 }
 
 /** A row as read for the engine: its state plus who holds its lease now. */
@@ -644,6 +668,51 @@ export async function listEvents(db: Conn, afterId = 0, limit = 1000): Promise<S
     at: fromDbTime(r.occurred_at),
     data: JSON.parse(r.payload) as Record<string, unknown>,
   }));
+}
+
+/** The id of the newest event (0 when there is none): a cursor for "events written since". */
+export async function lastEventId(db: Conn): Promise<number> {
+  const row = await db.selectFrom('events').select('id').orderBy('id', 'desc').limit(1).executeTakeFirst();
+  return row ? Number(row.id) : 0;
+}
+
+/** cycle.skipped events after `afterId`, summed per subscription and reason (first `limit` groups), and how many groups in all. */
+export async function skippedCyclesSince(
+  db: Conn,
+  afterId: number,
+  limit: number,
+): Promise<{ groups: Array<{ subscriptionId: string; reason: string; first: number; last: number; count: number; firstDueAt: string; lastDueAt: string }>; total: number }> {
+  const base = db.selectFrom('events').where('id', '>', afterId).where('type', '=', 'cycle.skipped');
+  const rows = await base
+    .select([
+      'subscription_id',
+      sql<string>`json_extract(payload, '$.reason')`.as('reason'),
+      sql<number>`min(cycle)`.as('first'),
+      sql<number>`max(cycle)`.as('last'),
+      sql<number>`count(*)`.as('count'),
+      sql<string>`min(json_extract(payload, '$.dueAt'))`.as('firstDueAt'),
+      sql<string>`max(json_extract(payload, '$.dueAt'))`.as('lastDueAt'),
+    ])
+    .groupBy(['subscription_id', sql`json_extract(payload, '$.reason')`])
+    .orderBy('subscription_id')
+    .limit(limit)
+    .execute();
+  const total = await db
+    .selectFrom(base.select(['subscription_id', sql`json_extract(payload, '$.reason')`.as('reason')]).groupBy(['subscription_id', sql`json_extract(payload, '$.reason')`]).as('g'))
+    .select((eb) => eb.fn.countAll().as('n'))
+    .executeTakeFirst();
+  return {
+    groups: rows.map((r) => ({
+      subscriptionId: r.subscription_id!,
+      reason: r.reason,
+      first: Number(r.first),
+      last: Number(r.last),
+      count: Number(r.count),
+      firstDueAt: r.firstDueAt,
+      lastDueAt: r.lastDueAt,
+    })),
+    total: Number(total?.n ?? 0),
+  };
 }
 
 /** Runs `fn` in one transaction. */

@@ -100,7 +100,12 @@ describe('createSubscription from a plan', () => {
       { cycle: 1, dueAt: at('2025-01-31T10:00:00Z'), status: 'skipped' },
       { cycle: 2, dueAt: at('2025-02-28T10:00:00Z'), status: 'skipped' },
     ]);
-    expect(types(t.events)).toEqual(['subscription.created']);
+    // Issue 7 item 6: each skipped cycle is an event too, with the reason and its due instant.
+    expect(types(t.events)).toEqual(['subscription.created', 'cycle.skipped', 'cycle.skipped']);
+    expect(t.events.slice(1).map((e) => [e.cycle, e.data])).toEqual([
+      [1, { reason: 'past_start', dueAt: '2025-01-31T10:00:00Z' }],
+      [2, { reason: 'past_start', dueAt: '2025-02-28T10:00:00Z' }],
+    ]);
     const view = subscriptionView(sub, now);
     expect(view).toMatchObject({ currentCycle: 3, currentPeriodStart: '2025-03-31T10:00:00Z', currentPeriodEnd: '2025-04-30T10:00:00Z', inTrial: false });
     // Later cycles keep the anchor's dates.
@@ -331,7 +336,11 @@ describe('resume', () => {
       { cycle: 2, dueAt: at('2025-02-28T10:00:00Z'), status: 'skipped' },
       { cycle: 3, dueAt: at('2025-03-31T10:00:00Z'), status: 'skipped' },
     ]);
-    expect(types(t.events)).toEqual(['subscription.resumed']);
+    expect(types(t.events)).toEqual(['subscription.resumed', 'cycle.skipped', 'cycle.skipped']);
+    expect(t.events.slice(1).map((e) => [e.cycle, e.data])).toEqual([
+      [2, { reason: 'paused', dueAt: '2025-02-28T10:00:00Z' }],
+      [3, { reason: 'paused', dueAt: '2025-03-31T10:00:00Z' }],
+    ]);
     expect(t.events[0]).toMatchObject({ subscriptionId: 'sub-1', at: now });
     expect(next(t.subscription)).toEqual({ action: 'charge', at: '2025-04-30T10:00:00Z' });
   });
@@ -550,6 +559,8 @@ describe('events for each transition', () => {
       'charge.succeeded',
       'subscription.paused',
       'subscription.resumed',
+      'cycle.skipped',
+      'cycle.skipped',
       'charge.failed',
       'charge.succeeded',
       'subscription.cancelled',

@@ -33,7 +33,8 @@ import {
 const DAY = 86_400_000;
 type InstalledClock = ReturnType<typeof FakeTimers.install>;
 
-const FAKED = ['Date', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] as const;
+// performance too: the clock guard compares Date with performance.now(), which tickAsync moves together.
+const FAKED = ['Date', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'performance'] as const;
 
 let t: TempDb;
 let clock: InstalledClock | null = null;
@@ -420,6 +421,9 @@ describe('pause and resume', () => {
       'charge.succeeded',
       'subscription.paused',
       'subscription.resumed',
+      // Issue 7 item 6: the cycles due while paused are skipped visibly.
+      'cycle.skipped',
+      'cycle.skipped',
       'charge.succeeded',
     ]);
   });
@@ -479,12 +483,14 @@ describe('pause and resume', () => {
       'charge.succeeded',
       'subscription.paused',
       'subscription.resumed',
+      'cycle.skipped',
       'charge.succeeded',
     ]);
     expect(lag(events[2]!.atMs, '2025-02-15T00:00:00Z')).toBeLessThan(1000);
     expect(lag(events[3]!.atMs, '2025-03-10T00:00:00Z')).toBeLessThan(1000);
-    expect(events[4]!.cycle).toBe(3);
-    expect(lag(events[4]!.atMs, '2025-03-15T00:00:00Z')).toBeLessThan(1000);
+    expect(events[4]).toMatchObject({ cycle: 2, data: { reason: 'paused', dueAt: '2025-02-15T00:00:00Z' } });
+    expect(events[5]!.cycle).toBe(3);
+    expect(lag(events[5]!.atMs, '2025-03-15T00:00:00Z')).toBeLessThan(1000);
     expect((await cyclesOf(t.db, 'sched')).map((c) => [c.cycle, c.status])).toEqual([
       [1, 'paid'],
       [2, 'skipped'],
@@ -645,7 +651,7 @@ describe('a daemon that dies with a charge in flight', () => {
     await advanceTo('2025-01-15T00:00:01Z');
     expect((await attemptsOf(t.db, 'crash')).map((a) => [a.key, a.state])).toEqual([['crash:1:1', 'in_flight']]);
     // "Kill" A: its loop and heartbeat stop, its lease stays on the row until it expires.
-    expect(await stopEngine(daemonA)).toEqual({ drained: false });
+    expect(await stopEngine(daemonA)).toMatchObject({ drained: false });
     const lease = await t.db.selectFrom('subscriptions').select(['lease_owner', 'lease_until']).where('id', '=', 'crash').executeTakeFirstOrThrow();
     expect(lease.lease_owner).toMatch(/^daemon-a\//);
 

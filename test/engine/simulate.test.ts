@@ -141,6 +141,9 @@ describe('runSimulation', () => {
       '2025-01-10 charge.succeeded #1',
       '2025-02-01 subscription.paused',
       '2025-04-20 subscription.resumed',
+      '2025-04-20 cycle.skipped #2',
+      '2025-04-20 cycle.skipped #3',
+      '2025-04-20 cycle.skipped #4',
       '2025-05-10 charge.succeeded #5',
       '2025-06-10 charge.succeeded #6',
     ]);
@@ -150,6 +153,7 @@ describe('runSimulation', () => {
       '2025-01-10 charge.succeeded #1',
       '2025-02-01 subscription.paused',
       '2025-03-05 subscription.resumed',
+      '2025-03-05 cycle.skipped #2',
       '2025-03-10 charge.succeeded #3',
       '2025-04-10 charge.succeeded #4',
       '2025-05-10 charge.succeeded #5',
