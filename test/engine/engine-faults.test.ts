@@ -15,7 +15,7 @@ import type { Engine, EngineOptions } from '../../src/engine/index.js';
 import { createLogger } from '../../src/logger.js';
 import { claimDue, getSubscription, nextWorkAt } from '../../src/store/index.js';
 import { RebillError } from '../../src/errors.js';
-import { addSubscription, attemptsOf, cyclesOf, daemonEngine, eventsOf, ms, openTempDb, policy, type TempDb } from '../support/engine-harness.js';
+import { addSubscription, attemptsOf, cyclesOf, daemonEngine, eventsOf, FAKED_TIMERS, ms, openTempDb, policy, type TempDb } from '../support/engine-harness.js';
 
 const DAY = 86_400_000;
 type InstalledClock = ReturnType<typeof FakeTimers.install>;
@@ -61,7 +61,7 @@ async function stopEngine(e: Engine, drainMs = 0) {
 }
 
 function startDaemon(startIso: string, out: DestinationStream, options: Partial<EngineOptions> = {}): Engine {
-  clock ??= FakeTimers.install({ now: ms(startIso), toFake: ['Date', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'performance'] });
+  clock ??= FakeTimers.install({ now: ms(startIso), toFake: [...FAKED_TIMERS] });
   engine = daemonEngine(t.db, systemClock, { maxSleepMs: 60_000, ...options }, { logger: createLogger({ destination: out, level: 'info' }) });
   engine.start();
   return engine;
@@ -197,7 +197,7 @@ describe('skipped cycles are visible (item 6)', () => {
 describe('failing sweeps back off (item 9)', () => {
   it('a full database (max_page_count) backs off and logs the error once, not per batch; when space returns every charge is made once', async () => {
     const out = capture();
-    clock = FakeTimers.install({ now: ms('2025-01-01T00:00:00Z'), toFake: ['Date', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'performance'] });
+    clock = FakeTimers.install({ now: ms('2025-01-01T00:00:00Z'), toFake: [...FAKED_TIMERS] });
     for (let i = 0; i < 400; i++) await addSubscription(t.db, Date.now(), { id: `full-${String(i).padStart(3, '0')}`, paymentToken: 'tok_ok', startDate: '2025-01-01' }, { sendOnHour: 0 });
     // The engine's own connection (the harness shares it) can grow the file no further: SQLITE_FULL.
     const pages = Number((await sql<{ page_count: number }>`pragma page_count`.execute(t.db)).rows[0]!.page_count);

@@ -17,6 +17,7 @@ import { daemonGateways, type Engine, type EngineOptions } from '../../src/engin
 import type { Gateway } from '../../src/gateways/index.js';
 import { getSubscription, updateSubscription } from '../../src/store/index.js';
 import {
+  FAKED_TIMERS,
   addSubscription,
   attemptsOf,
   cyclesOf,
@@ -33,8 +34,6 @@ import {
 const DAY = 86_400_000;
 type InstalledClock = ReturnType<typeof FakeTimers.install>;
 
-// performance too: the clock guard compares Date with performance.now(), which tickAsync moves together.
-const FAKED = ['Date', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'performance'] as const;
 
 let t: TempDb;
 let clock: InstalledClock | null = null;
@@ -67,7 +66,7 @@ afterEach(async () => {
 
 /** Replaces Date and the timer functions, starting at `startIso` (once per test). */
 function installClock(startIso: string): InstalledClock {
-  clock ??= FakeTimers.install({ now: ms(startIso), toFake: [...FAKED] });
+  clock ??= FakeTimers.install({ now: ms(startIso), toFake: [...FAKED_TIMERS] });
   return clock;
 }
 

@@ -14,10 +14,9 @@ import { systemClock } from '../../src/clock.js';
 import { daemonGateways, type Engine, type EngineOptions } from '../../src/engine/index.js';
 import { GatewayUnavailableError, type Gateway } from '../../src/gateways/index.js';
 import { getSubscription } from '../../src/store/index.js';
-import { addSubscription, attemptsOf, cyclesOf, daemonEngine, eventsOf, ledgerOf, ms, openTempDb, policy, type TempDb } from '../support/engine-harness.js';
+import { addSubscription, attemptsOf, cyclesOf, daemonEngine, eventsOf, FAKED_TIMERS, ledgerOf, ms, openTempDb, policy, type TempDb } from '../support/engine-harness.js';
 
 const HOUR = 3_600_000;
-const FAKED = ['Date', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] as const;
 
 let t: TempDb;
 let clock: ReturnType<typeof FakeTimers.install> | null = null;
@@ -85,7 +84,7 @@ function switchableSim(initiallyDown: boolean) {
 }
 
 function startDaemon(startIso: string, gateways: ReadonlyMap<string, Gateway>, options: Partial<EngineOptions> = {}): Engine {
-  clock ??= FakeTimers.install({ now: ms(startIso), toFake: [...FAKED] });
+  clock ??= FakeTimers.install({ now: ms(startIso), toFake: [...FAKED_TIMERS] });
   engine = daemonEngine(t.db, systemClock, { maxSleepMs: 60 * 86_400_000, ...options }, { gateways });
   engine.start();
   return engine;

@@ -40,6 +40,12 @@ export function policy(onFinalFailure: FinalFailureAction = 'terminate', overrid
   };
 }
 
+/**
+ * What fake-timer engine tests fake: performance too, because the clock guard
+ * compares Date with performance.now(), and tickAsync moves them together.
+ */
+export const FAKED_TIMERS = ['Date', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'performance'] as const;
+
 export const silentLogger: Logger = pino({ level: 'silent' });
 
 export function engineOptions(overrides: Partial<EngineOptions> = {}): EngineOptions {
