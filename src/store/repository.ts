@@ -741,3 +741,29 @@ export async function hasSubscriptionsTable(db: Db): Promise<boolean> {
   const row = await sql<{ n: number }>`select count(*) as n from sqlite_master where type = 'table' and name = 'subscriptions'`.execute(db);
   return Number(row.rows[0]?.n ?? 0) > 0;
 }
+
+/** Work that is due and not yet done: how many rows, and since when the oldest has waited (readiness, metrics, `rebill status`). */
+export interface DueBacklog {
+  readonly count: number;
+  /** The earliest due instant among them (epoch ms), or null when nothing is due. */
+  readonly oldestDueAt: number | null;
+}
+
+/** Rows whose work instant has come (`work_at <= now`), leased or not: one range scan of the work index. */
+export async function dueBacklog(db: Conn, now: number): Promise<DueBacklog> {
+  const row = await db
+    .selectFrom('subscriptions')
+    .select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.min('work_at').as('oldest')])
+    .where('work_at', '<=', toDbTime(now))
+    .executeTakeFirst();
+  const oldest = row?.oldest as string | null | undefined;
+  return { count: Number(row?.n ?? 0), oldestDueAt: oldest ? fromDbTime(oldest) : null };
+}
+
+/** Subscriptions by status (every status present, zero when none). */
+export async function countByStatus(db: Conn): Promise<Record<Subscription['status'], number>> {
+  const counts: Record<Subscription['status'], number> = { active: 0, paused: 0, stopped: 0, terminated: 0 };
+  const rows = await db.selectFrom('subscriptions').select(['status', (eb) => eb.fn.countAll<number>().as('n')]).groupBy('status').execute();
+  for (const row of rows) counts[row.status as Subscription['status']] = Number(row.n);
+  return counts;
+}

@@ -10,7 +10,9 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { cancel, pause, type Transition } from '../../src/domain/index.js';
 import {
   claimDue,
+  countByStatus,
   createSubscription,
+  dueBacklog,
   getSubscription,
   insertAttempts,
   inTransaction,
@@ -474,5 +476,19 @@ describe('events and stored values', () => {
     await createSubscription(db, input(), NOW);
     const row = await db.selectFrom('subscriptions').select(['created_at', 'action_at', 'work_at']).executeTakeFirstOrThrow();
     expect(row).toEqual({ created_at: '2025-01-15T08:00:00.000Z', action_at: '2025-01-31T10:00:00.000Z', work_at: '2025-01-31T10:00:00.000Z' });
+  });
+});
+
+describe('backlog and status counts', () => {
+  it('dueBacklog counts the rows whose work has come and names the oldest due instant; countByStatus lists every status', async () => {
+    expect(await dueBacklog(db, NOW)).toEqual({ count: 0, oldestDueAt: null });
+    // sub-1 starts 2025-01-31 (not due at NOW); sub-2 and sub-3 started earlier (10:00 UTC) and are due.
+    await createSubscription(db, input(), NOW);
+    await createSubscription(db, input({ id: 'sub-2', startDate: '2025-01-10' }), NOW);
+    await createSubscription(db, input({ id: 'sub-3', startDate: '2025-01-12' }), NOW);
+    await updateSubscription(db, 'sub-3', NOW, (sub) => cancel(sub, {}, NOW));
+    expect(await dueBacklog(db, NOW)).toEqual({ count: 1, oldestDueAt: at('2025-01-10T10:00:00Z') });
+    expect(await dueBacklog(db, at('2025-02-01T00:00:00Z'))).toEqual({ count: 2, oldestDueAt: at('2025-01-10T10:00:00Z') });
+    expect(await countByStatus(db)).toEqual({ active: 2, paused: 0, stopped: 0, terminated: 1 });
   });
 });
