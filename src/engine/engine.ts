@@ -332,9 +332,9 @@ export function createEngine(deps: EngineDeps): Engine {
         },
       )
       .finally(() => {
-      sweepingReport = null;
-      sweeping = null;
-    });
+        sweepingReport = null;
+        sweeping = null;
+      });
     // Never rejects (stop awaits it); the error reaches whoever awaits sweepingReport.
     sweeping = sweepingReport.then((r) => r.claimed, () => 0);
     return sweepingReport;
