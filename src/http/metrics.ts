@@ -78,7 +78,12 @@ export function createMetrics(deps: MetricsDeps): Metrics {
   const p = METRIC_PREFIX;
   const registers = [registry];
 
-  if (deps.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: p });
+  if (deps.processMetrics !== false) {
+    collectDefaultMetrics({ register: registry, prefix: p });
+    // These three are gauges named `_total`, which `promtool check metrics` rejects; the per-type
+    // gauges beside them (`nodejs_active_handles{type}`, ...) carry the same numbers.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(`${p}${name}`);
+  }
 
   const attempts = new Counter({
     name: `${p}attempts_total`,
