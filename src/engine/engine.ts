@@ -65,6 +65,7 @@ import {
 } from '../store/index.js';
 import { CircuitBreakers, type CircuitOptions, type CircuitView } from './circuit.js';
 import { ClockGuard, type ClockGuardState } from './clock-guard.js';
+import { safeObserver, type EngineObserver } from './observer.js';
 import { GroupCommitWriter } from './writer.js';
 
 export type { ClockGuardState } from './clock-guard.js';
@@ -103,6 +104,8 @@ export interface EngineDeps {
   readonly options: EngineOptions;
   /** Lease owner prefix; default host:pid:random. */
   readonly owner?: string;
+  /** Told about gateway calls, sweeps and skipped cycles (metrics); its errors never reach the engine. */
+  readonly observer?: EngineObserver;
 }
 
 export interface EngineStats {
@@ -169,6 +172,8 @@ interface Job {
   readonly key: string;
   readonly token: string;
   readonly attempt?: AttemptInfo;
+  /** Fresh sends: the instant the attempt became due, for the scheduling lag. */
+  readonly dueAt?: number;
 }
 
 /** The engine's public surface: `run` uses start/stop, `simulate` uses sweepUntilIdle. */
@@ -205,6 +210,9 @@ export interface Engine {
 /** Builds the engine from one dependency object (no singletons, no DI container). */
 export function createEngine(deps: EngineDeps): Engine {
   const { db, clock, gateways, logger, options } = deps;
+  const observe = safeObserver(deps.observer, logger);
+  /** Durations for the observer: elapsed time, not the wall clock (which the clock guard watches for jumps). */
+  const elapsedMs = () => clock.monotonic?.() ?? clock.now();
   const owner = deps.owner ?? `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
 
   async function recoverDeadOwners(): Promise<number> {
@@ -266,6 +274,9 @@ export function createEngine(deps: EngineDeps): Engine {
   function logSkipped(subscriptionId: string, events: readonly DomainEvent[]): number {
     const summary = skippedSummary(events);
     if (!summary) return 0;
+    const byReason = new Map<string, number>();
+    for (const e of events) if (e.type === 'cycle.skipped') byReason.set(String(e.data.reason), (byReason.get(String(e.data.reason)) ?? 0) + 1);
+    for (const [reason, count] of byReason) observe.cyclesSkipped({ reason, count });
     logger.warn({ subscriptionId, ...summary }, `cycle${summary.count > 1 ? 's' : ''} ${summary.cycles} skipped (${summary.reason})`);
     return summary.count;
   }
@@ -307,10 +318,23 @@ export function createEngine(deps: EngineDeps): Engine {
 
   function sweepWithReport(): Promise<SweepReport> {
     if (sweepingReport) return sweepingReport;
-    sweepingReport = sweepOnce().finally(() => {
-      sweepingReport = null;
-      sweeping = null;
-    });
+    const startedAt = elapsedMs();
+    const seconds = () => Math.max(0, elapsedMs() - startedAt) / 1000;
+    sweepingReport = sweepOnce()
+      .then(
+        (report) => {
+          observe.sweepFinished({ seconds: seconds(), claimed: report.claimed, ok: true, held: report.held });
+          return report;
+        },
+        (err: unknown) => {
+          observe.sweepFinished({ seconds: seconds(), claimed: 0, ok: false, held: false });
+          throw err;
+        },
+      )
+      .finally(() => {
+        sweepingReport = null;
+        sweeping = null;
+      });
     // Never rejects (stop awaits it); the error reaches whoever awaits sweepingReport.
     sweeping = sweepingReport.then((r) => r.claimed, () => 0);
     return sweepingReport;
@@ -450,7 +474,7 @@ export function createEngine(deps: EngineDeps): Engine {
   async function startAttempts(claimedSubs: Subscription[], token: string, now: number): Promise<{ started: number; skippedCycles: number }> {
     const subs = await holdForOpenCircuits(claimedSubs, token);
     if (subs.length === 0) return { started: 0, skippedCycles: 0 };
-    const started: Array<{ sub: Subscription; key: string; attempt: AttemptInfo; events: readonly DomainEvent[] }> = [];
+    const started: Array<{ sub: Subscription; key: string; attempt: AttemptInfo; events: readonly DomainEvent[]; dueAt: number }> = [];
     const refused = new Set<string>();
     try {
       await inTransaction(db, async (trx) => {
@@ -475,7 +499,7 @@ export function createEngine(deps: EngineDeps): Engine {
           intents.push({ key: begun.key, subscription: sub, cycle: begun.cycle, attempt: begun.attempt });
           transitions.push(begun);
           const attempt: AttemptInfo = { key: begun.key, cycle: begun.cycle, attempt: begun.attempt, mode: sub.mode, state: 'in_flight', sends: 1, createdAt: now };
-          started.push({ sub: begun.subscription, key: begun.key, attempt, events: begun.events });
+          started.push({ sub: begun.subscription, key: begun.key, attempt, events: begun.events, dueAt: dueInstant(sub, begun.cycle, now) });
         }
         await insertAttempts(trx, intents, now);
         await writeTransitions(trx, transitions, now, 'keep');
@@ -496,11 +520,26 @@ export function createEngine(deps: EngineDeps): Engine {
     attemptsStarted += started.length;
     let skippedCycles = 0;
     for (const { sub, events } of started) skippedCycles += logSkipped(sub.id, events);
-    for (const { sub, key, attempt } of started) {
+    for (const { sub, key, attempt, dueAt } of started) {
       if (logger.isLevelEnabled('debug')) logger.debug({ subscriptionId: sub.id, key, ...moneyFields(sub, attempt.cycle) }, 'attempt started');
-      enqueue({ kind: 'send', sub, key, token, attempt });
+      enqueue({ kind: 'send', sub, key, token, attempt, dueAt });
     }
     return { started: started.length, skippedCycles };
+  }
+
+  /**
+   * When the attempt about to start became due, for the scheduling lag: the
+   * retry's action instant, or the due instant of the cycle collected (a
+   * catch-up collects a later cycle than the one the row pointed at).
+   */
+  function dueInstant(row: Subscription, cycle: number, now: number): number {
+    let due = row.actionAt ?? now;
+    try {
+      due = Math.max(due, cycleDueAt(row, cycle));
+    } catch {
+      // beginAttempt already accepted this schedule; a refusal here only loses the refinement.
+    }
+    return due;
   }
 
   /** What an operator needs to recognise a charge: amount as a decimal string, currency, the cycle's due instant. */
@@ -533,11 +572,11 @@ export function createEngine(deps: EngineDeps): Engine {
   }
 
   /** One gateway call through the queue; resolves to what was learned. */
-  function dispatch(sub: Subscription, attempt: AttemptInfo, kind: Job['kind']): Promise<Outcome> {
+  function dispatch(sub: Subscription, attempt: AttemptInfo, kind: Job['kind'], dueAt?: number): Promise<Outcome> {
     const call = queue.add(async () => {
       unstarted.delete(sub.id);
       gatewayCalls++;
-      return callGateway(sub, attempt, kind);
+      return callGateway(sub, attempt, kind, dueAt);
     }) as Promise<Outcome>;
     const depth = queue.size + queue.pending;
     if (depth > queueHighWater) queueHighWater = depth;
@@ -557,15 +596,21 @@ export function createEngine(deps: EngineDeps): Engine {
     };
   }
 
-  async function callGateway(sub: Subscription, attempt: AttemptInfo, kind: Job['kind']): Promise<Outcome> {
+  async function callGateway(sub: Subscription, attempt: AttemptInfo, kind: Job['kind'], dueAt?: number): Promise<Outcome> {
     const gateway = gateways.get(sub.gateway);
     if (!gateway) return { kind: 'unavailable', error: `gateway "${sub.gateway}" is not configured` };
     const request = requestOf(sub, attempt);
     const key = attempt.key;
+    observe.gatewayCallStarted({ gateway: sub.gateway, kind, lagSeconds: dueAt === undefined ? null : Math.max(0, clock.now() - dueAt) / 1000 });
+    const startedAt = elapsedMs();
+    const finished = (outcome: Outcome): Outcome => {
+      observe.attemptFinished({ gateway: sub.gateway, kind, outcome: outcome.kind, seconds: Math.max(0, elapsedMs() - startedAt) / 1000 });
+      return outcome;
+    };
     try {
       const outcome = kind === 'status' ? fromStatus(await gateway.status(key, request)) : fromResult(attempt.mode === 'link' ? await gateway.sendLink(request) : await gateway.charge(request));
       if (circuits.recordAnswer(sub.gateway)) logger.info({ gateway: sub.gateway }, 'circuit closed: the gateway answers again');
-      return outcome;
+      return finished(outcome);
     } catch (err) {
       if (circuits.recordFailure(sub.gateway)) {
         const view = circuits.views().find((c) => c.gateway === sub.gateway);
@@ -575,12 +620,13 @@ export function createEngine(deps: EngineDeps): Engine {
         );
       }
       if (!(err instanceof GatewayUnavailableError)) logger.warn({ err, subscriptionId: sub.id, key }, 'gateway call failed unexpectedly; outcome unknown');
-      return { kind: 'unavailable', error: err instanceof Error ? `${(err as { code?: string }).code ?? 'ERROR'}: ${err.message}` : String(err) };
+      return finished({ kind: 'unavailable', error: err instanceof Error ? `${(err as { code?: string }).code ?? 'ERROR'}: ${err.message}` : String(err) });
     }
   }
 
   async function runJob(job: Job): Promise<void> {
     let kind: Job['kind'] = job.kind;
+    let dueAt = job.dueAt;
     let attempt = job.attempt ?? (await getAttempt(db, job.key));
     // A re-send after "not found" goes round this loop once more with the same key.
     for (;;) {
@@ -591,11 +637,12 @@ export function createEngine(deps: EngineDeps): Engine {
         release(1);
         return;
       }
-      const outcome = await dispatch(job.sub, attempt, kind);
+      const outcome = await dispatch(job.sub, attempt, kind, dueAt);
       const result = await writer.record({ subscriptionId: job.sub.id, token: job.token, attempt, outcome, policy: options.policy });
       outcomesRecorded++;
       if (result.kind === 'resend') {
         kind = 'send';
+        dueAt = undefined; // a re-send after reconciliation: its lag is the outage's, not the scheduler's
         attempt = { ...attempt, sends: attempt.sends + 1 };
         continue;
       }
