@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { systemClock } from '../clock.js';
-import { listSubscriptions, type SubscriptionListQuery, type SubscriptionObject } from '../service/index.js';
+import { listSubscriptions, parseSubscriptionListQuery, type SubscriptionListQuery, type SubscriptionObject } from '../service/index.js';
 import type { CommandContext } from './index.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
 import { lineOutput } from './output.js';
@@ -42,18 +42,24 @@ export function registerSubscriptionsList(group: Command, ctx: CommandContext): 
     .option('--cursor <cursor>', 'the page after this cursor (from a previous --limit run)')
     .option('--json', 'print one JSON document {"data": [...], "nextCursor": ...}')
     .action(async (flags: ListFlags) => {
+      const query: SubscriptionListQuery = {};
+      if (flags.status !== undefined) query.status = flags.status;
+      if (flags.plan !== undefined) query.planId = flags.plan;
+      if (flags.source !== undefined) query.source = flags.source;
+      if (flags.externalId !== undefined) query.externalId = flags.externalId;
+      if (flags.email !== undefined) query.email = flags.email;
+      if (flags.cursor !== undefined) query.cursor = flags.cursor;
+      // Bad flags are usage errors (exit 2) before anything is opened.
+      try {
+        parseSubscriptionListQuery({ ...query, ...(flags.limit !== undefined ? { limit: flags.limit } : {}) });
+      } catch (err) {
+        throw asUsageError(err);
+      }
       const config = loadConfigOrReport(configPath(flags.config));
       if (typeof config === 'number') return void (ctx.exitCode = config);
       const db = await openForReading(config);
       if (typeof db === 'number') return void (ctx.exitCode = db);
       try {
-        const query: SubscriptionListQuery = {};
-        if (flags.status !== undefined) query.status = flags.status;
-        if (flags.plan !== undefined) query.planId = flags.plan;
-        if (flags.source !== undefined) query.source = flags.source;
-        if (flags.externalId !== undefined) query.externalId = flags.externalId;
-        if (flags.email !== undefined) query.email = flags.email;
-        if (flags.cursor !== undefined) query.cursor = flags.cursor;
         const now = systemClock.now();
         const data: SubscriptionObject[] = [];
         let nextCursor: string | null;

@@ -6,7 +6,7 @@
 import { DateTime } from 'luxon';
 import { cycleExists, firstCycleAtOrAfter } from '../calendar/index.js';
 import { cycleDueAt, iso, scheduleOf, subscriptionView, type Subscription, type SubscriptionView } from '../domain/index.js';
-import { customersById, getSubscription, listSubscriptionRows, type Db } from '../store/index.js';
+import { customersById, getSubscription, listSubscriptionRows, type Db, type Keyset, type SubscriptionRowFilter } from '../store/index.js';
 import { decodeCursor, encodeCursor, parseEnum, parseLimit, parseText, SUBSCRIPTION_STATUSES } from './filters.js';
 
 /** A customer as the API shows it (SPEC 5: `{id?, email?, phone?, firstName?, lastName?}`). */
@@ -81,11 +81,19 @@ export interface SubscriptionListQuery {
   cursor?: string;
 }
 
+/** A validated subscription list query. */
+export interface ParsedSubscriptionListQuery {
+  filter: SubscriptionRowFilter;
+  limit: number;
+  after: Keyset | undefined;
+}
+
 /**
- * One page of subscriptions in creation order (oldest first), and the cursor
- * of the next page (null on the last). Throws FilterError for a bad filter.
+ * Validates a subscription list query (FilterError naming the parameter);
+ * listSubscriptions calls it, and a caller may call it first to refuse bad
+ * input before it opens anything.
  */
-export async function listSubscriptions(db: Db, query: SubscriptionListQuery, now: number): Promise<Page<SubscriptionObject>> {
+export function parseSubscriptionListQuery(query: SubscriptionListQuery): ParsedSubscriptionListQuery {
   const filter = {
     status: parseEnum('status', query.status, SUBSCRIPTION_STATUSES),
     planId: parseText('planId', query.planId),
@@ -93,11 +101,18 @@ export async function listSubscriptions(db: Db, query: SubscriptionListQuery, no
     externalId: parseText('externalId', query.externalId),
     email: parseText('email', query.email),
   };
-  const limit = parseLimit(query.limit);
-  const after = decodeCursor(query.cursor);
-  const defined = Object.fromEntries(Object.entries(filter).filter(([, v]) => v !== undefined));
+  const defined = Object.fromEntries(Object.entries(filter).filter(([, v]) => v !== undefined)) as SubscriptionRowFilter;
+  return { filter: defined, limit: parseLimit(query.limit), after: decodeCursor(query.cursor) };
+}
+
+/**
+ * One page of subscriptions in creation order (oldest first), and the cursor
+ * of the next page (null on the last). Throws FilterError for a bad filter.
+ */
+export async function listSubscriptions(db: Db, query: SubscriptionListQuery, now: number): Promise<Page<SubscriptionObject>> {
+  const { filter, limit, after } = parseSubscriptionListQuery(query);
   // One row more than asked says whether another page exists, without a count.
-  const rows = await listSubscriptionRows(db, defined, limit + 1, after);
+  const rows = await listSubscriptionRows(db, filter, limit + 1, after);
   const page = rows.slice(0, limit);
   const customers = await customersById(db, page.flatMap((s) => (s.customerId ? [s.customerId] : [])));
   const last = page.at(-1);
