@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
 import { systemClock } from '../clock.js';
-import { getSubscriptionView, listCharges, schedulePreview, type Charge } from '../service/index.js';
-import { getSubscription, NotFoundError } from '../store/index.js';
-import { UsageError, type CommandContext } from './index.js';
+import { getSubscriptionDetail, parseCount, type SubscriptionDetail } from '../service/index.js';
+import { NotFoundError } from '../store/index.js';
+import type { CommandContext } from './index.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
 import { lineOutput } from './output.js';
-import { openForReading } from './read-database.js';
+import { asUsageError, openForReading } from './read-database.js';
 import { keyValues, money, table } from './table.js';
 
 /**
@@ -21,31 +21,27 @@ export function registerSubscriptionsShow(group: Command, ctx: CommandContext): 
     .option('--count <n>', 'how many next due dates (1..100)', '5')
     .option('--json', 'print one JSON document {"subscription", "charges", "nextDueDates"}')
     .action(async (id: string, flags: { config?: string; count: string; json?: boolean }) => {
-      const count = Number(flags.count);
-      if (!/^\d+$/.test(flags.count) || count < 1 || count > 100) throw new UsageError(`--count: expected a whole number 1..100; got "${flags.count}"`);
+      let count: number;
+      try {
+        count = parseCount(flags.count, 5);
+      } catch (err) {
+        throw asUsageError(err);
+      }
       const config = loadConfigOrReport(configPath(flags.config));
       if (typeof config === 'number') return void (ctx.exitCode = config);
       const db = await openForReading(config);
       if (typeof db === 'number') return void (ctx.exitCode = db);
       try {
-        const now = systemClock.now();
-        let subscription;
+        let detail: SubscriptionDetail;
         try {
-          subscription = await getSubscriptionView(db, id, now);
+          detail = await getSubscriptionDetail(db, id, count, systemClock.now());
         } catch (err) {
           if (!(err instanceof NotFoundError)) throw err;
           process.stderr.write(`${err.message}\n`);
           ctx.exitCode = 1;
           return;
         }
-        const charges: Charge[] = [];
-        let cursor: string | undefined;
-        do {
-          const page = await listCharges(db, { subscriptionId: id, limit: 500, ...(cursor ? { cursor } : {}) });
-          charges.push(...page.data);
-          cursor = page.nextCursor ?? undefined;
-        } while (cursor);
-        const nextDueDates = schedulePreview(await getSubscription(db, id), count, now);
+        const { subscription, charges, nextDueDates } = detail;
         const out = lineOutput();
         if (flags.json) {
           await out.line(JSON.stringify({ subscription, charges, nextDueDates }));

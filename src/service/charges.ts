@@ -91,3 +91,15 @@ export async function listCharges(db: Db, query: ChargeListQuery): Promise<Page<
     nextCursor: rows.length > limit && last ? encodeCursor({ createdAt: last.createdAt, id: last.key }) : null,
   };
 }
+
+/** Every charge matching `query` (all pages), for callers that show a whole history (`rebill subscriptions show`). */
+export async function allCharges(db: Db, query: Omit<ChargeListQuery, 'limit' | 'cursor'>): Promise<Charge[]> {
+  const out: Charge[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await listCharges(db, { ...query, limit: 500, ...(cursor ? { cursor } : {}) });
+    out.push(...page.data);
+    cursor = page.nextCursor ?? undefined;
+  } while (cursor);
+  return out;
+}

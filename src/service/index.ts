@@ -9,3 +9,4 @@ export * from './filters.js';
 export * from './subscriptions.js';
 export * from './charges.js';
 export * from './status.js';
+export * from './detail.js';

@@ -9,6 +9,8 @@ import { VirtualClock } from '../../src/clock.js';
 import { pause } from '../../src/domain/index.js';
 import {
   FilterError,
+  getSchedulePreview,
+  getSubscriptionDetail,
   getSubscriptionView,
   listCharges,
   listSubscriptions,
@@ -217,6 +219,21 @@ describe('schedule preview', () => {
       { cycle: 3, dueAt: '2025-05-22T00:00:00Z' },
       { cycle: 4, dueAt: '2025-06-22T00:00:00Z' },
     ]);
+  });
+});
+
+describe('subscription detail', () => {
+  it('puts the object, its charges and its next due dates together, and refuses a bad count', async () => {
+    const detail = await getSubscriptionDetail(store.db, 'rec', 2, NOW);
+    expect(detail.subscription.id).toBe('rec');
+    expect(detail.charges.map((c) => c.id)).toEqual(['rec:2:1']);
+    expect(detail.nextDueDates).toEqual([
+      { cycle: 3, dueAt: '2025-04-15T00:00:00Z' },
+      { cycle: 4, dueAt: '2025-05-15T00:00:00Z' },
+    ]);
+    expect(await getSchedulePreview(store.db, 'rec', undefined, NOW)).toHaveLength(12);
+    await expect(getSubscriptionDetail(store.db, 'nope', 2, NOW)).rejects.toBeInstanceOf(NotFoundError);
+    for (const count of ['0', '101', 'x']) await expect(getSchedulePreview(store.db, 'rec', count, NOW)).rejects.toMatchObject({ parameter: 'count' });
   });
 });
 
