@@ -14,6 +14,8 @@ import { registerMigrate } from './migrate.js';
 import { registerRun } from './run.js';
 import { registerSimulate } from './simulate.js';
 import { registerFakeGateway } from './fake-gateway.js';
+import { registerStatus } from './status.js';
+import { registerSubscriptions } from './subscriptions.js';
 
 /** Where a command reports its exit code; commander actions cannot return one. */
 export interface CommandContext {
@@ -37,7 +39,16 @@ export async function main(argv: readonly string[]): Promise<number> {
   registerPreview(program, ctx);
   registerSimulate(program, ctx);
   registerFakeGateway(program, ctx);
-  for (const command of program.commands) command.exitOverride();
+  registerStatus(program, ctx);
+  registerSubscriptions(program, ctx);
+  // Nested commands (`subscriptions list`) need it too, or commander would exit the process itself.
+  const override = (command: Command): void => {
+    for (const sub of command.commands) {
+      sub.exitOverride();
+      override(sub);
+    }
+  };
+  override(program);
 
   try {
     await program.parseAsync(argv as string[], { from: 'user' });
@@ -74,7 +85,15 @@ export function packageVersion(): string {
   return 'unknown';
 }
 
+/** The usage line of the deepest command named in argv (`rebill subscriptions show <id> [options]`). */
 function usageOf(program: Command, argv: readonly string[]): string {
-  const sub = program.commands.find((c) => c.name() === argv[0]);
-  return sub ? `usage: rebill ${sub.name()} ${sub.usage()}` : `usage: rebill ${program.usage()}`;
+  let command = program;
+  const names: string[] = [];
+  for (const arg of argv) {
+    const sub = command.commands.find((c) => c.name() === arg);
+    if (!sub) break;
+    command = sub;
+    names.push(sub.name());
+  }
+  return `usage: rebill ${[...names, command.usage()].join(' ')}`;
 }

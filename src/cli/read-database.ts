@@ -1,0 +1,52 @@
+/**
+ * The operator commands' database access (`status`, `subscriptions list|show`):
+ * read-only, beside a running daemon. They never take the daemon's lock,
+ * never create a file and never migrate; each refusal is one line on stderr
+ * and exit code 1.
+ */
+import { existsSync } from 'node:fs';
+import type { Config } from '../config/index.js';
+import { FilterError } from '../service/index.js';
+import { openDatabaseReadOnly, pendingMigrations, sqliteFile, type Db } from '../store/index.js';
+import { printableUrl } from './database.js';
+import { UsageError } from './index.js';
+
+/** Opens the configured database read-only, or prints why not and returns 1. */
+export async function openForReading(config: Config): Promise<Db | 1> {
+  const url = config.database.url;
+  const file = sqliteFile(url);
+  if (url.startsWith('sqlite:') && file === undefined) {
+    process.stderr.write('database.url is sqlite::memory:, which only the process that opened it can see: nothing to read\n');
+    return 1;
+  }
+  if (file !== undefined && !existsSync(file)) {
+    process.stderr.write(`no database at ${file}: start \`rebill run\` (or run \`rebill migrate\`) first, or check database.url / REBILL_DATABASE_URL\n`);
+    return 1;
+  }
+  let db: Db | undefined;
+  try {
+    db = openDatabaseReadOnly(url);
+    if (!db) throw new Error(`cannot open database ${printableUrl(url)}`);
+    const pending = await pendingMigrations(db);
+    if (pending.length > 0) {
+      process.stderr.write(`database ${file ?? printableUrl(url)} has an older schema (missing ${pending.join(', ')}): run \`rebill migrate\`\n`);
+      await db.destroy();
+      return 1;
+    }
+    return db;
+  } catch (err) {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+    await db?.destroy();
+    return 1;
+  }
+}
+
+/** The CLI flag of a service filter parameter, for messages. */
+const FLAG_OF: Record<string, string> = { planId: '--plan', status: '--status', limit: '--limit', cursor: '--cursor', source: '--source', externalId: '--external-id', email: '--email', count: '--count' };
+
+/** A FilterError as a usage error (exit 2) naming the flag instead of the API parameter. */
+export function asUsageError(err: unknown): unknown {
+  if (!(err instanceof FilterError)) return err;
+  const flag = FLAG_OF[err.parameter] ?? err.parameter;
+  return new UsageError(`${flag}${err.message.slice(err.parameter.length)}`);
+}

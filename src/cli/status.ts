@@ -1,0 +1,50 @@
+import type { Command } from 'commander';
+import { systemClock } from '../clock.js';
+import { statusReport } from '../service/index.js';
+import type { CommandContext } from './index.js';
+import { configPath, loadConfigOrReport } from './config-file.js';
+import { lineOutput } from './output.js';
+import { openForReading } from './read-database.js';
+import { keyValues } from './table.js';
+
+/**
+ * `rebill status [--config F] [--json]` (SPEC section 10): counts by status,
+ * the due backlog and its oldest due instant, declines in the last 24 h and
+ * the webhook situation, read-only beside a running daemon.
+ */
+export function registerStatus(program: Command, ctx: CommandContext): void {
+  program
+    .command('status')
+    .description('subscriptions by status, due backlog, failures in the last 24 h (read-only)')
+    .option('--config <file>', 'configuration file (default: $REBILL_CONFIG, else config/rebill.yaml)')
+    .option('--json', 'print one JSON document')
+    .action(async (flags: { config?: string; json?: boolean }) => {
+      const config = loadConfigOrReport(configPath(flags.config));
+      if (typeof config === 'number') return void (ctx.exitCode = config);
+      const db = await openForReading(config);
+      if (typeof db === 'number') return void (ctx.exitCode = db);
+      try {
+        const report = await statusReport(db, systemClock.now());
+        const out = lineOutput();
+        if (flags.json) {
+          await out.line(JSON.stringify(report));
+        } else {
+          const s = report.subscriptions;
+          const b = report.dueBacklog;
+          const attempts = Object.entries(report.attempts).map(([state, n]) => `${state} ${n}`).join(', ');
+          const lines = keyValues([
+            ['at', report.at],
+            ['subscriptions', `${s.total} (active ${s.active}, paused ${s.paused}, stopped ${s.stopped}, terminated ${s.terminated})`],
+            ['due backlog', b.count === 0 ? '0' : `${b.count}, oldest due ${b.oldestDueAt} (${b.oldestDueAgeSeconds} s ago)`],
+            ['failures (24 h)', `${report.failuresLast24h.rejected} declined (${report.failuresLast24h.hard} hard) since ${report.failuresLast24h.since}`],
+            ['attempts', attempts || 'none'],
+            ['webhooks', `delivery not built yet; ${report.webhooks.events} events in the outbox`],
+          ]);
+          for (const line of lines) await out.line(line);
+        }
+        ctx.exitCode = 0;
+      } finally {
+        await db.destroy();
+      }
+    });
+}
