@@ -6,7 +6,7 @@
  * a LineCounter), duplicate keys are reported with their path and both lines,
  * and `${...}` references are expanded where they stand.
  */
-import { isAlias, isCollection, isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, visit, type Alias, type Document, type Node } from 'yaml';
+import { isAlias, isCollection, isMap, isPair, isScalar, isSeq, LineCounter, Pair, parse as parseYaml, parseDocument, Scalar, visit, YAMLMap, type Alias, type Document, type Node } from 'yaml';
 import { expandReferences, hasReferences, type ExpandContext } from './expand.js';
 import { formatPath, isSecretPath, suggestKey, type ConfigProblem, type PathSegment } from './problems.js';
 
@@ -93,6 +93,8 @@ interface BuildContext {
   readonly options: ReadOptions;
   /** Each alias's anchored node, resolved once by checkAliases. */
   readonly targets: Map<Alias, Node>;
+  /** Lines of the file before the parsed text (a slice of the seed list starts further down). */
+  readonly lineOffset: number;
 }
 
 // Alias chains deeper than this are a mistake or an attack (billion laughs), not a config.
@@ -112,6 +114,10 @@ export const MAX_ALIAS_COUNT = 100;
  * with no value, before anything is expanded.
  */
 export function readYamlSource(text: string, file: string, expand: ExpandContext, options: ReadOptions = {}): SourceTree {
+  return readSeedListInSlices(text, file, expand, options) ?? readWholeDocument(text, file, expand, options);
+}
+
+function readWholeDocument(text: string, file: string, expand: ExpandContext, options: ReadOptions): SourceTree {
   const tree = new SourceTree(file, undefined);
   const lines = new LineCounter();
   // uniqueKeys off: we report duplicates ourselves, with the key path the parser does not know.
@@ -125,7 +131,7 @@ export function readYamlSource(text: string, file: string, expand: ExpandContext
     }
     return tree;
   }
-  const ctx: BuildContext = { tree, doc, lines, expand, options, targets: new Map() };
+  const ctx: BuildContext = { tree, doc, lines, expand, options, targets: new Map(), lineOffset: 0 };
   const bomb = checkAliases(ctx);
   if (bomb) {
     tree.problems.push(bomb);
@@ -138,7 +144,7 @@ export function readYamlSource(text: string, file: string, expand: ExpandContext
 
 function position(ctx: BuildContext, offset: number): SourcePosition {
   const { line, col } = ctx.lines.linePos(offset);
-  return { file: ctx.tree.file, line, column: col };
+  return { file: ctx.tree.file, line: line + ctx.lineOffset, column: col };
 }
 
 interface AnchorUse {
@@ -248,12 +254,8 @@ function build(node: unknown, path: PathSegment[], ctx: BuildContext, depth: num
     return out;
   }
   if (isSeq(node)) {
-    return node.items.map((item, index) => {
-      const itemPath = [...path, index];
-      const itemNode = item as Node | null;
-      ctx.tree.record(itemPath, { value: position(ctx, itemNode?.range?.[0] ?? node.range?.[0] ?? 0) });
-      return itemNode === null ? null : build(itemNode, itemPath, ctx, depth + 1);
-    });
+    const seqStart = position(ctx, node.range?.[0] ?? 0);
+    return node.items.map((item, index) => buildItem(item as Node | null, path, index, seqStart, ctx, depth));
   }
   if (isScalar(node)) {
     // `source` is the scalar's text as written (unquoted, unescaped): `9.990`, not 9.99.
@@ -266,6 +268,200 @@ function build(node: unknown, path: PathSegment[], ctx: BuildContext, depth: num
     return value;
   }
   return null;
+}
+
+/** One sequence item: its position (the seq's own when the item has none), then its value. */
+function buildItem(itemNode: Node | null, path: readonly PathSegment[], index: number, seqStart: SourcePosition, ctx: BuildContext, depth: number): unknown {
+  const itemPath = [...path, index];
+  ctx.tree.record(itemPath, { value: itemNode?.range ? position(ctx, itemNode.range[0]) : seqStart });
+  return itemNode === null ? null : build(itemNode, itemPath, ctx, depth + 1);
+}
+
+// ---------------------------------------------------------------------------
+// The seed list in slices (issue 7 item 18). The yaml library builds a token
+// tree and a node tree for the whole document before we see it: for 100,000
+// seeds that is 13 s and about 1 GB. A block list under a root
+// `subscriptions:` key is therefore read item by item: the rest of the file
+// is parsed as before (the list's lines blanked, so every line number stays),
+// each seed written as a one-line flow mapping of plain names, quoted strings
+// without escapes and small whole numbers is turned into the yaml library's
+// own node types directly, and any other seed is parsed by the yaml library,
+// a few hundred at a time. The nodes go through the same build() as the
+// whole-document path, so values, positions and problems are the same. Any
+// doubt (anchors, aliases, tabs, CR, directives, several documents, a YAML
+// error anywhere) reads the whole document instead, which reports it.
+
+const SEED_KEY = 'subscriptions';
+/** Seeds the yaml library parses in one go when they are not in the one-line form. */
+const SLICE_ITEMS = 500;
+const SEED_KEY_LINE = /^subscriptions:( +#.*| *)$/;
+/** Root-level lines that could be, or could hide, the seed key, or change how the file is read. */
+const DOUBTFUL_ROOT_LINE = /^(["']?subscriptions|%|\?|---(\s|$)|\.\.\.(\s|$))/;
+/** Plain scalars that the core schema reads as something other than a string. */
+const CORE_NON_STRING = /^(null|Null|NULL|true|True|TRUE|false|False|FALSE)$/;
+const PLAIN_KEY = /[A-Za-z_][A-Za-z0-9_]*/y;
+const PLAIN_VALUE = /[A-Za-z0-9_.@+-]+/y;
+const PLAIN_STRING = /^[A-Za-z_][A-Za-z0-9_.@+-]*$/;
+const SMALL_INT = /^(0|[1-9][0-9]{0,14})$/;
+
+function readSeedListInSlices(text: string, file: string, expand: ExpandContext, options: ReadOptions): SourceTree | undefined {
+  if (text.includes('\r') || text.startsWith('\uFEFF')) return undefined;
+  const lines = text.split('\n');
+  let keyLine = -1;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (!DOUBTFUL_ROOT_LINE.test(line)) continue;
+    if (keyLine >= 0 || !SEED_KEY_LINE.test(line)) return undefined;
+    keyLine = i;
+  }
+  if (keyLine < 0) return undefined;
+  // The list: from the key to the next root-level line; items start at one indent.
+  let itemIndent = -1;
+  let end = lines.length;
+  const starts: number[] = [];
+  for (let i = keyLine + 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    const content = line.trimStart();
+    if (content === '' || content.startsWith('#')) continue;
+    if (/[\t&*]/.test(line)) return undefined;
+    const indent = line.length - content.length;
+    const dash = content === '-' || content.startsWith('- ');
+    if (itemIndent < 0) {
+      if (!dash) return undefined;
+      itemIndent = indent;
+    }
+    if (indent === 0 && !(itemIndent === 0 && dash)) {
+      end = i;
+      break;
+    }
+    if (indent < itemIndent || (indent === itemIndent && !dash)) return undefined;
+    if (indent === itemIndent) starts.push(i);
+  }
+  if (starts.length === 0) return undefined;
+
+  const head = [...lines.slice(0, keyLine + 1), ...new Array<string>(end - keyLine - 1).fill(''), ...lines.slice(end)].join('\n');
+  const tree = readWholeDocument(head, file, expand, options);
+  const root = tree.value;
+  const keyPos = tree.locate([SEED_KEY], 'key');
+  if (root === null || typeof root !== 'object' || Array.isArray(root) || !tree.has([SEED_KEY]) || (root as Record<string, unknown>)[SEED_KEY] !== null) return undefined;
+  if (keyPos.line !== keyLine + 1 || keyPos.column !== 1) return undefined;
+
+  const seqStart: SourcePosition = { file, line: starts[0]! + 1, column: itemIndent + 1 };
+  tree.record([SEED_KEY], { key: keyPos, value: seqStart });
+  const path = [SEED_KEY];
+  const list: unknown[] = [];
+  const oneLine = new LineCounter();
+  oneLine.addNewLine(0);
+  const emptyDoc = parseDocument('');
+  let pending: number[] = [];
+  const flush = (): boolean => {
+    if (pending.length === 0) return true;
+    const from = pending[0]!;
+    const to = pending.at(-1)! + 1 < starts.length ? starts[pending.at(-1)! + 1]! : end;
+    const sliceLines = new LineCounter();
+    const doc = parseDocument(lines.slice(starts[from]!, to).join('\n'), { lineCounter: sliceLines, uniqueKeys: false });
+    if (doc.errors.length > 0 || !isSeq(doc.contents) || doc.contents.items.length !== pending.length) return false;
+    const ctx: BuildContext = { tree, doc, lines: sliceLines, expand, options, targets: new Map(), lineOffset: starts[from]! };
+    doc.contents.items.forEach((item, k) => (list[from + k] = buildItem(item as Node | null, path, from + k, seqStart, ctx, 1)));
+    pending = [];
+    return true;
+  };
+  for (let k = 0; k < starts.length; k++) {
+    const line = lines[starts[k]!]!;
+    const nextStart = k + 1 < starts.length ? starts[k + 1]! : end;
+    const alone = lines.slice(starts[k]! + 1, nextStart).every((l) => /^ *(#.*)?$/.test(l));
+    const node = alone ? oneLineSeed(line, itemIndent) : undefined;
+    if (node) {
+      if (!flush()) return undefined;
+      const ctx: BuildContext = { tree, doc: emptyDoc, lines: oneLine, expand, options, targets: new Map(), lineOffset: starts[k]! };
+      list[k] = buildItem(node, path, k, seqStart, ctx, 1);
+      continue;
+    }
+    pending.push(k);
+    if (pending.length >= SLICE_ITEMS && !flush()) return undefined;
+  }
+  if (!flush()) return undefined;
+  (root as Record<string, unknown>)[SEED_KEY] = list;
+  return tree;
+}
+
+/** `- { id: a, planId: gold, customer: { email: "a@example.com" } }` as the yaml library's nodes, or undefined for anything else. */
+function oneLineSeed(line: string, indent: number): YAMLMap | undefined {
+  let i = indent + 1;
+  if (line[i] !== ' ') return undefined;
+  while (line[i] === ' ') i++;
+  const map = oneLineFlowMap(line, i);
+  if (!map) return undefined;
+  let j = map.end;
+  while (line[j] === ' ') j++;
+  // Only a comment may follow, and a comment needs a space before its `#`.
+  return j === line.length || (line[j] === '#' && j > map.end) ? map.node : undefined;
+}
+
+function scalarNode(value: unknown, source: string, start: number, end: number): Scalar {
+  const node = new Scalar(value);
+  node.source = source;
+  node.range = [start, end, end];
+  return node;
+}
+
+function oneLineFlowMap(line: string, start: number): { node: YAMLMap; end: number } | undefined {
+  if (line[start] !== '{') return undefined;
+  const map = new YAMLMap();
+  let i = start + 1;
+  const spaces = () => {
+    while (line[i] === ' ') i++;
+  };
+  spaces();
+  if (line[i] === '}') {
+    map.range = [start, i + 1, i + 1];
+    return { node: map, end: i + 1 };
+  }
+  for (;;) {
+    PLAIN_KEY.lastIndex = i;
+    const key = PLAIN_KEY.exec(line)?.[0];
+    if (key === undefined || CORE_NON_STRING.test(key) || line[i + key.length] !== ':' || line[i + key.length + 1] !== ' ') return undefined;
+    const keyNode = scalarNode(key, key, i, i + key.length);
+    i += key.length + 2;
+    spaces();
+    let value: Node;
+    const c = line[i];
+    if (c === '{') {
+      const inner = oneLineFlowMap(line, i);
+      if (!inner) return undefined;
+      value = inner.node;
+      i = inner.end;
+    } else if (c === '"' || c === "'") {
+      const close = line.indexOf(c, i + 1);
+      const body = close < 0 ? '' : line.slice(i + 1, close);
+      // Escapes (and '' in single quotes) are the yaml library's business.
+      if (close < 0 || (c === '"' && body.includes('\\')) || (c === "'" && line[close + 1] === "'")) return undefined;
+      value = scalarNode(body, body, i, close + 1);
+      i = close + 1;
+    } else {
+      PLAIN_VALUE.lastIndex = i;
+      const plain = PLAIN_VALUE.exec(line)?.[0];
+      if (plain === undefined) return undefined;
+      const next = line[i + plain.length];
+      if (next !== ' ' && next !== ',' && next !== '}') return undefined;
+      if (PLAIN_STRING.test(plain) && !CORE_NON_STRING.test(plain)) value = scalarNode(plain, plain, i, i + plain.length);
+      else if (SMALL_INT.test(plain)) value = scalarNode(Number(plain), plain, i, i + plain.length);
+      else return undefined;
+      i += plain.length;
+    }
+    spaces();
+    map.items.push(new Pair(keyNode, value));
+    if (line[i] === ',') {
+      i++;
+      spaces();
+      // A trailing comma, or an empty entry: the yaml library decides what it means.
+      if (line[i] === '}' || line[i] === ',') return undefined;
+      continue;
+    }
+    if (line[i] !== '}') return undefined;
+    map.range = [start, i + 1, i + 1];
+    return { node: map, end: i + 1 };
+  }
 }
 
 /** Sections whose scalar settings `REBILL_<SECTION>_<KEY>` env vars may override. */
