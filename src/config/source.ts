@@ -30,6 +30,11 @@ export class SourceTree {
   /** Things that are not errors but probably mistakes (an unknown REBILL_* variable). */
   readonly warnings: string[] = [];
   private readonly positions = new Map<string, Located>();
+  /**
+   * Items of a list whose positions are recorded only when asked for (one-line
+   * seeds: 100,000 of them would hold 800,000 positions for nothing), and how.
+   */
+  private deferred: { readonly key: string; readonly materialize: (index: number) => void; readonly done: Set<number> } | undefined;
 
   constructor(
     readonly file: string,
@@ -39,6 +44,24 @@ export class SourceTree {
   /** Records where the value at `path` (and its key) came from. */
   record(path: readonly PathSegment[], located: Located): void {
     this.positions.set(formatPath(path), located);
+  }
+
+  /** Defers the positions below `[key, index]` to `materialize(index)`, which records them when first needed. */
+  deferItems(key: string, materialize: (index: number) => void): void {
+    this.deferred = { key, materialize, done: new Set() };
+  }
+
+  /** Copies another tree's positions (a deferred item's, recorded on the side). */
+  adopt(other: SourceTree): void {
+    for (const [key, located] of other.positions) this.positions.set(key, located);
+  }
+
+  private materialize(path: readonly PathSegment[]): void {
+    const d = this.deferred;
+    const index = path[1];
+    if (!d || path[0] !== d.key || typeof index !== 'number' || d.done.has(index)) return;
+    d.done.add(index);
+    d.materialize(index);
   }
 
   /** Drops the positions below `path`: an env override replaced that whole value. */
@@ -53,6 +76,7 @@ export class SourceTree {
 
   /** True when the source itself wrote (or an env override set) this exact path. */
   has(path: readonly PathSegment[]): boolean {
+    this.materialize(path);
     return this.positions.has(formatPath(path));
   }
 
@@ -62,6 +86,7 @@ export class SourceTree {
    * `at: 'key'` prefers the key's own position (unknown and duplicate keys).
    */
   locate(path: readonly PathSegment[], at: 'key' | 'value' = 'value'): SourcePosition {
+    this.materialize(path);
     for (let n = path.length; n >= 0; n--) {
       const found = this.positions.get(formatPath(path.slice(0, n)));
       if (found) return (at === 'key' && n === path.length ? found.key : undefined) ?? found.value;
@@ -97,6 +122,8 @@ interface BuildContext {
   readonly targets: Map<Alias, Node>;
   /** Lines of the file before the parsed text (a slice of the seed list starts further down). */
   readonly lineOffset: number;
+  /** False while building a deferred item: its positions are recorded later, if ever (SourceTree.deferItems). */
+  readonly record: boolean;
 }
 
 // Alias chains deeper than this are a mistake or an attack (billion laughs), not a config.
@@ -133,7 +160,7 @@ function readWholeDocument(text: string, file: string, expand: ExpandContext, op
     }
     return tree;
   }
-  const ctx: BuildContext = { tree, doc, lines, expand, options, targets: new Map(), lineOffset: 0 };
+  const ctx: BuildContext = { tree, doc, lines, expand, options, targets: new Map(), lineOffset: 0, record: true };
   const bomb = checkAliases(ctx);
   if (bomb) {
     tree.problems.push(bomb);
@@ -250,7 +277,7 @@ function build(node: unknown, path: PathSegment[], ctx: BuildContext, depth: num
         continue;
       }
       firstLine.set(key, keyPos.line);
-      ctx.tree.record(keyPath, { key: keyPos, value: valuePos });
+      if (ctx.record) ctx.tree.record(keyPath, { key: keyPos, value: valuePos });
       out[key] = valueNode === null ? null : build(valueNode, keyPath, ctx, depth + 1);
     }
     return out;
@@ -275,7 +302,7 @@ function build(node: unknown, path: PathSegment[], ctx: BuildContext, depth: num
 /** One sequence item: its position (the seq's own when the item has none), then its value. */
 function buildItem(itemNode: Node | null, path: readonly PathSegment[], index: number, seqStart: SourcePosition, ctx: BuildContext, depth: number): unknown {
   const itemPath = [...path, index];
-  ctx.tree.record(itemPath, { value: itemNode?.range ? position(ctx, itemNode.range[0]) : seqStart });
+  if (ctx.record) ctx.tree.record(itemPath, { value: itemNode?.range ? position(ctx, itemNode.range[0]) : seqStart });
   return itemNode === null ? null : build(itemNode, itemPath, ctx, depth + 1);
 }
 
@@ -363,11 +390,30 @@ function readSeedListInSlices(text: string, file: string, expand: ExpandContext,
     const sliceLines = new LineCounter();
     const doc = parseDocument(lines.slice(starts[from]!, to).join('\n'), { lineCounter: sliceLines, uniqueKeys: false });
     if (doc.errors.length > 0 || !isSeq(doc.contents) || doc.contents.items.length !== pending.length) return false;
-    const ctx: BuildContext = { tree, doc, lines: sliceLines, expand, options, targets: new Map(), lineOffset: starts[from]! };
+    const ctx: BuildContext = { tree, doc, lines: sliceLines, expand, options, targets: new Map(), lineOffset: starts[from]!, record: true };
     doc.contents.items.forEach((item, k) => (list[from + k] = buildItem(item as Node | null, path, from + k, seqStart, ctx, 1)));
     pending = [];
     return true;
   };
+  // One-line seeds are built now and located later, from their line, only if a problem needs it.
+  const oneLineSeeds = new Set<number>();
+  const oneLineCtx = (k: number, into: SourceTree, record: boolean, expanding: ExpandContext): BuildContext => ({
+    tree: into,
+    doc: emptyDoc,
+    lines: oneLine,
+    expand: expanding,
+    options,
+    targets: new Map(),
+    lineOffset: starts[k]!,
+    record,
+  });
+  tree.deferItems(SEED_KEY, (k) => {
+    if (!oneLineSeeds.has(k)) return;
+    // Built again on the side for its positions only: its problems and references were taken the first time.
+    const side = new SourceTree(file, undefined);
+    buildItem(oneLineSeed(lines[starts[k]!]!, itemIndent)!, path, k, seqStart, oneLineCtx(k, side, true, { ...expand, referenced: new Set() }), 1);
+    tree.adopt(side);
+  });
   for (let k = 0; k < starts.length; k++) {
     const line = lines[starts[k]!]!;
     const nextStart = k + 1 < starts.length ? starts[k + 1]! : end;
@@ -375,8 +421,8 @@ function readSeedListInSlices(text: string, file: string, expand: ExpandContext,
     const node = alone ? oneLineSeed(line, itemIndent) : undefined;
     if (node) {
       if (!flush()) return undefined;
-      const ctx: BuildContext = { tree, doc: emptyDoc, lines: oneLine, expand, options, targets: new Map(), lineOffset: starts[k]! };
-      list[k] = buildItem(node, path, k, seqStart, ctx, 1);
+      oneLineSeeds.add(k);
+      list[k] = buildItem(node, path, k, seqStart, oneLineCtx(k, tree, false, expand), 1);
       continue;
     }
     pending.push(k);
