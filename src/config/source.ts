@@ -395,12 +395,23 @@ function readSeedListInSlices(text: string, file: string, expand: ExpandContext,
     pending = [];
     return true;
   };
-  // One-line seeds are built now and located later, from their line, only if a problem needs it.
-  const oneLineSeeds = new Set<number>();
-  const oneLineCtx = (k: number, into: SourceTree, record: boolean, expanding: ExpandContext): BuildContext => ({
+  // Simple seeds are built now and located later, from their lines, only if a problem needs it.
+  const simple = new Set<number>();
+  const simpleSeed = (k: number): { node: YAMLMap; lines: LineCounter } | undefined => {
+    const nextStart = k + 1 < starts.length ? starts[k + 1]! : end;
+    const itemLines = lines.slice(starts[k]!, nextStart);
+    let content = itemLines.length;
+    while (content > 1 && /^ *(#.*)?$/.test(itemLines[content - 1]!)) content--;
+    if (content === 1) {
+      const node = oneLineSeed(itemLines[0]!, itemIndent);
+      return node && { node, lines: oneLine };
+    }
+    return blockSeed(itemLines.slice(0, content), itemIndent);
+  };
+  const simpleCtx = (k: number, counter: LineCounter, into: SourceTree, record: boolean, expanding: ExpandContext): BuildContext => ({
     tree: into,
     doc: emptyDoc,
-    lines: oneLine,
+    lines: counter,
     expand: expanding,
     options,
     targets: new Map(),
@@ -408,21 +419,19 @@ function readSeedListInSlices(text: string, file: string, expand: ExpandContext,
     record,
   });
   tree.deferItems(SEED_KEY, (k) => {
-    if (!oneLineSeeds.has(k)) return;
+    if (!simple.has(k)) return;
     // Built again on the side for its positions only: its problems and references were taken the first time.
     const side = new SourceTree(file, undefined);
-    buildItem(oneLineSeed(lines[starts[k]!]!, itemIndent)!, path, k, seqStart, oneLineCtx(k, side, true, { ...expand, referenced: new Set() }), 1);
+    const seed = simpleSeed(k)!;
+    buildItem(seed.node, path, k, seqStart, simpleCtx(k, seed.lines, side, true, { ...expand, referenced: new Set() }), 1);
     tree.adopt(side);
   });
   for (let k = 0; k < starts.length; k++) {
-    const line = lines[starts[k]!]!;
-    const nextStart = k + 1 < starts.length ? starts[k + 1]! : end;
-    const alone = lines.slice(starts[k]! + 1, nextStart).every((l) => /^ *(#.*)?$/.test(l));
-    const node = alone ? oneLineSeed(line, itemIndent) : undefined;
-    if (node) {
+    const seed = simpleSeed(k);
+    if (seed) {
       if (!flush()) return undefined;
-      oneLineSeeds.add(k);
-      list[k] = buildItem(node, path, k, seqStart, oneLineCtx(k, tree, false, expand), 1);
+      simple.add(k);
+      list[k] = buildItem(seed.node, path, k, seqStart, simpleCtx(k, seed.lines, tree, false, expand), 1);
       continue;
     }
     pending.push(k);
@@ -446,6 +455,96 @@ function oneLineSeed(line: string, indent: number): YAMLMap | undefined {
   return j === line.length || (line[j] === '#' && j > map.end) ? map.node : undefined;
 }
 
+/** A plain scalar the core schema reads as a string or a small whole number, or undefined. */
+function simpleScalar(plain: string, start: number): Scalar | undefined {
+  if (PLAIN_STRING.test(plain) && !CORE_NON_STRING.test(plain)) return scalarNode(plain, plain, start, start + plain.length);
+  if (SMALL_INT.test(plain)) return scalarNode(Number(plain), plain, start, start + plain.length);
+  return undefined;
+}
+
+/**
+ * A seed written as a block mapping, one `key: value` per line with the same
+ * simple values as the one-line form (or a one-line flow mapping), nested
+ * mappings under `key:` indented further, as the yaml library's nodes; or
+ * undefined for anything else (multi-line scalars, lists, empty values, ...).
+ */
+function blockSeed(itemLines: readonly string[], indent: number): { node: YAMLMap; lines: LineCounter } | undefined {
+  const counter = new LineCounter();
+  const bases: number[] = [];
+  let offset = 0;
+  for (const line of itemLines) {
+    counter.addNewLine(offset);
+    bases.push(offset);
+    offset += line.length + 1;
+  }
+  const first = itemLines[0]!;
+  let col = indent + 1;
+  if (first[col] !== ' ') return undefined;
+  while (first[col] === ' ') col++;
+  const root = new YAMLMap();
+  root.range = [col, offset, offset];
+  const stack: Array<{ indent: number; map: YAMLMap }> = [{ indent: col, map: root }];
+  let open: { indent: number; pair: Pair<Scalar, Node | null> } | undefined;
+  for (let li = 0; li < itemLines.length; li++) {
+    const line = itemLines[li]!;
+    const base = bases[li]!;
+    if (li > 0) {
+      col = line.length - line.trimStart().length;
+      if (open) {
+        // `key:` with nothing after it and nothing indented under it is null: the yaml library's business.
+        if (col <= open.indent) return undefined;
+        const nested = new YAMLMap();
+        nested.range = [base + col, offset, offset];
+        open.pair.value = nested;
+        stack.push({ indent: col, map: nested });
+        open = undefined;
+      } else {
+        while (stack.length > 0 && col < stack.at(-1)!.indent) stack.pop();
+        // A deeper line here would continue a plain scalar over lines.
+        if (stack.length === 0 || col !== stack.at(-1)!.indent) return undefined;
+      }
+    }
+    PLAIN_KEY.lastIndex = col;
+    const key = PLAIN_KEY.exec(line)?.[0];
+    if (key === undefined || CORE_NON_STRING.test(key) || line[col + key.length] !== ':') return undefined;
+    const keyNode = scalarNode(key, key, base + col, base + col + key.length);
+    let i = col + key.length + 1;
+    const pair = new Pair<Scalar, Node | null>(keyNode, null);
+    stack.at(-1)!.map.items.push(pair);
+    const rest = line.slice(i);
+    if (/^ *( #.*)?$/.test(rest)) {
+      open = { indent: stack.at(-1)!.indent, pair };
+      continue;
+    }
+    if (line[i] !== ' ') return undefined;
+    while (line[i] === ' ') i++;
+    const c = line[i];
+    let end: number;
+    if (c === '{') {
+      const inner = oneLineFlowMap(line, i, base);
+      if (!inner) return undefined;
+      pair.value = inner.node;
+      end = inner.end;
+    } else if (c === '"' || c === "'") {
+      const close = line.indexOf(c, i + 1);
+      const body = close < 0 ? '' : line.slice(i + 1, close);
+      if (close < 0 || (c === '"' && body.includes('\\')) || (c === "'" && line[close + 1] === "'")) return undefined;
+      pair.value = scalarNode(body, body, base + i, base + close + 1);
+      end = close + 1;
+    } else {
+      PLAIN_VALUE.lastIndex = i;
+      const plain = PLAIN_VALUE.exec(line)?.[0];
+      const scalar = plain === undefined ? undefined : simpleScalar(plain, base + i);
+      if (!scalar) return undefined;
+      pair.value = scalar;
+      end = i + plain!.length;
+    }
+    // Only spaces, then perhaps a comment, may follow a value (a plain scalar would otherwise go on).
+    if (!/^( *$| +#)/.test(line.slice(end))) return undefined;
+  }
+  return open ? undefined : { node: root, lines: counter };
+}
+
 function scalarNode(value: unknown, source: string, start: number, end: number): Scalar {
   const node = new Scalar(value);
   node.source = source;
@@ -453,7 +552,7 @@ function scalarNode(value: unknown, source: string, start: number, end: number):
   return node;
 }
 
-function oneLineFlowMap(line: string, start: number): { node: YAMLMap; end: number } | undefined {
+function oneLineFlowMap(line: string, start: number, base = 0): { node: YAMLMap; end: number } | undefined {
   if (line[start] !== '{') return undefined;
   const map = new YAMLMap();
   let i = start + 1;
@@ -462,20 +561,20 @@ function oneLineFlowMap(line: string, start: number): { node: YAMLMap; end: numb
   };
   spaces();
   if (line[i] === '}') {
-    map.range = [start, i + 1, i + 1];
+    map.range = [base + start, base + i + 1, base + i + 1];
     return { node: map, end: i + 1 };
   }
   for (;;) {
     PLAIN_KEY.lastIndex = i;
     const key = PLAIN_KEY.exec(line)?.[0];
     if (key === undefined || CORE_NON_STRING.test(key) || line[i + key.length] !== ':' || line[i + key.length + 1] !== ' ') return undefined;
-    const keyNode = scalarNode(key, key, i, i + key.length);
+    const keyNode = scalarNode(key, key, base + i, base + i + key.length);
     i += key.length + 2;
     spaces();
     let value: Node;
     const c = line[i];
     if (c === '{') {
-      const inner = oneLineFlowMap(line, i);
+      const inner = oneLineFlowMap(line, i, base);
       if (!inner) return undefined;
       value = inner.node;
       i = inner.end;
@@ -484,7 +583,7 @@ function oneLineFlowMap(line: string, start: number): { node: YAMLMap; end: numb
       const body = close < 0 ? '' : line.slice(i + 1, close);
       // Escapes (and '' in single quotes) are the yaml library's business.
       if (close < 0 || (c === '"' && body.includes('\\')) || (c === "'" && line[close + 1] === "'")) return undefined;
-      value = scalarNode(body, body, i, close + 1);
+      value = scalarNode(body, body, base + i, base + close + 1);
       i = close + 1;
     } else {
       PLAIN_VALUE.lastIndex = i;
@@ -492,9 +591,9 @@ function oneLineFlowMap(line: string, start: number): { node: YAMLMap; end: numb
       if (plain === undefined) return undefined;
       const next = line[i + plain.length];
       if (next !== ' ' && next !== ',' && next !== '}') return undefined;
-      if (PLAIN_STRING.test(plain) && !CORE_NON_STRING.test(plain)) value = scalarNode(plain, plain, i, i + plain.length);
-      else if (SMALL_INT.test(plain)) value = scalarNode(Number(plain), plain, i, i + plain.length);
-      else return undefined;
+      const scalar = simpleScalar(plain, base + i);
+      if (!scalar) return undefined;
+      value = scalar;
       i += plain.length;
     }
     spaces();
@@ -507,7 +606,7 @@ function oneLineFlowMap(line: string, start: number): { node: YAMLMap; end: numb
       continue;
     }
     if (line[i] !== '}') return undefined;
-    map.range = [start, i + 1, i + 1];
+    map.range = [base + start, base + i + 1, base + i + 1];
     return { node: map, end: i + 1 };
   }
 }

@@ -36,6 +36,15 @@ const ITEMS: ReadonlyArray<(k: number, i: string) => string> = [
   (k, i) => `${i}- just-a-string-${k}`,
   (_, i) => `${i}- [ a, b ]`,
   (k, i) => `${i}- { id: s${k}, metadata: { ${Array.from({ length: 3 }, (_, n) => `k${n}: "v"`).join(', ')} }, planId: gold }\n\n${i}  # trailing comment`,
+  (k, i) => `${i}-   id: s${k}\n${i}    planId: gold  # the plan\n${i}    customer: { email: "u${k}@example.com" }\n${i}    metadata:   # none\n${i}      a: "1"\n${i}      b:\n${i}        c: 2\n${i}    sendOnHour: 7`,
+  (k, i) => `${i}- id: s${k}\n${i}  planId: gold\n${i}    more text\n${i}  paymentToken: tok_ok`,
+  (k, i) => `${i}- id: s${k}\n${i}  planId:\n${i}  paymentToken: tok_ok`,
+  (k, i) => `${i}- id: s${k}\n${i}  planId: gold\n${i}  # inside\n${i}  paymentToken: 'tok'\n\n${i}  startDate: "2099-01-01"`,
+  (k, i) => `${i}- id: s${k}\n${i}  planId: gold\n${i}  metadata:\n${i}   a: "1"\n${i}  customer:\n${i}      email: "e@example.com"\n${i}     phone: "1"`,
+  (k, i) => `${i}- id: s${k}\n${i}  planId: gold, silver\n${i}  customer: { email: x }, y\n${i}  endDate: "2099-01-01" z`,
+  (k, i) => `${i}- id: s${k}\n${i}  id: t${k}\n${i}  __proto__: 1\n${i}  planId: "\${SEED_UNSET}"\n${i}  tags:\n${i}    - a`,
+  (k, i) => `${i}- id: s${k}\n${i}  Null: y\n${i}  planId: gold\n${i}  False: n`,
+  (k, i) => `${i}- id: s${k}\n${i}  planId: gold\n${i}  metadata:\n${i}    a: |\n${i}      text\n${i}  true: x\n${i}  Null: y\n${i}  paymentToken:tok`,
 ];
 
 /** Rare items that make the file invalid YAML: the whole-document reading reports them. */
