@@ -55,13 +55,16 @@ export const MAX_LOCAL_DATE = '2199-12-31';
  */
 export function parseLocalDate(text: string): LocalDate {
   const m = typeof text === 'string' ? DATE.exec(text) : null;
-  const parsed = m ? DateTime.fromObject({ year: +m[1]!, month: +m[2]!, day: +m[3]! }, { zone: 'UTC' }) : null;
-  if (!parsed || !parsed.isValid) throw new ScheduleError(`expected a date yyyy-MM-dd; got ${JSON.stringify(text)}`);
+  // Plain arithmetic (this runs for every seed): a real Gregorian date, as luxon would accept it.
+  const date = m ? { year: +m[1]!, month: +m[2]!, day: +m[3]! } : null;
+  if (!date || date.month < 1 || date.month > 12 || date.day < 1 || date.day > daysInMonth(date.year, date.month)) {
+    throw new ScheduleError(`expected a date yyyy-MM-dd; got ${JSON.stringify(text)}`);
+  }
   // yyyy-MM-dd compares correctly as text.
   if (text < MIN_LOCAL_DATE || text > MAX_LOCAL_DATE) {
     throw new ScheduleError(`expected a date between ${MIN_LOCAL_DATE} and ${MAX_LOCAL_DATE}; got "${text}"`);
   }
-  return { year: parsed.year, month: parsed.month, day: parsed.day };
+  return date;
 }
 
 /** True when `ms` is an instant whose UTC date lies between MIN_LOCAL_DATE and MAX_LOCAL_DATE. */
@@ -96,8 +99,24 @@ export function parseForwardDuration(text: string, options: { allowZero?: boolea
   return d;
 }
 
+const MS_PER_DAY = 86_400_000;
+
+/** Proleptic Gregorian month lengths: plain arithmetic, as it runs once per cycle per seed. */
 function daysInMonth(year: number, month: number): number {
-  return DateTime.utc(year, month, 1).daysInMonth!;
+  if (month !== 2) return [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]!;
+  return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0 ? 29 : 28;
+}
+
+/** Epoch ms of a date's UTC midnight; setUTCFullYear, unlike Date.UTC, keeps years 0-99 as written. */
+function utcDayMs(date: LocalDate): number {
+  const d = new Date(0);
+  d.setUTCFullYear(date.year, date.month - 1, date.day);
+  return d.getTime();
+}
+
+function localDateOfMs(ms: number): LocalDate {
+  const d = new Date(ms);
+  return { year: d.getUTCFullYear(), month: d.getUTCMonth() + 1, day: d.getUTCDate() };
 }
 
 /**
@@ -112,13 +131,12 @@ export function addMonths(date: LocalDate, months: number, policy: MonthEndPolic
   const dim = daysInMonth(year, month);
   if (date.day <= dim) return { year, month, day: date.day };
   if (policy === 'clamp') return { year, month, day: dim };
-  const spilled = DateTime.utc(year, month, dim).plus({ days: date.day - dim });
-  return { year: spilled.year, month: spilled.month, day: spilled.day };
+  return addDays({ year, month, day: dim }, date.day - dim);
 }
 
 function addDays(date: LocalDate, days: number): LocalDate {
-  const d = DateTime.utc(date.year, date.month, date.day).plus({ days });
-  return { year: d.year, month: d.month, day: d.day };
+  // Calendar days on UTC midnights: every UTC day is exactly 24 h.
+  return localDateOfMs(utcDayMs(date) + days * MS_PER_DAY);
 }
 
 /**
@@ -247,8 +265,8 @@ export function dueAtOrEnd(schedule: Schedule | ResolvedSchedule, n: number): Da
 
 /** Rough count of whole intervals between the anchor and an instant, for a starting guess. */
 function estimateCycle(r: ResolvedSchedule, instant: DateTime): number {
-  const anchor = DateTime.utc(r.anchorDate.year, r.anchorDate.month, r.anchorDate.day);
-  const days = instant.diff(anchor, 'days').days;
+  // Epoch arithmetic, not luxon's diff (which dominated seeding): only a guess, firstCycleAtOrAfter corrects it.
+  const days = (instant.toMillis() - utcDayMs(r.anchorDate)) / MS_PER_DAY;
   const perCycle = { day: 1, week: 7, month: 30.436875, year: 365.2425 }[r.schedule.every.unit] * r.schedule.every.count;
   return Math.max(1, Math.floor(days / perCycle) + 1);
 }

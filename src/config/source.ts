@@ -6,7 +6,7 @@
  * a LineCounter), duplicate keys are reported with their path and both lines,
  * and `${...}` references are expanded where they stand.
  */
-import { isAlias, isCollection, isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, visit, type Alias, type Document, type Node } from 'yaml';
+import { isAlias, isCollection, isMap, isPair, isScalar, isSeq, LineCounter, Pair, parse as parseYaml, parseDocument, Scalar, visit, YAMLMap, type Alias, type Document, type Node } from 'yaml';
 import { expandReferences, hasReferences, type ExpandContext } from './expand.js';
 import { formatPath, isSecretPath, suggestKey, type ConfigProblem, type PathSegment } from './problems.js';
 
@@ -30,6 +30,11 @@ export class SourceTree {
   /** Things that are not errors but probably mistakes (an unknown REBILL_* variable). */
   readonly warnings: string[] = [];
   private readonly positions = new Map<string, Located>();
+  /**
+   * Items of a list whose positions are recorded only when asked for (one-line
+   * seeds: 100,000 of them would hold 800,000 positions for nothing), and how.
+   */
+  private deferred: { readonly key: string; readonly materialize: (index: number) => void; readonly done: Set<number> } | undefined;
 
   constructor(
     readonly file: string,
@@ -39,6 +44,24 @@ export class SourceTree {
   /** Records where the value at `path` (and its key) came from. */
   record(path: readonly PathSegment[], located: Located): void {
     this.positions.set(formatPath(path), located);
+  }
+
+  /** Defers the positions below `[key, index]` to `materialize(index)`, which records them when first needed. */
+  deferItems(key: string, materialize: (index: number) => void): void {
+    this.deferred = { key, materialize, done: new Set() };
+  }
+
+  /** Copies another tree's positions (a deferred item's, recorded on the side). */
+  adopt(other: SourceTree): void {
+    for (const [key, located] of other.positions) this.positions.set(key, located);
+  }
+
+  private materialize(path: readonly PathSegment[]): void {
+    const d = this.deferred;
+    const index = path[1];
+    if (!d || path[0] !== d.key || typeof index !== 'number' || d.done.has(index)) return;
+    d.done.add(index);
+    d.materialize(index);
   }
 
   /** Drops the positions below `path`: an env override replaced that whole value. */
@@ -53,6 +76,7 @@ export class SourceTree {
 
   /** True when the source itself wrote (or an env override set) this exact path. */
   has(path: readonly PathSegment[]): boolean {
+    this.materialize(path);
     return this.positions.has(formatPath(path));
   }
 
@@ -62,6 +86,7 @@ export class SourceTree {
    * `at: 'key'` prefers the key's own position (unknown and duplicate keys).
    */
   locate(path: readonly PathSegment[], at: 'key' | 'value' = 'value'): SourcePosition {
+    this.materialize(path);
     for (let n = path.length; n >= 0; n--) {
       const found = this.positions.get(formatPath(path.slice(0, n)));
       if (found) return (at === 'key' && n === path.length ? found.key : undefined) ?? found.value;
@@ -83,6 +108,8 @@ export interface ReadOptions {
    * the value YAML resolves (amounts, SPEC section 3: `9.990` must not become 9.99).
    */
   readonly asWritten?: (path: readonly PathSegment[]) => boolean;
+  /** Parse the whole document at once, never the seed list item by item (the reference the tests compare with). */
+  readonly wholeDocument?: boolean;
 }
 
 interface BuildContext {
@@ -93,6 +120,10 @@ interface BuildContext {
   readonly options: ReadOptions;
   /** Each alias's anchored node, resolved once by checkAliases. */
   readonly targets: Map<Alias, Node>;
+  /** Lines of the file before the parsed text (a slice of the seed list starts further down). */
+  readonly lineOffset: number;
+  /** False while building a deferred item: its positions are recorded later, if ever (SourceTree.deferItems). */
+  readonly record: boolean;
 }
 
 // Alias chains deeper than this are a mistake or an attack (billion laughs), not a config.
@@ -112,6 +143,10 @@ export const MAX_ALIAS_COUNT = 100;
  * with no value, before anything is expanded.
  */
 export function readYamlSource(text: string, file: string, expand: ExpandContext, options: ReadOptions = {}): SourceTree {
+  return (options.wholeDocument ? undefined : readSeedListInSlices(text, file, expand, options)) ?? readWholeDocument(text, file, expand, options);
+}
+
+function readWholeDocument(text: string, file: string, expand: ExpandContext, options: ReadOptions): SourceTree {
   const tree = new SourceTree(file, undefined);
   const lines = new LineCounter();
   // uniqueKeys off: we report duplicates ourselves, with the key path the parser does not know.
@@ -125,7 +160,7 @@ export function readYamlSource(text: string, file: string, expand: ExpandContext
     }
     return tree;
   }
-  const ctx: BuildContext = { tree, doc, lines, expand, options, targets: new Map() };
+  const ctx: BuildContext = { tree, doc, lines, expand, options, targets: new Map(), lineOffset: 0, record: true };
   const bomb = checkAliases(ctx);
   if (bomb) {
     tree.problems.push(bomb);
@@ -138,7 +173,7 @@ export function readYamlSource(text: string, file: string, expand: ExpandContext
 
 function position(ctx: BuildContext, offset: number): SourcePosition {
   const { line, col } = ctx.lines.linePos(offset);
-  return { file: ctx.tree.file, line, column: col };
+  return { file: ctx.tree.file, line: line + ctx.lineOffset, column: col };
 }
 
 interface AnchorUse {
@@ -242,18 +277,14 @@ function build(node: unknown, path: PathSegment[], ctx: BuildContext, depth: num
         continue;
       }
       firstLine.set(key, keyPos.line);
-      ctx.tree.record(keyPath, { key: keyPos, value: valuePos });
+      if (ctx.record) ctx.tree.record(keyPath, { key: keyPos, value: valuePos });
       out[key] = valueNode === null ? null : build(valueNode, keyPath, ctx, depth + 1);
     }
     return out;
   }
   if (isSeq(node)) {
-    return node.items.map((item, index) => {
-      const itemPath = [...path, index];
-      const itemNode = item as Node | null;
-      ctx.tree.record(itemPath, { value: position(ctx, itemNode?.range?.[0] ?? node.range?.[0] ?? 0) });
-      return itemNode === null ? null : build(itemNode, itemPath, ctx, depth + 1);
-    });
+    const seqStart = position(ctx, node.range?.[0] ?? 0);
+    return node.items.map((item, index) => buildItem(item as Node | null, path, index, seqStart, ctx, depth));
   }
   if (isScalar(node)) {
     // `source` is the scalar's text as written (unquoted, unescaped): `9.990`, not 9.99.
@@ -266,6 +297,318 @@ function build(node: unknown, path: PathSegment[], ctx: BuildContext, depth: num
     return value;
   }
   return null;
+}
+
+/** One sequence item: its position (the seq's own when the item has none), then its value. */
+function buildItem(itemNode: Node | null, path: readonly PathSegment[], index: number, seqStart: SourcePosition, ctx: BuildContext, depth: number): unknown {
+  const itemPath = [...path, index];
+  if (ctx.record) ctx.tree.record(itemPath, { value: itemNode?.range ? position(ctx, itemNode.range[0]) : seqStart });
+  return itemNode === null ? null : build(itemNode, itemPath, ctx, depth + 1);
+}
+
+// ---------------------------------------------------------------------------
+// The seed list in slices (issue 7 item 18). The yaml library builds a token
+// tree and a node tree for the whole document before we see it: for 100,000
+// seeds that is 13 s and about 1 GB. A block list under a root
+// `subscriptions:` key is therefore read item by item: the rest of the file
+// is parsed as before (the list's lines blanked, so every line number stays),
+// each seed written as a one-line flow mapping of plain names, quoted strings
+// without escapes and small whole numbers is turned into the yaml library's
+// own node types directly, and any other seed is parsed by the yaml library,
+// a few hundred at a time. The nodes go through the same build() as the
+// whole-document path, so values, positions and problems are the same. Any
+// doubt (anchors, aliases, tabs, CR, directives, several documents, a YAML
+// error anywhere) reads the whole document instead, which reports it.
+
+const SEED_KEY = 'subscriptions';
+/** Seeds the yaml library parses in one go when they are not in the one-line form. */
+const SLICE_ITEMS = 500;
+const SEED_KEY_LINE = /^subscriptions:( +#.*| *)$/;
+/** Root-level lines that could be, or could hide, the seed key, or change how the file is read. */
+const DOUBTFUL_ROOT_LINE = /^(["']?subscriptions|%|\?|---(\s|$)|\.\.\.(\s|$))/;
+/** Plain scalars that the core schema reads as something other than a string. */
+const CORE_NON_STRING = /^(null|Null|NULL|true|True|TRUE|false|False|FALSE)$/;
+const PLAIN_KEY = /[A-Za-z_][A-Za-z0-9_]*/y;
+const PLAIN_VALUE = /[A-Za-z0-9_.@+-]+/y;
+const PLAIN_STRING = /^[A-Za-z_][A-Za-z0-9_.@+-]*$/;
+const SMALL_INT = /^(0|[1-9][0-9]{0,14})$/;
+
+function readSeedListInSlices(text: string, file: string, expand: ExpandContext, options: ReadOptions): SourceTree | undefined {
+  if (text.includes('\r') || text.startsWith('\uFEFF')) return undefined;
+  const lines = text.split('\n');
+  let keyLine = -1;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (!DOUBTFUL_ROOT_LINE.test(line)) continue;
+    if (keyLine >= 0 || !SEED_KEY_LINE.test(line)) return undefined;
+    keyLine = i;
+  }
+  if (keyLine < 0) return undefined;
+  // The list: from the key to the next root-level line; items start at one indent.
+  let itemIndent = -1;
+  let end = lines.length;
+  const starts: number[] = [];
+  for (let i = keyLine + 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    const content = line.trimStart();
+    if (content === '' || content.startsWith('#')) continue;
+    if (/[\t&*]/.test(line)) return undefined;
+    const indent = line.length - content.length;
+    const dash = content === '-' || content.startsWith('- ');
+    if (itemIndent < 0) {
+      if (!dash) return undefined;
+      itemIndent = indent;
+    }
+    if (indent === 0 && !(itemIndent === 0 && dash)) {
+      end = i;
+      break;
+    }
+    if (indent < itemIndent || (indent === itemIndent && !dash)) return undefined;
+    if (indent === itemIndent) starts.push(i);
+  }
+  if (starts.length === 0) return undefined;
+
+  const head = [...lines.slice(0, keyLine + 1), ...new Array<string>(end - keyLine - 1).fill(''), ...lines.slice(end)].join('\n');
+  const tree = readWholeDocument(head, file, expand, options);
+  const root = tree.value;
+  const keyPos = tree.locate([SEED_KEY], 'key');
+  if (root === null || typeof root !== 'object' || Array.isArray(root) || !tree.has([SEED_KEY]) || (root as Record<string, unknown>)[SEED_KEY] !== null) return undefined;
+  if (keyPos.line !== keyLine + 1 || keyPos.column !== 1) return undefined;
+
+  const seqStart: SourcePosition = { file, line: starts[0]! + 1, column: itemIndent + 1 };
+  tree.record([SEED_KEY], { key: keyPos, value: seqStart });
+  const path = [SEED_KEY];
+  const list: unknown[] = [];
+  const oneLine = new LineCounter();
+  oneLine.addNewLine(0);
+  const emptyDoc = parseDocument('');
+  let pending: number[] = [];
+  const flush = (): boolean => {
+    if (pending.length === 0) return true;
+    const from = pending[0]!;
+    const to = pending.at(-1)! + 1 < starts.length ? starts[pending.at(-1)! + 1]! : end;
+    const sliceLines = new LineCounter();
+    const doc = parseDocument(lines.slice(starts[from]!, to).join('\n'), { lineCounter: sliceLines, uniqueKeys: false });
+    if (doc.errors.length > 0 || !isSeq(doc.contents) || doc.contents.items.length !== pending.length) return false;
+    const ctx: BuildContext = { tree, doc, lines: sliceLines, expand, options, targets: new Map(), lineOffset: starts[from]!, record: true };
+    doc.contents.items.forEach((item, k) => (list[from + k] = buildItem(item as Node | null, path, from + k, seqStart, ctx, 1)));
+    pending = [];
+    return true;
+  };
+  // Simple seeds are built now and located later, from their lines, only if a problem needs it.
+  const simple = new Set<number>();
+  const simpleSeed = (k: number): { node: YAMLMap; lines: LineCounter } | undefined => {
+    const nextStart = k + 1 < starts.length ? starts[k + 1]! : end;
+    const itemLines = lines.slice(starts[k]!, nextStart);
+    let content = itemLines.length;
+    while (content > 1 && /^ *(#.*)?$/.test(itemLines[content - 1]!)) content--;
+    if (content === 1) {
+      const node = oneLineSeed(itemLines[0]!, itemIndent);
+      return node && { node, lines: oneLine };
+    }
+    return blockSeed(itemLines.slice(0, content), itemIndent);
+  };
+  const simpleCtx = (k: number, counter: LineCounter, into: SourceTree, record: boolean, expanding: ExpandContext): BuildContext => ({
+    tree: into,
+    doc: emptyDoc,
+    lines: counter,
+    expand: expanding,
+    options,
+    targets: new Map(),
+    lineOffset: starts[k]!,
+    record,
+  });
+  tree.deferItems(SEED_KEY, (k) => {
+    if (!simple.has(k)) return;
+    // Built again on the side for its positions only: its problems and references were taken the first time.
+    const side = new SourceTree(file, undefined);
+    const seed = simpleSeed(k)!;
+    buildItem(seed.node, path, k, seqStart, simpleCtx(k, seed.lines, side, true, { ...expand, referenced: new Set() }), 1);
+    tree.adopt(side);
+  });
+  for (let k = 0; k < starts.length; k++) {
+    const seed = simpleSeed(k);
+    if (seed) {
+      if (!flush()) return undefined;
+      simple.add(k);
+      list[k] = buildItem(seed.node, path, k, seqStart, simpleCtx(k, seed.lines, tree, false, expand), 1);
+      continue;
+    }
+    pending.push(k);
+    if (pending.length >= SLICE_ITEMS && !flush()) return undefined;
+  }
+  if (!flush()) return undefined;
+  (root as Record<string, unknown>)[SEED_KEY] = list;
+  return tree;
+}
+
+/** `- { id: a, planId: gold, customer: { email: "a@example.com" } }` as the yaml library's nodes, or undefined for anything else. */
+function oneLineSeed(line: string, indent: number): YAMLMap | undefined {
+  let i = indent + 1;
+  if (line[i] !== ' ') return undefined;
+  while (line[i] === ' ') i++;
+  const map = oneLineFlowMap(line, i);
+  if (!map) return undefined;
+  let j = map.end;
+  while (line[j] === ' ') j++;
+  // Only a comment may follow, and a comment needs a space before its `#`.
+  return j === line.length || (line[j] === '#' && j > map.end) ? map.node : undefined;
+}
+
+/** A plain scalar the core schema reads as a string or a small whole number, or undefined. */
+function simpleScalar(plain: string, start: number): Scalar | undefined {
+  if (PLAIN_STRING.test(plain) && !CORE_NON_STRING.test(plain)) return scalarNode(plain, plain, start, start + plain.length);
+  if (SMALL_INT.test(plain)) return scalarNode(Number(plain), plain, start, start + plain.length);
+  return undefined;
+}
+
+/**
+ * A seed written as a block mapping, one `key: value` per line with the same
+ * simple values as the one-line form (or a one-line flow mapping), nested
+ * mappings under `key:` indented further, as the yaml library's nodes; or
+ * undefined for anything else (multi-line scalars, lists, empty values, ...).
+ */
+function blockSeed(itemLines: readonly string[], indent: number): { node: YAMLMap; lines: LineCounter } | undefined {
+  const counter = new LineCounter();
+  const bases: number[] = [];
+  let offset = 0;
+  for (const line of itemLines) {
+    counter.addNewLine(offset);
+    bases.push(offset);
+    offset += line.length + 1;
+  }
+  const first = itemLines[0]!;
+  let col = indent + 1;
+  if (first[col] !== ' ') return undefined;
+  while (first[col] === ' ') col++;
+  const root = new YAMLMap();
+  root.range = [col, offset, offset];
+  const stack: Array<{ indent: number; map: YAMLMap }> = [{ indent: col, map: root }];
+  let open: { indent: number; pair: Pair<Scalar, Node | null> } | undefined;
+  for (let li = 0; li < itemLines.length; li++) {
+    const line = itemLines[li]!;
+    const base = bases[li]!;
+    if (li > 0) {
+      col = line.length - line.trimStart().length;
+      if (open) {
+        // `key:` with nothing after it and nothing indented under it is null: the yaml library's business.
+        if (col <= open.indent) return undefined;
+        const nested = new YAMLMap();
+        nested.range = [base + col, offset, offset];
+        open.pair.value = nested;
+        stack.push({ indent: col, map: nested });
+        open = undefined;
+      } else {
+        while (stack.length > 0 && col < stack.at(-1)!.indent) stack.pop();
+        // A deeper line here would continue a plain scalar over lines.
+        if (stack.length === 0 || col !== stack.at(-1)!.indent) return undefined;
+      }
+    }
+    PLAIN_KEY.lastIndex = col;
+    const key = PLAIN_KEY.exec(line)?.[0];
+    if (key === undefined || CORE_NON_STRING.test(key) || line[col + key.length] !== ':') return undefined;
+    const keyNode = scalarNode(key, key, base + col, base + col + key.length);
+    let i = col + key.length + 1;
+    const pair = new Pair<Scalar, Node | null>(keyNode, null);
+    stack.at(-1)!.map.items.push(pair);
+    const rest = line.slice(i);
+    if (/^ *( #.*)?$/.test(rest)) {
+      open = { indent: stack.at(-1)!.indent, pair };
+      continue;
+    }
+    if (line[i] !== ' ') return undefined;
+    while (line[i] === ' ') i++;
+    const c = line[i];
+    let end: number;
+    if (c === '{') {
+      const inner = oneLineFlowMap(line, i, base);
+      if (!inner) return undefined;
+      pair.value = inner.node;
+      end = inner.end;
+    } else if (c === '"' || c === "'") {
+      const close = line.indexOf(c, i + 1);
+      const body = close < 0 ? '' : line.slice(i + 1, close);
+      if (close < 0 || (c === '"' && body.includes('\\')) || (c === "'" && line[close + 1] === "'")) return undefined;
+      pair.value = scalarNode(body, body, base + i, base + close + 1);
+      end = close + 1;
+    } else {
+      PLAIN_VALUE.lastIndex = i;
+      const plain = PLAIN_VALUE.exec(line)?.[0];
+      const scalar = plain === undefined ? undefined : simpleScalar(plain, base + i);
+      if (!scalar) return undefined;
+      pair.value = scalar;
+      end = i + plain!.length;
+    }
+    // Only spaces, then perhaps a comment, may follow a value (a plain scalar would otherwise go on).
+    if (!/^( *$| +#)/.test(line.slice(end))) return undefined;
+  }
+  return open ? undefined : { node: root, lines: counter };
+}
+
+function scalarNode(value: unknown, source: string, start: number, end: number): Scalar {
+  const node = new Scalar(value);
+  node.source = source;
+  node.range = [start, end, end];
+  return node;
+}
+
+function oneLineFlowMap(line: string, start: number, base = 0): { node: YAMLMap; end: number } | undefined {
+  if (line[start] !== '{') return undefined;
+  const map = new YAMLMap();
+  let i = start + 1;
+  const spaces = () => {
+    while (line[i] === ' ') i++;
+  };
+  spaces();
+  if (line[i] === '}') {
+    map.range = [base + start, base + i + 1, base + i + 1];
+    return { node: map, end: i + 1 };
+  }
+  for (;;) {
+    PLAIN_KEY.lastIndex = i;
+    const key = PLAIN_KEY.exec(line)?.[0];
+    if (key === undefined || CORE_NON_STRING.test(key) || line[i + key.length] !== ':' || line[i + key.length + 1] !== ' ') return undefined;
+    const keyNode = scalarNode(key, key, base + i, base + i + key.length);
+    i += key.length + 2;
+    spaces();
+    let value: Node;
+    const c = line[i];
+    if (c === '{') {
+      const inner = oneLineFlowMap(line, i, base);
+      if (!inner) return undefined;
+      value = inner.node;
+      i = inner.end;
+    } else if (c === '"' || c === "'") {
+      const close = line.indexOf(c, i + 1);
+      const body = close < 0 ? '' : line.slice(i + 1, close);
+      // Escapes (and '' in single quotes) are the yaml library's business.
+      if (close < 0 || (c === '"' && body.includes('\\')) || (c === "'" && line[close + 1] === "'")) return undefined;
+      value = scalarNode(body, body, base + i, base + close + 1);
+      i = close + 1;
+    } else {
+      PLAIN_VALUE.lastIndex = i;
+      const plain = PLAIN_VALUE.exec(line)?.[0];
+      if (plain === undefined) return undefined;
+      const next = line[i + plain.length];
+      if (next !== ' ' && next !== ',' && next !== '}') return undefined;
+      const scalar = simpleScalar(plain, base + i);
+      if (!scalar) return undefined;
+      value = scalar;
+      i += plain.length;
+    }
+    spaces();
+    map.items.push(new Pair(keyNode, value));
+    if (line[i] === ',') {
+      i++;
+      spaces();
+      // A trailing comma, or an empty entry: the yaml library decides what it means.
+      if (line[i] === '}' || line[i] === ',') return undefined;
+      continue;
+    }
+    if (line[i] !== '}') return undefined;
+    map.range = [base + start, base + i + 1, base + i + 1];
+    return { node: map, end: i + 1 };
+  }
 }
 
 /** Sections whose scalar settings `REBILL_<SECTION>_<KEY>` env vars may override. */

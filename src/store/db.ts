@@ -289,8 +289,12 @@ export async function migrateToLatest(db: Db): Promise<MigrationResultSet> {
 
 /** Fixed-width UTC ISO text for an epoch-ms instant: the stored form of every timestamp. */
 export function toDbTime(ms: number): string {
-  return new Date(ms).toISOString();
+  // A batch stamps thousands of rows with the same instant (seeding: ~5 per seed); format it once.
+  if (ms !== lastDbTime.ms) lastDbTime = { ms, text: new Date(ms).toISOString() };
+  return lastDbTime.text;
 }
+
+let lastDbTime = { ms: NaN, text: '' };
 
 /** The inverse of toDbTime. */
 export function fromDbTime(text: string): number {
