@@ -3,3 +3,4 @@ export * from './schema.js';
 export * from './repository.js';
 export * from './simulator-ledger.js';
 export * from './lock.js';
+export * from './probe.js';

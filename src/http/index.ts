@@ -1,0 +1,5 @@
+/** The HTTP surface of `rebill run`: server, readiness, problem details. */
+export * from './server.js';
+export * from './readiness.js';
+export * from './probes.js';
+export * from './problem.js';
