@@ -11,9 +11,13 @@ RUN npm ci && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends tini && rm -rf /var/lib/apt/lists/*
+# The example config binds 127.0.0.1; a container must listen on all interfaces to be reached.
+# rebill then refuses to start (exit 78) unless REBILL_ADMIN_TOKEN is given a secret at run time
+# (docker run -e REBILL_ADMIN_TOKEN=...): the config's fallback token is public knowledge.
 ENV NODE_ENV=production \
     REBILL_CONFIG=/etc/rebill/rebill.yaml \
-    REBILL_DATABASE_URL=sqlite:/data/rebill.db
+    REBILL_DATABASE_URL=sqlite:/data/rebill.db \
+    REBILL_HTTP_HOST=0.0.0.0
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist

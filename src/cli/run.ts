@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
-import cron from 'node-cron';
+import cron, { type ScheduledTask } from 'node-cron';
 import { systemClock } from '../clock.js';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { createEngine, daemonGateways, engineOptions, logSkippedCycles, seedWarnings, upsertSeeds } from '../engine/index.js';
 import { configWarnings, type Config } from '../config/index.js';
+import { createHttpServer, createMetrics, type HttpServer } from '../http/index.js';
 import { createLogger } from '../logger.js';
 import { lastEventId, migrateToLatest, toDbTime, type DaemonLock, type Db } from '../store/index.js';
 import { checkRemovedInUse, lockDatabaseOrReport, openDatabaseOrReport, printableUrl, verifyDatabaseOrReport } from './database.js';
@@ -16,9 +17,11 @@ import { watchParent } from './parent.js';
 const SEED_PROGRESS_EVERY = 10_000;
 
 /**
- * `rebill run`: validate config, migrate, seed, then run the engine until
- * SIGTERM/SIGINT, which stop claiming, let in-flight attempts finish (up to
- * scheduler.drainSeconds), release unstarted claims and close the database.
+ * `rebill run`: validate config, migrate, seed, listen on http.host:http.port,
+ * then run the engine until SIGTERM/SIGINT, which close the HTTP server first
+ * (in-flight requests finish, new ones get 503), then stop claiming, let
+ * in-flight attempts finish (up to scheduler.drainSeconds), release unstarted
+ * claims and close the database.
  */
 export function registerRun(program: Command, ctx: CommandContext): void {
   program
@@ -63,20 +66,47 @@ export function registerRun(program: Command, ctx: CommandContext): void {
           return;
         }
         const gateways = daemonGateways(db, clock, config.gateways);
-        const engine = createEngine({ db, clock, gateways, logger, options: engineOptions(config.retry, config.scheduler) });
+        const options = engineOptions(config.retry, config.scheduler);
+        // Metrics first: the engine takes their observer when it is built, then the metrics read the engine.
+        const metrics = createMetrics({ db, clock, queueBound: options.queueBound, gateways: [...gateways.keys()] });
+        const engine = createEngine({ db, clock, gateways, logger, options, observer: metrics.engineObserver });
+        metrics.attach(engine);
         // Before anything is written with it: a clock behind the stored changes refuses to collect (exit 1).
         await engine.checkStartClock();
         const created = await seed(db, config, logger, clock);
         await engine.recoverDeadOwners();
-        engine.start();
         // The cron sweep is the safety net; the engine's own timer wakes it for the earliest due instant.
         const sweep = cron.schedule(config.scheduler.sweep, () => engine.kick(), { noOverlap: true });
+        const server = createHttpServer({
+          config: config.http,
+          engine,
+          db,
+          clock,
+          logger,
+          metrics,
+          readiness: {
+            databaseUrl: config.database.url,
+            sweepIntervalMs: sweepIntervalMs(sweep, options.maxSleepMs),
+            queueBound: options.queueBound,
+            webhookEndpoints: config.webhooks.length,
+          },
+        });
+        // Listening before the engine starts: a port in use stops the daemon before it collects anything.
+        const address = await listenOrReport(server, config, logger);
+        if (address === undefined) {
+          await sweep.stop();
+          ctx.exitCode = 1;
+          return;
+        }
+        engine.start();
         logger.info(
-          { config: file, database: printableUrl(config.database.url), plans: config.plans.length, seeded: created, gateways: [...gateways.keys()] },
+          { config: file, database: printableUrl(config.database.url), http: address, plans: config.plans.length, seeded: created, gateways: [...gateways.keys()] },
           'rebill ready',
         );
         await stopped;
-        logger.info({ signal: stopSignal }, 'stopping: no new claims, draining in-flight attempts');
+        // The server closes first: new requests get 503, those in flight finish; then the engine drains.
+        logger.info({ signal: stopSignal }, 'stopping: HTTP server closing, no new claims, draining in-flight attempts');
+        await server.close();
         await sweep.stop();
         const report = await engine.stop(config.scheduler.drainSeconds * 1000);
         const { drained } = report;
@@ -99,6 +129,30 @@ export function registerRun(program: Command, ctx: CommandContext): void {
         logger.flush();
       }
     });
+}
+
+/**
+ * How often a sweep happens: the gap between the cron's next two runs, or the
+ * engine's longest sleep when that is shorter (the engine's own wake-ups sweep
+ * too). Readiness compares the last sweep's age with it.
+ */
+function sweepIntervalMs(sweep: ScheduledTask, maxSleepMs: number): number {
+  const [a, b] = sweep.getNextRuns(2);
+  const cronGap = a && b ? b.getTime() - a.getTime() : Infinity;
+  return Math.min(cronGap, maxSleepMs);
+}
+
+/** Binds the HTTP server; a bind failure is logged in one line saying what to change, and undefined returned. */
+async function listenOrReport(server: HttpServer, config: Config, logger: Logger): Promise<string | undefined> {
+  try {
+    return await server.listen();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const where = `${config.http.host}:${config.http.port}`;
+    const why = code === 'EADDRINUSE' ? 'the address is already in use' : code === 'EADDRNOTAVAIL' ? 'no interface has that address' : code === 'EACCES' ? 'permission denied (ports below 1024 need privileges)' : (err as Error).message;
+    logger.fatal({ http: where, code }, `cannot listen on ${where}: ${why}; set http.host / http.port (or REBILL_HTTP_HOST / REBILL_HTTP_PORT)`);
+    return undefined;
+  }
 }
 
 /**

@@ -6,6 +6,7 @@ export { loadConfig, parseConfig, loadScenario, parseScenario, configFilePath, D
 export { ConfigError, formatProblems, formatPath, isSecretPath, type ConfigProblem, type PathSegment } from './problems.js';
 export { ENV_OVERRIDE_SECTIONS, MAX_ALIAS_COUNT } from './source.js';
 export { configWarnings } from './warnings.js';
+export { isLoopbackHost, KNOWN_ADMIN_TOKENS, exposureProblems } from './exposure.js';
 export {
   configErrorMap,
   configSchema,

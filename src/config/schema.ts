@@ -32,6 +32,7 @@ import {
   type MonthEndPolicy,
 } from '../calendar/index.js';
 import { currencyExponent, formatAmount, MoneyError, parseAmount } from '../money/index.js';
+import { exposureProblems } from './exposure.js';
 import { isSecretPath, unknownKeyMessage, type PathSegment } from './problems.js';
 
 // ---------------------------------------------------------------------------
@@ -497,11 +498,22 @@ const databaseSchema = z.strictObject({
   synchronous: z.enum(['full', 'normal']).default('full'),
 });
 
-const httpSchema = z.strictObject({
-  host: text().default('0.0.0.0'),
-  port: wholeNumber(0, 65535).default(8080),
-  tokens: z.array(z.strictObject({ token: text(), scope: z.enum(['read', 'write']) })).default([]),
-});
+/** Where the listener binds when the config does not say: every interface, as operators and the Docker image expect. */
+export const DEFAULT_HTTP_HOST = '0.0.0.0';
+
+const httpSchema = z
+  .strictObject({
+    // No default here: the exposure rule must know whether the host was chosen (see exposure.ts).
+    host: text().optional(),
+    port: wholeNumber(0, 65535).default(8080),
+    tokens: z.array(z.strictObject({ token: text(), scope: z.enum(['read', 'write']) })).default([]),
+  })
+  .superRefine((http, ctx) => {
+    // A listener on the network needs a token nobody else knows (issue 8, item 7).
+    const problems = exposureProblems({ host: http.host ?? DEFAULT_HTTP_HOST, hostChosen: http.host !== undefined, tokens: http.tokens });
+    for (const problem of problems) ctx.addIssue({ code: 'custom', input: undefined, path: [...problem.path], message: problem.message });
+  })
+  .transform((http) => ({ ...http, host: http.host ?? DEFAULT_HTTP_HOST }));
 
 /** Event types that webhooks can subscribe to (SPEC section 8). */
 export const WEBHOOK_EVENT_TYPES = [

@@ -4,3 +4,4 @@ export * from './repository.js';
 export * from './simulator-ledger.js';
 export * from './lock.js';
 export * from './admin-queries.js';
+export * from './probe.js';

@@ -30,6 +30,8 @@ function config(dir: string, name: string, dbUrl: string, options: { gateways?: 
     ...plans.map((p) => `  - { id: ${p}, amount: "9.99", currency: USD, every: MONTH, gateway: ${gateways[0]} }`),
     ...(options.seeds ? ['subscriptions:'] : []),
     ...Array.from({ length: options.seeds ?? 0 }, (_, i) => `  - { id: s${i + 1}, planId: ${plans[0]}, paymentToken: tok_ok, startDate: "2099-01-01" }`),
+    // Last, so the line numbers the tests expect stay put; loopback on a free port, never 8080.
+    'http: { host: 127.0.0.1, port: 0 }',
   ];
   const file = join(dir, `${name}.yaml`);
   writeFileSync(file, `${lines.join('\n')}\n`);

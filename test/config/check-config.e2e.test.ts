@@ -142,7 +142,7 @@ describe('rebill check-config', () => {
     const dir = join(tmp, 'run-warnings');
     mkdirSync(dir, { recursive: true });
     const path = join(dir, 'rebill.yaml');
-    writeFileSync(path, [`database: { url: "sqlite:${join(dir, 'rebill.db')}" }`, 'http: { port: 0 }', 'plans:', '  - { id: p, amount: "1", currency: USD, every: MONTH }', SIM, ''].join('\n'));
+    writeFileSync(path, [`database: { url: "sqlite:${join(dir, 'rebill.db')}" }`, 'http: { host: 127.0.0.1, port: 0 }', 'plans:', '  - { id: p, amount: "1", currency: USD, every: MONTH }', SIM, ''].join('\n'));
     const daemon = spawnRebill(['run', '--config', path], { env: { REBILL_DATABSE_URL: 'sqlite:/nowhere.db' } });
     try {
       await daemon.waitForStdout(/"msg":"rebill ready"/, 30_000);

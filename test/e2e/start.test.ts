@@ -31,11 +31,16 @@ describe('npm start (the example config)', () => {
       fs.mkdirSync(path.join(dir, 'config'));
       fs.copyFileSync(path.join(root, 'config/rebill.yaml'), path.join(dir, 'config/rebill.yaml'));
       expect(bin).toBe(path.join(root, 'bin/rebill.js'));
-      const daemon = spawnRebill(args, { cwd: dir, logFile: path.join(dir, 'rebill.log') });
+      // The shipped port is 8080; a free one here, so parallel runs never collide (the host stays the config's loopback).
+      const daemon = spawnRebill(args, { cwd: dir, logFile: path.join(dir, 'rebill.log'), env: { REBILL_HTTP_PORT: '0' } });
       const ready = await daemon.waitForStdout(READY, 30_000);
       expect(ready).toBeTruthy();
       const readyLine = logLines(daemon.stdout()).find((l) => l.msg === 'rebill ready')!;
       expect(readyLine).toMatchObject({ config: 'config/rebill.yaml', database: 'sqlite:./data/rebill.db', seeded: 4 });
+      // Loopback out of the box: the example's fallback admin token is public knowledge.
+      expect(readyLine.http).toMatch(/^127\.0\.0\.1:\d+$/);
+      const health = await fetch(`http://${String(readyLine.http)}/healthz`);
+      expect({ status: health.status, body: await health.json() }).toEqual({ status: 200, body: { status: 'pass' } });
 
       // Every example start date is in the past, so each seed's current cycle is collected right away.
       const outcomes = await waitFor(

@@ -171,10 +171,23 @@ export async function startFakeGateway(ledgerFile: string, apiKey = 'test', port
   };
 }
 
-/** Writes `config` as YAML to `file` and returns the path. */
+/** Writes `config` as YAML to `file` (with TEST_HTTP when it has no http section) and returns the path. */
 export function writeConfig(file: string, config: unknown): string {
-  fs.writeFileSync(file, stringify(config));
+  fs.writeFileSync(file, stringify(withTestHttp(config)));
   return file;
+}
+
+/**
+ * Where a test daemon listens unless its config says otherwise: loopback, on a
+ * port the kernel picks, so daemons of parallel tests never collide (the
+ * default 0.0.0.0:8080 is for operators, and no test may depend on it).
+ */
+export const TEST_HTTP = { host: '127.0.0.1', port: 0 } as const;
+
+/** `config` with `http: TEST_HTTP` when it has no http section. */
+export function withTestHttp(config: unknown): unknown {
+  if (config === null || typeof config !== 'object' || Array.isArray(config) || 'http' in config) return config;
+  return { http: TEST_HTTP, ...config };
 }
 
 /** Today's date in UTC, `yyyy-MM-dd`: with sendOnHour 0 and no trial, cycle 1 of a subscription starting today is due now. */
