@@ -54,6 +54,7 @@ import {
   insertAttempts,
   latestChangeAt,
   nextWakeAt,
+  processAlive,
   releaseLeases,
   extendLeases,
   expireLeases,
@@ -862,16 +863,6 @@ export async function logSkippedCycles(db: Db, logger: Logger, afterEventId: num
     );
   }
   if (total > groups.length) logger.warn({ subscriptions: total - groups.length }, `cycles skipped for ${total - groups.length} more subscriptions (see the cycle.skipped events)`);
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it exists but belongs to someone else.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function fromResult(result: GatewayResult): Outcome {

@@ -88,7 +88,7 @@ export function acquireDaemonLock(dbFile: string, startedAt: string, pid = proce
       }
     } else {
       lastSeen = readHolder(lock) ?? lastSeen;
-      if (lastSeen && (lastSeen.host !== me.host || (lastSeen.pid !== pid && alive(lastSeen.pid)))) break;
+      if (lastSeen && (lastSeen.host !== me.host || (lastSeen.pid !== pid && processAlive(lastSeen.pid)))) break;
     }
     sleepSync(25);
   }
@@ -97,7 +97,7 @@ export function acquireDaemonLock(dbFile: string, startedAt: string, pid = proce
     ? 'another process'
     : lastSeen.host !== me.host
       ? `pid ${lastSeen.pid} on ${lastSeen.host} (running since ${lastSeen.started_at})`
-      : lastSeen.pid !== pid && alive(lastSeen.pid)
+      : lastSeen.pid !== pid && processAlive(lastSeen.pid)
         ? `pid ${lastSeen.pid} (running since ${lastSeen.started_at})`
         : `a process in another container or pid namespace (it recorded pid ${lastSeen.pid}, started ${lastSeen.started_at})`;
   throw new RebillError(
@@ -126,8 +126,8 @@ function readHolder(lock: SQLite.Database): Holder | undefined {
   }
 }
 
-/** Whether a process with this pid exists (on this host). */
-function alive(pid: number): boolean {
+/** Whether a process with this pid exists on this host (EPERM: it exists but belongs to someone else). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

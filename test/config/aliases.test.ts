@@ -7,17 +7,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { ConfigError, parseConfig, type ConfigProblem } from '../../src/config/index.js';
+import { parseConfig } from '../../src/config/index.js';
+import { problemsOf } from '../support/problems.js';
 
-function problemsOf(run: () => unknown): ConfigProblem[] {
-  try {
-    run();
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.problems];
-    throw err;
-  }
-  throw new Error('expected the file to be refused');
-}
 
 /** `levels` anchors, each a list of nine aliases of the one before: 9^levels strings when expanded. */
 function bomb(levels: number): string {

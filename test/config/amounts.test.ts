@@ -5,7 +5,8 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig, parseScenario, type ConfigProblem } from '../../src/config/index.js';
+import { parseConfig, parseScenario } from '../../src/config/index.js';
+import { problemsOf } from '../support/problems.js';
 
 const SIM = 'gateways: { sim: { type: simulator } }';
 
@@ -14,15 +15,6 @@ function configWith(amount: string, currency = 'USD'): string {
   return [SIM, 'plans:', '  - id: p', `    amount: ${amount}`, `    currency: ${currency}`, '    every: MONTH', ''].join('\n');
 }
 
-function problemsOf(run: () => unknown): ConfigProblem[] {
-  try {
-    run();
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.problems];
-    throw err;
-  }
-  throw new Error('expected the amount to be rejected');
-}
 
 const REJECTED = ['9.990', '9.999999999999999999', '1e3', '0x10', '0o17', '" 9.99"', '9,99', '+9.99', '.99', '9.', '-5', '1_000', '.inf', '.nan', 'null', 'true'];
 

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { exitWithin, killAll, logLines, spawnRebill } from '../e2e/support/processes.js';
-import { runCli, type CliRun } from '../support/cli.js';
+import { root, runCli, type CliRun } from '../support/cli.js';
 import { fileTempDir } from '../support/temp.js';
 
 const tmp = fileTempDir('check-config');
@@ -14,8 +14,13 @@ const tmp = fileTempDir('check-config');
 const SIM = 'gateways: { sim: { type: simulator } }';
 
 /** Runs the CLI without the caller's REBILL_* variables, which would otherwise override settings. */
-function rebill(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
-  return runCli(args, { env, cleanRebillEnv: true });
+/**
+ * The CLI with the temp dir as its working directory, so a config without a
+ * `database:` section resolves the default ./data/rebill.db there, never to a
+ * database an earlier `npm start` left in the repository (check-config reads it).
+ */
+function rebill(args: string[], env: Record<string, string> = {}, cwd = tmp): Promise<CliRun> {
+  return runCli(args, { env, cleanRebillEnv: true, cwd });
 }
 
 function file(name: string, lines: string[]): string {
@@ -28,7 +33,7 @@ afterAll(killAll);
 
 describe('rebill check-config', () => {
   it('exits 0 on the example config/rebill.yaml and summarises it', async () => {
-    const run = await rebill(['check-config', '--config', 'config/rebill.yaml']);
+    const run = await rebill(['check-config', '--config', 'config/rebill.yaml'], {}, root);
     // The example bills through the simulator (issue 7, SPEC section 7: run and check-config say so).
     expect(run.stderr).toBe('config/rebill.yaml: warning: gateway sim is a simulator: no money moves; plans using it are marked paid without charging anyone\n');
     expect(run.stdout).toBe('config OK: 3 plans, 1 gateways (config/rebill.yaml)\n');

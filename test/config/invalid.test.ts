@@ -5,17 +5,12 @@
  * file, line and key path").
  */
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig, type ConfigProblem } from '../../src/config/index.js';
+import { parseConfig, type ConfigProblem } from '../../src/config/index.js';
+import { problemsOf as problemsOfRun } from '../support/problems.js';
 
 /** Problems from parsing `text`, failing the test if it parsed. */
 function problemsOf(text: string, env: Record<string, string> = {}): ConfigProblem[] {
-  try {
-    parseConfig(text, 'bad.yaml', env);
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.problems];
-    throw err;
-  }
-  throw new Error('expected the configuration to be rejected');
+  return problemsOfRun(() => parseConfig(text, 'bad.yaml', env));
 }
 
 /** The lines as a file; a config without a gateways: section gets the simulator appended (after every line, so line numbers hold). */

@@ -16,9 +16,9 @@ import {
   parseConfig,
   parseScenario,
   configFilePath,
-  type ConfigProblem,
 } from '../../src/config/index.js';
 import { fileTempDir } from '../support/temp.js';
+import { problemsOf } from '../support/problems.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const scenarioFile = fileURLToPath(new URL('../fixtures/conformance/scenario.yaml', import.meta.url));
@@ -29,15 +29,6 @@ const yaml = (...lines: string[]) => `${lines.join('\n')}\n${lines.some((l) => /
 const SIM = 'gateways: { sim: { type: simulator } }';
 const PLAN = ['plans:', '  - { id: gold, amount: "9.99", currency: USD, every: MONTH }'];
 
-function problemsOf(run: () => unknown): ConfigProblem[] {
-  try {
-    run();
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.problems];
-    throw err;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('defaults', () => {
   it('a file with only a plan gets every documented default', () => {
