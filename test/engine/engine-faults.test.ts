@@ -15,7 +15,7 @@ import type { Engine, EngineOptions } from '../../src/engine/index.js';
 import { createLogger } from '../../src/logger.js';
 import { claimDue, getSubscription, nextWorkAt } from '../../src/store/index.js';
 import { RebillError } from '../../src/errors.js';
-import { addSubscription, attemptsOf, cyclesOf, daemonEngine, eventsOf, FAKED_TIMERS, ms, openTempDb, policy, type TempDb } from '../support/engine-harness.js';
+import { addSubscription, attemptsOf, cyclesOf, daemonEngine, eventsOf, FAKED_TIMERS, stopUnderFakeTimers, ms, openTempDb, policy, type TempDb } from '../support/engine-harness.js';
 
 const DAY = 86_400_000;
 type InstalledClock = ReturnType<typeof FakeTimers.install>;
@@ -51,14 +51,7 @@ afterEach(async () => {
   }
 });
 
-async function stopEngine(e: Engine, drainMs = 0) {
-  let done = false;
-  const stopped = e.stop(drainMs).finally(() => {
-    done = true;
-  });
-  while (clock && !done) await clock.tickAsync(10);
-  return stopped;
-}
+const stopEngine = (e: Engine, drainMs = 0) => stopUnderFakeTimers(e, clock, drainMs);
 
 function startDaemon(startIso: string, out: DestinationStream, options: Partial<EngineOptions> = {}): Engine {
   clock ??= FakeTimers.install({ now: ms(startIso), toFake: [...FAKED_TIMERS] });

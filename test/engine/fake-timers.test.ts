@@ -18,6 +18,7 @@ import type { Gateway } from '../../src/gateways/index.js';
 import { getSubscription, updateSubscription } from '../../src/store/index.js';
 import {
   FAKED_TIMERS,
+  stopUnderFakeTimers,
   addSubscription,
   attemptsOf,
   cyclesOf,
@@ -44,14 +45,7 @@ beforeEach(async () => {
 });
 
 /** engine.stop() under fake timers: its drain timeout is a fake timer, so time is moved until it resolves. */
-async function stopEngine(e: Engine): Promise<{ drained: boolean }> {
-  let done = false;
-  const stopped = e.stop(0).finally(() => {
-    done = true;
-  });
-  while (clock && !done) await clock.tickAsync(10);
-  return stopped;
-}
+const stopEngine = (e: Engine, drainMs = 0) => stopUnderFakeTimers(e, clock, drainMs);
 
 afterEach(async () => {
   try {

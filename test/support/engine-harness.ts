@@ -7,7 +7,7 @@ import { sql } from 'kysely';
 import { pino, type Logger } from 'pino';
 import type { Clock } from '../../src/clock.js';
 import { subscriptionFromPlan, type CollectionPolicy, type FinalFailureAction, type PlanTerms, type SubscriptionRequest } from '../../src/domain/index.js';
-import { createEngine, daemonGateways, type Engine, type EngineOptions } from '../../src/engine/index.js';
+import { createEngine, daemonGateways, type Engine, type EngineOptions, type StopReport } from '../../src/engine/index.js';
 import type { Gateway } from '../../src/gateways/index.js';
 import { createSubscription, type Db } from '../../src/store/index.js';
 import { gold } from './plans.js';
@@ -45,6 +45,19 @@ export function policy(onFinalFailure: FinalFailureAction = 'terminate', overrid
  * compares Date with performance.now(), and tickAsync moves them together.
  */
 export const FAKED_TIMERS = ['Date', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'performance'] as const;
+
+/**
+ * Stops an engine under fake timers: `stop` waits on timers (the drain, the
+ * loop's sleep), so the fake clock is ticked until it resolves.
+ */
+export async function stopUnderFakeTimers(engine: Engine, clock: { tickAsync(ms: number): Promise<unknown> } | null, drainMs = 0): Promise<StopReport> {
+  let done = false;
+  const stopped = engine.stop(drainMs).finally(() => {
+    done = true;
+  });
+  while (clock && !done) await clock.tickAsync(10);
+  return stopped;
+}
 
 export const silentLogger: Logger = pino({ level: 'silent' });
 
