@@ -9,7 +9,31 @@ import type { Config } from '../config/index.js';
 import { FilterError } from '../service/index.js';
 import { openDatabaseReadOnly, pendingMigrations, sqliteFile, type Db } from '../store/index.js';
 import { printableUrl } from './database.js';
-import { UsageError } from './index.js';
+import { UsageError, type CommandContext } from './index.js';
+import { configPath, loadConfigOrReport } from './config-file.js';
+
+/**
+ * The frame of every read-only command: loads the config (exit 78 on a bad
+ * one), opens its database read-only (exit 1 when it cannot), runs `use`,
+ * and closes the database whatever happened.
+ */
+export async function withReadDatabase(configFlag: string | undefined, ctx: CommandContext, use: (db: Db) => Promise<void>): Promise<void> {
+  const config = loadConfigOrReport(configPath(configFlag));
+  if (typeof config === 'number') {
+    ctx.exitCode = config;
+    return;
+  }
+  const db = await openForReading(config);
+  if (typeof db === 'number') {
+    ctx.exitCode = db;
+    return;
+  }
+  try {
+    await use(db);
+  } finally {
+    await db.destroy();
+  }
+}
 
 /** Opens the configured database read-only, or prints why not and returns 1. */
 export async function openForReading(config: Config): Promise<Db | 1> {

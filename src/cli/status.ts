@@ -2,9 +2,8 @@ import type { Command } from 'commander';
 import { systemClock } from '../clock.js';
 import { statusReport } from '../service/index.js';
 import type { CommandContext } from './index.js';
-import { configPath, loadConfigOrReport } from './config-file.js';
 import { lineOutput } from './output.js';
-import { openForReading } from './read-database.js';
+import { withReadDatabase } from './read-database.js';
 import { keyValues } from './table.js';
 
 /**
@@ -19,11 +18,7 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
     .option('--config <file>', 'configuration file (default: $REBILL_CONFIG, else config/rebill.yaml)')
     .option('--json', 'print one JSON document')
     .action(async (flags: { config?: string; json?: boolean }) => {
-      const config = loadConfigOrReport(configPath(flags.config));
-      if (typeof config === 'number') return void (ctx.exitCode = config);
-      const db = await openForReading(config);
-      if (typeof db === 'number') return void (ctx.exitCode = db);
-      try {
+      await withReadDatabase(flags.config, ctx, async (db) => {
         const report = await statusReport(db, systemClock.now());
         const out = lineOutput();
         if (flags.json) {
@@ -43,8 +38,6 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
           for (const line of lines) await out.line(line);
         }
         ctx.exitCode = 0;
-      } finally {
-        await db.destroy();
-      }
+      });
     });
 }

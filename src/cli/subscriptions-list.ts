@@ -2,9 +2,8 @@ import type { Command } from 'commander';
 import { systemClock } from '../clock.js';
 import { listSubscriptions, parseSubscriptionListQuery, type SubscriptionListQuery, type SubscriptionObject } from '../service/index.js';
 import type { CommandContext } from './index.js';
-import { configPath, loadConfigOrReport } from './config-file.js';
 import { lineOutput } from './output.js';
-import { asUsageError, openForReading } from './read-database.js';
+import { asUsageError, withReadDatabase } from './read-database.js';
 import { money, table } from './table.js';
 
 interface ListFlags {
@@ -55,11 +54,7 @@ export function registerSubscriptionsList(group: Command, ctx: CommandContext): 
       } catch (err) {
         throw asUsageError(err);
       }
-      const config = loadConfigOrReport(configPath(flags.config));
-      if (typeof config === 'number') return void (ctx.exitCode = config);
-      const db = await openForReading(config);
-      if (typeof db === 'number') return void (ctx.exitCode = db);
-      try {
+      await withReadDatabase(flags.config, ctx, async (db) => {
         const now = systemClock.now();
         const data: SubscriptionObject[] = [];
         let nextCursor: string | null;
@@ -101,8 +96,6 @@ export function registerSubscriptionsList(group: Command, ctx: CommandContext): 
           if (nextCursor !== null && !out.closed) process.stderr.write(`more: --cursor ${nextCursor}\n`);
         }
         ctx.exitCode = 0;
-      } finally {
-        await db.destroy();
-      }
+      });
     });
 }

@@ -3,9 +3,8 @@ import { systemClock } from '../clock.js';
 import { getSubscriptionDetail, parseCount, type SubscriptionDetail } from '../service/index.js';
 import { NotFoundError } from '../store/index.js';
 import type { CommandContext } from './index.js';
-import { configPath, loadConfigOrReport } from './config-file.js';
 import { lineOutput } from './output.js';
-import { asUsageError, openForReading } from './read-database.js';
+import { asUsageError, withReadDatabase } from './read-database.js';
 import { keyValues, money, table } from './table.js';
 
 /**
@@ -27,11 +26,7 @@ export function registerSubscriptionsShow(group: Command, ctx: CommandContext): 
       } catch (err) {
         throw asUsageError(err);
       }
-      const config = loadConfigOrReport(configPath(flags.config));
-      if (typeof config === 'number') return void (ctx.exitCode = config);
-      const db = await openForReading(config);
-      if (typeof db === 'number') return void (ctx.exitCode = db);
-      try {
+      await withReadDatabase(flags.config, ctx, async (db) => {
         let detail: SubscriptionDetail;
         try {
           detail = await getSubscriptionDetail(db, id, count, systemClock.now());
@@ -97,8 +92,6 @@ export function registerSubscriptionsShow(group: Command, ctx: CommandContext): 
           await out.line(line);
         }
         ctx.exitCode = 0;
-      } finally {
-        await db.destroy();
-      }
+      });
     });
 }
