@@ -6,6 +6,7 @@ export { loadConfig, parseConfig, loadScenario, parseScenario, configFilePath, D
 export { ConfigError, formatProblems, formatPath, isSecretPath, type ConfigProblem, type PathSegment } from './problems.js';
 export { ENV_OVERRIDE_SECTIONS, MAX_ALIAS_COUNT } from './source.js';
 export { configWarnings } from './warnings.js';
+export { schemaProblems, type SchemaProblem } from './issues.js';
 export { isLoopbackHost, KNOWN_ADMIN_TOKENS, exposureProblems } from './exposure.js';
 export {
   configErrorMap,
@@ -20,6 +21,12 @@ export {
   retrySchema,
   schedulerSchema,
   seedSubscriptionSchema,
+  subscriptionInputSchema,
+  inlinePlanOf,
+  planReferenceProblems,
+  tokenProblems,
+  inlineGatewayProblems,
+  INLINE_PLAN_KEYS,
   scenarioSubscriptionSchema,
   metadataSchema,
   localDateSchema,
@@ -34,6 +41,8 @@ export {
   type PlanConfig,
   type GatewayConfig,
   type SeedSubscription,
+  type SubscriptionInput,
+  type SubscriptionProblem,
   type RetryConfig,
   type SchedulerConfig,
   type DatabaseConfig,

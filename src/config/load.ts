@@ -7,7 +7,8 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type * as z from 'zod';
-import { ConfigError, formatPath, suggestKey, unknownKeyMessage, type ConfigProblem, type PathSegment } from './problems.js';
+import { allowedKeysAt, schemaProblems } from './issues.js';
+import { ConfigError, formatPath, type ConfigProblem } from './problems.js';
 import { configErrorMap, configSchema, isAmountPath, scenarioSchema, type Config, type Scenario } from './schema.js';
 import { applyEnvOverrides, readYamlSource, type SourceTree } from './source.js';
 import { recordLoadWarnings } from './warnings.js';
@@ -99,82 +100,9 @@ function sortProblems(problems: ConfigProblem[]): ConfigProblem[] {
 }
 
 function issuesToProblems(issues: readonly z.core.$ZodIssue[], tree: SourceTree, schema: z.ZodType): ConfigProblem[] {
-  const problems: ConfigProblem[] = [];
-  const push = (path: PathSegment[], message: string, at: 'key' | 'value', from: PathSegment[] = path) => {
-    const pos = tree.locate(from, at);
-    problems.push({ file: pos.file, line: pos.line, column: pos.column, path: formatPath(path), message });
-  };
-  // `curency: USD` is one mistake, not two: the "currency: required" it causes is dropped.
-  const explainedByTypo = new Set<string>();
-  for (const issue of issues) {
-    const path = issue.path.filter((s): s is PathSegment => typeof s === 'string' || typeof s === 'number');
-    if (issue.code === 'unrecognized_keys') {
-      const allowed = allowedKeysAt(schema, path, tree.value);
-      for (const key of issue.keys) {
-        push([...path, key], unknownKeyMessage(key, allowed), 'key');
-        const meant = suggestKey(key, allowed);
-        if (meant) explainedByTypo.add(formatPath([...path, meant]));
-      }
-      continue;
-    }
-    const params = issue.code === 'custom' ? (issue.params as { at?: 'key'; fallback?: PathSegment[] } | undefined) : undefined;
-    const from = params?.fallback && !tree.has(path) ? params.fallback : path;
-    push(path, issue.message, issue.code === 'invalid_key' ? 'key' : (params?.at ?? 'value'), from);
-  }
-  return problems.filter((p) => !(explainedByTypo.has(p.path) && p.message.startsWith('required')));
-}
-
-// ---------------------------------------------------------------------------
-// The allowed keys of the object schema at a path, for "did you mean" hints.
-// zod's unrecognized_keys issue names the bad keys but not the good ones, so we
-// walk the schema along the issue's path, choosing union branches by the data.
-
-interface SchemaDef {
-  type: string;
-  innerType?: z.ZodType;
-  in?: z.ZodType;
-  out?: z.ZodType;
-  shape?: Record<string, z.ZodType>;
-  element?: z.ZodType;
-  valueType?: z.ZodType;
-  options?: z.ZodType[];
-  discriminator?: string;
-  values?: unknown[];
-}
-
-function defOf(schema: z.ZodType): SchemaDef {
-  return (schema as unknown as { _zod: { def: SchemaDef } })._zod.def;
-}
-
-/** Strips wrappers (defaults, optionals, pipes, transforms) and picks the union branch the data took. */
-function unwrap(schema: z.ZodType, data: unknown): z.ZodType {
-  for (let i = 0; i < 32; i++) {
-    const def = defOf(schema);
-    if (def.innerType) schema = def.innerType;
-    else if (def.type === 'pipe' && def.in && def.out) schema = defOf(def.in).type === 'transform' ? def.out : def.in;
-    else if (def.type === 'union' && def.options) {
-      const discriminator = def.discriminator;
-      const value = discriminator && data !== null && typeof data === 'object' ? (data as Record<string, unknown>)[discriminator] : undefined;
-      const branch = def.options.find((option) => {
-        const tag = discriminator ? defOf(unwrap(option, data)).shape?.[discriminator] : undefined;
-        return tag !== undefined && (defOf(tag).values ?? []).includes(value);
-      });
-      if (!branch) return schema;
-      schema = branch;
-    } else return schema;
-  }
-  return schema;
-}
-
-function allowedKeysAt(schema: z.ZodType, path: readonly PathSegment[], root: unknown): string[] {
-  let current = schema;
-  let data = root;
-  for (const segment of path) {
-    const def = defOf(unwrap(current, data));
-    const next = def.shape?.[String(segment)] ?? def.element ?? def.valueType;
-    if (!next) return [];
-    current = next;
-    data = data !== null && typeof data === 'object' ? (data as Record<string | number, unknown>)[segment] : undefined;
-  }
-  return Object.keys(defOf(unwrap(current, data)).shape ?? {});
+  return schemaProblems(issues, schema, tree.value).map((problem) => {
+    const from = problem.fallback && !tree.has(problem.path) ? problem.fallback : problem.path;
+    const pos = tree.locate(from, problem.at);
+    return { file: pos.file, line: pos.line, column: pos.column, path: formatPath(problem.path), message: problem.message };
+  });
 }

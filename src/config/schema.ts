@@ -527,6 +527,7 @@ export const WEBHOOK_EVENT_TYPES = [
   'subscription.cancelled',
   'subscription.finished',
   'subscription.payment_failed',
+  'subscription.updated',
 ] as const;
 
 const EVENT_FAMILIES = [...new Set(WEBHOOK_EVENT_TYPES.map((t) => `${t.split('.')[0]}.*`))];
@@ -600,6 +601,132 @@ export const seedSubscriptionSchema = z
 export const scenarioSubscriptionSchema = z
   .strictObject(subscriptionFields(localDateSchema.optional()))
   .superRefine(endNotBeforeStart, { when: () => true });
+
+// ---------------------------------------------------------------------------
+// A subscription as an integrator gives it (API body, CSV line)
+
+/** The plan fields a subscription may carry inline instead of a `planId` (SPEC section 5). */
+export const INLINE_PLAN_KEYS = ['description', 'amount', 'currency', 'every', 'sendEvery', 'monthEnd', 'mode', 'gateway', 'trial', 'maxCycles'] as const;
+
+const inlineShape = planFieldsSchema.shape;
+
+/**
+ * `POST /v1/subscriptions` (and, later, a CSV line): section 5's fields, on a
+ * plan (`planId`) or with the schedule inline (`amount`, `currency`, `every`
+ * or `sendEvery`, ...). The shape is checked here; whether the plan, gateway
+ * and token fit together is the catalog's business (subscriptionProblems),
+ * since only the running config knows its plans.
+ */
+export const subscriptionInputSchema = z
+  .strictObject({
+    ...subscriptionFields(localDateSchema.optional()),
+    id: identifier().optional(),
+    planId: text().optional(),
+    customerId: text().optional(),
+    description: inlineShape.description.unwrap().unwrap().nullable().optional(),
+    amount: inlineShape.amount.optional(),
+    currency: inlineShape.currency.optional(),
+    every: intervalSchema.optional(),
+    /** The payment-link providers' name for `every` (`THREE_MONTHS`). */
+    sendEvery: intervalSchema.optional(),
+    monthEnd: inlineShape.monthEnd.unwrap().optional(),
+    mode: inlineShape.mode.unwrap().optional(),
+    gateway: text().optional(),
+    trial: inlineShape.trial.unwrap().unwrap().nullable().optional(),
+    maxCycles: inlineShape.maxCycles.unwrap().unwrap().nullable().optional(),
+  })
+  .superRefine((sub, ctx) => {
+    endNotBeforeStart(sub, ctx);
+    const raw = sub as Record<string, unknown>;
+    const inline = INLINE_PLAN_KEYS.filter((key) => raw[key] !== undefined);
+    if (raw.every !== undefined && raw.sendEvery !== undefined) {
+      ctx.addIssue({ code: 'custom', input: raw.sendEvery, path: ['sendEvery'], message: 'give every or sendEvery, not both' });
+    }
+    if (raw.planId !== undefined) {
+      for (const key of inline) {
+        ctx.addIssue({ code: 'custom', input: raw[key], path: [key], message: `not allowed with planId: the plan "${String(raw.planId)}" decides it (leave out planId to give the schedule inline)` });
+      }
+      return;
+    }
+    const missing = (['amount', 'currency'] as const).filter((key) => raw[key] === undefined);
+    if (raw.every === undefined && raw.sendEvery === undefined) missing.push('every' as never);
+    if (inline.length === 0) {
+      ctx.addIssue({ code: 'custom', input: undefined, path: ['planId'], message: 'required (or give the schedule inline: amount, currency, every)' });
+      return;
+    }
+    for (const key of missing) ctx.addIssue({ code: 'custom', input: undefined, path: [key], message: 'required for an inline schedule (or give a planId)' });
+    if (typeof raw.amount === 'string' && typeof raw.currency === 'string' && currencyExponent(raw.currency.trim()) !== undefined) {
+      try {
+        parseAmount(raw.amount, raw.currency, { allowZero: typeof raw.trial === 'string' });
+      } catch (err) {
+        if (!(err instanceof MoneyError)) throw err;
+        const zeroHint = /greater than zero/.test(err.message) ? ' (zero is allowed only with a trial)' : '';
+        ctx.addIssue({ code: 'custom', input: raw.amount, path: ['amount'], message: err.message.replace(/^amount /, '') + zeroHint });
+      }
+    }
+  }, { when: () => true });
+
+/** A validated subscription input (see subscriptionInputSchema). */
+export type SubscriptionInput = z.output<typeof subscriptionInputSchema>;
+
+/** The inline plan of an input without a planId, as a plan (money parsed, version hashed); null for an input on a plan. */
+export function inlinePlanOf(input: SubscriptionInput): Omit<PlanConfig, 'gateway' | 'id'> & { gateway: string | null } | null {
+  if (input.planId !== undefined) return null;
+  const money = parseAmount(input.amount!, input.currency!, { allowZero: input.trial != null });
+  const fields = {
+    description: input.description ?? null,
+    amount: formatAmount(money),
+    amountMinor: money.amountMinor,
+    currency: money.currency,
+    every: (input.every ?? input.sendEvery)!,
+    sendOnHour: input.sendOnHour ?? 0,
+    timezone: input.timezone ?? 'UTC',
+    monthEnd: input.monthEnd ?? 'clamp',
+    mode: input.mode ?? 'charge',
+    gateway: input.gateway ?? null,
+    trial: input.trial ?? null,
+    maxCycles: input.maxCycles ?? null,
+    endDate: null,
+    backfill: false,
+  };
+  return { ...fields, version: planVersion(fields) };
+}
+
+/** A problem with a subscription against the plans and gateways it names, at a key path inside the subscription. */
+export interface SubscriptionProblem {
+  readonly path: readonly PathSegment[];
+  readonly message: string;
+}
+
+/**
+ * The rules that tie a subscription to its plan and gateway, for the config's
+ * seed list and the API alike: the plan exists, and charge mode has a token.
+ */
+export function planReferenceProblems(
+  sub: { readonly planId?: unknown; readonly paymentToken?: unknown },
+  plans: ReadonlyMap<string, { readonly mode?: unknown }>,
+): SubscriptionProblem[] {
+  if (typeof sub.planId !== 'string') return [];
+  const plan = plans.get(sub.planId);
+  if (!plan) {
+    const known = [...plans.keys()].join(', ') || 'none';
+    return [{ path: ['planId'], message: `unknown plan "${sub.planId}"; defined: ${known}` }];
+  }
+  return tokenProblems(sub.paymentToken, plan.mode ?? 'charge', `plan "${sub.planId}" uses mode charge`);
+}
+
+/** Charge mode needs a payment token (link mode sends the customer a link instead). */
+export function tokenProblems(paymentToken: unknown, mode: unknown, why: string): SubscriptionProblem[] {
+  return mode === 'charge' && (paymentToken === null || paymentToken === undefined) ? [{ path: ['paymentToken'], message: `required: ${why}` }] : [];
+}
+
+/** An inline schedule's gateway: the named one, or the only one configured. */
+export function inlineGatewayProblems(gateway: string | null, gatewayNames: readonly string[]): SubscriptionProblem[] {
+  if (gateway !== null) {
+    return gatewayNames.includes(gateway) ? [] : [{ path: ['gateway'], message: `unknown gateway "${gateway}"; configured: ${gatewayNames.join(', ') || 'none'}` }];
+  }
+  return gatewayNames.length === 1 ? [] : [{ path: ['gateway'], message: `required when more than one gateway is configured (${gatewayNames.join(', ')})` }];
+}
 
 // ---------------------------------------------------------------------------
 // Cross-field rules shared by the config and scenario files
@@ -689,20 +816,9 @@ function checkSubscriptions(root: Record<string, unknown>, ctx: Ctx): void {
   const plans = new Map<string, Record<string, unknown>>();
   for (const plan of records(root.plans)) if (plan && typeof plan.id === 'string' && !plans.has(plan.id)) plans.set(plan.id, plan);
   records(root.subscriptions).forEach((sub, i) => {
-    if (!sub || typeof sub.planId !== 'string') return;
-    const plan = plans.get(sub.planId);
-    if (!plan) {
-      const known = [...plans.keys()].join(', ') || 'none';
-      ctx.addIssue({ code: 'custom', input: sub.planId, path: ['subscriptions', i, 'planId'], message: `unknown plan "${sub.planId}"; defined: ${known}` });
-      return;
-    }
-    if (plan.mode === 'charge' && (sub.paymentToken === null || sub.paymentToken === undefined)) {
-      ctx.addIssue({
-        code: 'custom',
-        input: sub.paymentToken,
-        path: ['subscriptions', i, 'paymentToken'],
-        message: `required: plan "${sub.planId}" uses mode charge`,
-      });
+    if (!sub) return;
+    for (const problem of planReferenceProblems(sub, plans)) {
+      ctx.addIssue({ code: 'custom', input: (sub as Record<string, unknown>)[String(problem.path[0])], path: ['subscriptions', i, ...problem.path], message: problem.message });
     }
   });
 }

@@ -90,6 +90,7 @@ export type EventType =
   | 'subscription.cancelled'
   | 'subscription.finished'
   | 'subscription.payment_failed'
+  | 'subscription.updated'
   | 'charge.succeeded'
   | 'charge.failed'
   | 'charge.pending'
@@ -407,6 +408,76 @@ export function cancel(sub: Subscription, request: CancelRequest, now: number): 
     }
   }
   return terminate(sub, type, now, { atPeriodEnd: Boolean(request.atPeriodEnd) });
+}
+
+/** A card or contact update (SPEC 9 `PATCH /v1/subscriptions/{id}`). */
+export interface DetailsChange {
+  /** The new payment token (a card update after a decline): the next attempt, and a retry already scheduled, use it. */
+  readonly paymentToken?: string;
+  /** Keys to set; a null value removes the key. */
+  readonly metadata?: Readonly<Record<string, string | null>>;
+  /** The customer's contact details changed (stored with the customer, named in the event). */
+  readonly customerChanged?: boolean;
+}
+
+/** The most metadata keys a subscription carries (SPEC section 5). */
+export const MAX_METADATA_KEYS = 50;
+
+/**
+ * Applies a card or contact update: `subscription.updated` names what changed
+ * (never the token itself). A terminated subscription is final. A change that
+ * changes nothing writes no event.
+ */
+export function updateDetails(sub: Subscription, change: DetailsChange, now: number): Transition {
+  if (sub.status === 'terminated') {
+    throw new LifecycleError('SUBSCRIPTION_TERMINATED', `subscription ${sub.id} is terminated; it can no longer be changed`);
+  }
+  const changed: string[] = [];
+  const patch: { paymentToken?: string; metadata?: Record<string, string> } = {};
+  if (change.paymentToken !== undefined && change.paymentToken !== sub.paymentToken) {
+    if (sub.mode === 'link') throw new LifecycleError('PAYMENT_TOKEN_UNUSED', `subscription ${sub.id} collects by payment link; it has no payment token to update`);
+    patch.paymentToken = change.paymentToken;
+    changed.push('paymentToken');
+  }
+  if (change.metadata !== undefined) {
+    const next: Record<string, string> = { ...sub.metadata };
+    for (const [key, value] of Object.entries(change.metadata)) {
+      if (value === null) delete next[key];
+      else next[key] = value;
+    }
+    if (Object.keys(next).length > MAX_METADATA_KEYS) {
+      throw new LifecycleError('METADATA_TOO_LARGE', `metadata would have ${Object.keys(next).length} keys; at most ${MAX_METADATA_KEYS}`);
+    }
+    if (JSON.stringify(Object.entries(next).sort()) !== JSON.stringify(Object.entries(sub.metadata).sort())) {
+      patch.metadata = next;
+      changed.push('metadata');
+    }
+  }
+  if (change.customerChanged) changed.push('customer');
+  if (changed.length === 0) return { subscription: sub, cycles: [], events: [] };
+  const updated = with_(sub, patch, now);
+  return { subscription: updated, cycles: [], events: [event(updated, 'subscription.updated', now, { data: { changed } })] };
+}
+
+/**
+ * `POST /v1/subscriptions/{id}/retry`: the open cycle's next attempt, which the
+ * retry policy scheduled for later, is due now. The attempt budget is
+ * unchanged (it is the same attempt, earlier). Nothing open -> LifecycleError
+ * NOTHING_TO_RETRY (an attempt at the gateway, no failed attempt waiting, or
+ * a subscription that is not active).
+ */
+export function retryNow(sub: Subscription, now: number): Transition {
+  if (sub.status !== 'active') {
+    throw new LifecycleError('NOTHING_TO_RETRY', `subscription ${sub.id} is ${sub.status}; nothing to retry`);
+  }
+  if (isOpenAttempt(sub)) {
+    throw new LifecycleError('NOTHING_TO_RETRY', `attempt ${sub.nextAttempt} of cycle ${sub.nextCycle} is still at the gateway; its outcome settles first`);
+  }
+  if (sub.nextAction !== 'collect' || sub.nextAttempt <= 1) {
+    throw new LifecycleError('NOTHING_TO_RETRY', `subscription ${sub.id} has no failed attempt waiting for a retry`);
+  }
+  if (sub.actionAt !== null && sub.actionAt <= now) return { subscription: sub, cycles: [], events: [] };
+  return { subscription: with_(sub, { actionAt: now }, now), cycles: [], events: [] };
 }
 
 /** An attempt is at the gateway with its outcome not yet recorded (in flight, unknown or pending). */

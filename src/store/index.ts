@@ -5,3 +5,4 @@ export * from './simulator-ledger.js';
 export * from './lock.js';
 export * from './admin-queries.js';
 export * from './probe.js';
+export * from './idempotency.js';

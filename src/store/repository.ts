@@ -24,8 +24,8 @@ import { RebillError } from '../errors.js';
 import { fromDbTime, toDbTime, type Db } from './db.js';
 import type { AttemptTable, Database, SubscriptionTable } from './schema.js';
 
-type Trx = Transaction<Database>;
-type Conn = Db | Trx;
+export type Trx = Transaction<Database>;
+export type Conn = Db | Trx;
 
 const t = (ms: number | null): string | null => (ms === null ? null : toDbTime(ms));
 const ms = (text: string | null): number | null => (text === null ? null : fromDbTime(text));
@@ -260,33 +260,32 @@ export interface CreateResult {
  * (source, externalId) as a subscription that is not terminated, returns the
  * existing row instead of a duplicate.
  */
-export async function createSubscription(
-  db: Db,
-  input: Omit<NewSubscription, 'customerId'> & { customerId?: string | null; customer?: CustomerInput | null },
-  now: number,
-): Promise<CreateResult> {
-  return db.transaction().execute(async (trx) => {
-    const byId = await trx.selectFrom('subscriptions').selectAll().where('id', '=', input.id).executeTakeFirst();
-    if (byId) return { subscription: rowToSubscription(byId), created: false };
-    if (input.externalId) {
-      const byExternal = await trx
-        .selectFrom('subscriptions')
-        .selectAll()
-        .where('external_id', '=', input.externalId)
-        .where((eb) => (input.source ? eb('source', '=', input.source) : eb('source', 'is', null)))
-        .where('status', '<>', 'terminated')
-        .executeTakeFirst();
-      if (byExternal) return { subscription: rowToSubscription(byExternal), created: false };
-    }
-    const customerId = input.customerId ?? (await resolveCustomer(trx, input.customer, now));
-    const { customer: _customer, ...rest } = input;
-    const transition = createTransition({ ...rest, customerId }, now);
-    const sub = transition.subscription;
-    await trx.insertInto('subscriptions').values(subscriptionRow(sub)).execute();
-    await writeCycles(trx, sub, transition.cycles, now);
-    await writeEvents(trx, transition.events);
-    return { subscription: sub, created: true };
-  });
+export async function createSubscription(db: Db, input: NewInput, now: number): Promise<CreateResult> {
+  return db.transaction().execute((trx) => createSubscriptionIn(trx, input, now));
+}
+
+/** createSubscription inside the caller's transaction (the API stores its idempotent response in the same one). */
+export async function createSubscriptionIn(trx: Trx, input: NewInput, now: number): Promise<CreateResult> {
+  const byId = await trx.selectFrom('subscriptions').selectAll().where('id', '=', input.id).executeTakeFirst();
+  if (byId) return { subscription: rowToSubscription(byId), created: false };
+  if (input.externalId) {
+    const byExternal = await trx
+      .selectFrom('subscriptions')
+      .selectAll()
+      .where('external_id', '=', input.externalId)
+      .where((eb) => (input.source ? eb('source', '=', input.source) : eb('source', 'is', null)))
+      .where('status', '<>', 'terminated')
+      .executeTakeFirst();
+    if (byExternal) return { subscription: rowToSubscription(byExternal), created: false };
+  }
+  const customerId = input.customerId ?? (await resolveCustomer(trx, input.customer, now));
+  const { customer: _customer, ...rest } = input;
+  const transition = createTransition({ ...rest, customerId }, now);
+  const sub = transition.subscription;
+  await trx.insertInto('subscriptions').values(subscriptionRow(sub)).execute();
+  await writeCycles(trx, sub, transition.cycles, now);
+  await writeEvents(trx, transition.events);
+  return { subscription: sub, created: true };
 }
 
 /** The full row of a new subscription. */
@@ -415,11 +414,44 @@ export async function getSubscription(db: Conn, id: string): Promise<Subscriptio
  * re-reads the row before it writes anything.
  */
 export async function updateSubscription(db: Db, id: string, now: number, change: (sub: Subscription) => Transition): Promise<Subscription> {
-  return db.transaction().execute(async (trx) => {
-    const transition = change(await getSubscription(trx, id));
-    await writeTransition(trx, transition, now, 'ignore');
-    return transition.subscription;
-  });
+  return db.transaction().execute((trx) => updateSubscriptionIn(trx, id, now, change));
+}
+
+/** updateSubscription inside the caller's transaction. */
+export async function updateSubscriptionIn(trx: Trx, id: string, now: number, change: (sub: Subscription) => Transition): Promise<Subscription> {
+  const transition = change(await getSubscription(trx, id));
+  await writeTransition(trx, transition, now, 'ignore');
+  return transition.subscription;
+}
+
+/** The contact fields of a customer that a card/contact update may change. */
+export type CustomerFields = Pick<CustomerInput, 'email' | 'phone' | 'firstName' | 'lastName'>;
+
+/**
+ * Applies contact changes to a subscription's customer: the linked row is
+ * updated (a customer is shared by its subscriptions, as a Stripe customer is);
+ * with no customer linked yet, one is found or created by the usual rules.
+ * Returns the customer id.
+ */
+export async function updateCustomerIn(trx: Trx, customerId: string | null, fields: CustomerFields, now: number): Promise<string | null> {
+  if (customerId === null) return resolveCustomer(trx, fields, now);
+  const set: Record<string, string | null> = {};
+  if (fields.email !== undefined) set.email = fields.email;
+  if (fields.phone !== undefined) set.phone = fields.phone;
+  if (fields.firstName !== undefined) set.first_name = fields.firstName;
+  if (fields.lastName !== undefined) set.last_name = fields.lastName;
+  if (Object.keys(set).length > 0) await trx.updateTable('customers').set(set).where('id', '=', customerId).execute();
+  return customerId;
+}
+
+/** Links a subscription to a customer (a PATCH that gave the first contact details). */
+export async function setSubscriptionCustomer(trx: Trx, id: string, customerId: string | null): Promise<void> {
+  await trx.updateTable('subscriptions').set({ customer_id: customerId }).where('id', '=', id).execute();
+}
+
+/** True when a customer with this id exists. */
+export async function customerExists(db: Conn, id: string): Promise<boolean> {
+  return (await db.selectFrom('customers').select('id').where('id', '=', id).executeTakeFirst()) !== undefined;
 }
 
 /**

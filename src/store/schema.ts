@@ -100,6 +100,21 @@ export interface SimulatorLedgerTable {
   created_at: string;
 }
 
+/** Migration 0003: admin API idempotency keys (SPEC section 9). */
+export interface IdempotencyKeyTable {
+  key: string;
+  request_hash: string;
+  method: string;
+  path: string;
+  state: string;
+  response_status: number | null;
+  response_body: string | null;
+  lock_token: string | null;
+  locked_until: string | null;
+  created_at: string;
+  expires_at: string;
+}
+
 export interface Database {
   customers: CustomerTable;
   subscriptions: SubscriptionTable;
@@ -107,4 +122,5 @@ export interface Database {
   attempts: AttemptTable;
   events: EventTable;
   simulator_ledger: SimulatorLedgerTable;
+  idempotency_keys: IdempotencyKeyTable;
 }

@@ -66,6 +66,7 @@ describe('migrations', () => {
       expect(first.results?.map((r) => [r.migrationName, r.status])).toEqual([
         ['0001_initial', 'Success'],
         ['0002_attempt_outage', 'Success'],
+        ['0003_idempotency_keys', 'Success'],
       ]);
     } finally {
       await other.destroy();

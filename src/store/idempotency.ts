@@ -1,0 +1,98 @@
+/**
+ * Idempotency keys of the admin API (SPEC section 9, migration 0003). A key is
+ * claimed (committed `in_progress`) before its request runs, so a concurrent
+ * request with the same key sees it and gets 409; the response is then stored
+ * by `completeIdempotencyKey` inside the transaction that makes the change, so
+ * a crash leaves either the change and its stored response, or neither (and
+ * the stale claim may be taken over once `locked_until` has passed).
+ */
+import { randomUUID } from 'node:crypto';
+import type { Transaction } from 'kysely';
+import { toDbTime, fromDbTime, type Db } from './db.js';
+import type { Database } from './schema.js';
+
+type Trx = Transaction<Database>;
+
+/** What claiming a key found. */
+export type IdempotencyClaim =
+  /** The key is this request's (new, expired, or abandoned by a request that never committed): run it. */
+  | { readonly kind: 'claimed'; readonly token: string }
+  /** The key's first request completed: replay its response. */
+  | { readonly kind: 'replay'; readonly status: number; readonly body: string }
+  /** The key was used for another request (method, path or body differ). */
+  | { readonly kind: 'mismatch'; readonly method: string; readonly path: string }
+  /** A request with this key is still running. */
+  | { readonly kind: 'in_progress' };
+
+export interface IdempotencyRequest {
+  readonly key: string;
+  readonly requestHash: string;
+  readonly method: string;
+  readonly path: string;
+}
+
+export interface IdempotencyTimes {
+  /** How long a completed response is kept (SPEC: 24 h). */
+  readonly ttlMs: number;
+  /** After this long without completing, a claim counts as abandoned (its request died). */
+  readonly lockMs: number;
+}
+
+const lastPurge = new WeakMap<Db, number>();
+const PURGE_EVERY_MS = 60_000;
+
+/** Claims `request.key` for one request, or says why it cannot run (see IdempotencyClaim). */
+export async function claimIdempotencyKey(db: Db, request: IdempotencyRequest, now: number, times: IdempotencyTimes): Promise<IdempotencyClaim> {
+  if (now - (lastPurge.get(db) ?? -Infinity) >= PURGE_EVERY_MS) {
+    lastPurge.set(db, now);
+    await db.deleteFrom('idempotency_keys').where('expires_at', '<', toDbTime(now)).execute();
+  }
+  const token = randomUUID();
+  const claim = {
+    request_hash: request.requestHash,
+    method: request.method,
+    path: request.path,
+    state: 'in_progress',
+    response_status: null,
+    response_body: null,
+    lock_token: token,
+    locked_until: toDbTime(now + times.lockMs),
+    created_at: toDbTime(now),
+    expires_at: toDbTime(now + times.ttlMs),
+  };
+  return db.transaction().execute(async (trx): Promise<IdempotencyClaim> => {
+    const row = await trx.selectFrom('idempotency_keys').selectAll().where('key', '=', request.key).executeTakeFirst();
+    if (!row || fromDbTime(row.expires_at) <= now) {
+      if (row) await trx.deleteFrom('idempotency_keys').where('key', '=', request.key).execute();
+      await trx.insertInto('idempotency_keys').values({ key: request.key, ...claim }).execute();
+      return { kind: 'claimed', token };
+    }
+    if (row.request_hash !== request.requestHash) return { kind: 'mismatch', method: row.method, path: row.path };
+    if (row.state === 'done') return { kind: 'replay', status: Number(row.response_status), body: row.response_body ?? '' };
+    if (row.locked_until !== null && fromDbTime(row.locked_until) > now) return { kind: 'in_progress' };
+    // Abandoned: its request never committed (completion is atomic with the change), so running it again is safe.
+    await trx.updateTable('idempotency_keys').set({ lock_token: token, locked_until: claim.locked_until }).where('key', '=', request.key).execute();
+    return { kind: 'claimed', token };
+  });
+}
+
+/**
+ * Stores the response of a claimed key inside the transaction of the change.
+ * Returns false when the claim was lost meanwhile (it ran past `lockMs` and
+ * another request took the key over): the caller must roll back.
+ */
+export async function completeIdempotencyKey(trx: Trx, key: string, token: string, status: number, body: string): Promise<boolean> {
+  const result = await trx
+    .updateTable('idempotency_keys')
+    .set({ state: 'done', response_status: status, response_body: body, lock_token: null, locked_until: null })
+    .where('key', '=', key)
+    .where('lock_token', '=', token)
+    .where('state', '=', 'in_progress')
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+/** Drops a claim whose request failed without a response worth replaying (a 5xx): a retry runs it afresh. */
+export async function releaseIdempotencyKey(db: Db, key: string, token: string): Promise<void> {
+  await db.deleteFrom('idempotency_keys').where('key', '=', key).where('lock_token', '=', token).where('state', '=', 'in_progress').execute();
+}
