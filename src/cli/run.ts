@@ -9,7 +9,7 @@ import { createHttpServer, createMetrics, type HttpServer } from '../http/index.
 import { createLogger } from '../logger.js';
 import { lastEventId, migrateToLatest, toDbTime, type DaemonLock, type Db } from '../store/index.js';
 import { checkRemovedInUse, lockDatabaseOrReport, openDatabaseOrReport, printableUrl, verifyDatabaseOrReport } from './database.js';
-import type { CommandContext } from './index.js';
+import { packageVersion, type CommandContext } from './index.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
 import { watchParent } from './parent.js';
 
@@ -84,6 +84,13 @@ export function registerRun(program: Command, ctx: CommandContext): void {
           clock,
           logger,
           metrics,
+          adminApi: {
+            tokens: config.http.tokens,
+            catalog: { plans: config.plans, gateways: Object.keys(config.gateways) },
+            // A create with a past start or a retry-now makes work due before the engine's timer would wake it.
+            wake: () => engine.kick(),
+            version: packageVersion(),
+          },
           readiness: {
             databaseUrl: config.database.url,
             sweepIntervalMs: sweepIntervalMs(sweep, options.maxSleepMs),

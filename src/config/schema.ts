@@ -692,6 +692,38 @@ export function inlinePlanOf(input: SubscriptionInput): Omit<PlanConfig, 'gatewa
   return { ...fields, version: planVersion(fields) };
 }
 
+/**
+ * `PATCH /v1/subscriptions/{id}`: a card update (`paymentToken`), metadata
+ * (keys merged; null removes one) and the customer's contact details.
+ */
+export const subscriptionPatchSchema = z
+  .strictObject({
+    paymentToken: text().optional(),
+    metadata: z
+      .record(
+        z.string(),
+        z.string({ error: (issue) => `expected a string, or null to remove the key; got ${describeValue(issue.input, issue.path)}` }).nullable(),
+      )
+      .optional(),
+    customer: customerSchema.omit({ id: true }).optional(),
+  })
+  .refine((patch) => Object.values(patch).some((v) => v !== undefined), { error: 'nothing to change: give paymentToken, metadata or customer' });
+
+/** `POST /v1/subscriptions/{id}/pause`: both dates in the subscription's time zone; no pauseDate pauses now. */
+export const pauseInputSchema = z
+  .strictObject({ pauseDate: localDateSchema.optional(), resumeDate: localDateSchema.optional() })
+  .superRefine((body, ctx) => {
+    if (typeof body.pauseDate === 'string' && typeof body.resumeDate === 'string' && body.resumeDate <= body.pauseDate) {
+      ctx.addIssue({ code: 'custom', input: body.resumeDate, path: ['resumeDate'], message: `must be after pauseDate (${body.pauseDate})` });
+    }
+  });
+
+/** `POST /v1/subscriptions/{id}/cancel`: now (terminated) or at the end of the current period (stopped). */
+export const cancelInputSchema = z.strictObject({ atPeriodEnd: z.boolean().default(false) });
+
+/** A body-less action (`/resume`, `/retry`): an empty object, or no body. */
+export const emptyInputSchema = z.strictObject({});
+
 /** A problem with a subscription against the plans and gateways it names, at a key path inside the subscription. */
 export interface SubscriptionProblem {
   readonly path: readonly PathSegment[];

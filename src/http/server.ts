@@ -14,6 +14,7 @@ import type { Clock } from '../clock.js';
 import type { HttpConfig } from '../config/index.js';
 import type { Engine } from '../engine/index.js';
 import type { Db } from '../store/index.js';
+import { adminApi, type AdminApiDeps } from './api/index.js';
 import { problem, sendProblem, RETRY_AFTER_SECONDS } from './problem.js';
 import { readinessProbe, type ReadinessSettings } from './probes.js';
 import { evaluateReadiness, HEALTH_JSON } from './readiness.js';
@@ -40,6 +41,8 @@ export interface HttpServerDeps {
   readonly logger: Logger;
   readonly readiness: ReadinessSettings;
   readonly metrics?: HttpMetrics;
+  /** The `/v1` admin API; absent, only health, readiness and metrics are served. */
+  readonly adminApi?: Omit<AdminApiDeps, 'db' | 'clock' | 'authFailure'>;
 }
 
 export interface HttpServer {
@@ -112,6 +115,13 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
       const text = await metrics.registry.metrics();
       return reply.type(metrics.registry.contentType).send(text);
     });
+  }
+
+  if (deps.adminApi) {
+    void app.register(
+      adminApi({ ...deps.adminApi, db: deps.db, clock: deps.clock, ...(metrics ? { authFailure: () => metrics.authFailure() } : {}) }),
+      { prefix: '/v1' },
+    );
   }
 
   return {

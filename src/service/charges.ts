@@ -4,7 +4,7 @@
 import { formatAmount } from '../money/index.js';
 import { iso } from '../domain/index.js';
 import { ACQUIRER_CODES } from '../gateways/index.js';
-import { cycleDueDates, listAttemptRows, type AttemptRecord, type Db } from '../store/index.js';
+import { attemptsByKeys, cycleDueDates, listAttemptRows, type AttemptRecord, type Db } from '../store/index.js';
 import { CHARGE_STATUSES, decodeCursor, encodeCursor, parseEnum, parseInstant, parseLimit, parseText, type ChargeStatus } from './filters.js';
 import type { Page } from './subscriptions.js';
 
@@ -60,6 +60,13 @@ function toCharge(a: AttemptRecord, dueAt: number | undefined): Charge {
     createdAt: iso(a.createdAt),
     updatedAt: iso(a.updatedAt),
   };
+}
+
+/** The charges with these ids (idempotency keys), by id; unknown ids are absent. */
+export async function chargesByIds(db: Db, ids: readonly string[]): Promise<Map<string, Charge>> {
+  const attempts = await attemptsByKeys(db, ids);
+  const due = await cycleDueDates(db, [...attempts.values()].map((a) => a.subscriptionId));
+  return new Map([...attempts].map(([key, a]) => [key, toCharge(a, due.get(`${a.subscriptionId}:${a.cycle}`))]));
 }
 
 /** The filters of `GET /v1/charges`, `GET /v1/subscriptions/{id}/charges` and `rebill subscriptions show`. */

@@ -10,3 +10,6 @@ export * from './subscriptions.js';
 export * from './charges.js';
 export * from './status.js';
 export * from './detail.js';
+export * from './commands.js';
+export * from './events.js';
+export * from './plans.js';

@@ -6,7 +6,7 @@
 import { DateTime } from 'luxon';
 import { cycleExists, firstCycleAtOrAfter } from '../calendar/index.js';
 import { cycleDueAt, iso, scheduleOf, subscriptionView, type Subscription, type SubscriptionView } from '../domain/index.js';
-import { customersById, getSubscription, listSubscriptionRows, type Db, type Keyset, type SubscriptionRowFilter } from '../store/index.js';
+import { customersById, getSubscription, listSubscriptionRows, subscriptionsByIds, type Db, type Keyset, type SubscriptionRowFilter } from '../store/index.js';
 import { decodeCursor, encodeCursor, parseEnum, parseLimit, parseText, SUBSCRIPTION_STATUSES } from './filters.js';
 
 /** A customer as the API shows it (SPEC 5: `{id?, email?, phone?, firstName?, lastName?}`). */
@@ -68,6 +68,13 @@ export async function getSubscriptionView(db: Db, id: string, now: number): Prom
   const sub = await getSubscription(db, id);
   const customers = sub.customerId ? await customersById(db, [sub.customerId]) : new Map();
   return toObject(sub, sub.customerId ? customers.get(sub.customerId) : undefined, now);
+}
+
+/** The public objects of the subscriptions with these ids, by id (unknown ids are absent). */
+export async function listSubscriptionObjects(db: Db, ids: readonly string[], now: number): Promise<Map<string, SubscriptionObject>> {
+  const subs = await subscriptionsByIds(db, ids);
+  const customers = await customersById(db, subs.flatMap((s) => (s.customerId ? [s.customerId] : [])));
+  return new Map(subs.map((s) => [s.id, toObject(s, s.customerId ? customers.get(s.customerId) : undefined, now)]));
 }
 
 /** The filters of `GET /v1/subscriptions` and `rebill subscriptions list`, as given (text), validated here. */

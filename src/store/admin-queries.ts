@@ -114,6 +114,28 @@ export async function listAttemptRows(db: Conn, filter: AttemptRowFilter, limit:
   return rows.map(rowToRecord);
 }
 
+/** The subscriptions with these ids (unknown ids are absent). */
+export async function subscriptionsByIds(db: Conn, ids: readonly string[]): Promise<Subscription[]> {
+  const unique = [...new Set(ids)];
+  const out: Subscription[] = [];
+  for (let i = 0; i < unique.length; i += 500) {
+    const rows = await db.selectFrom('subscriptions').selectAll().where('id', 'in', unique.slice(i, i + 500)).execute();
+    out.push(...rows.map(rowToSubscription));
+  }
+  return out;
+}
+
+/** The attempts with these idempotency keys, by key. */
+export async function attemptsByKeys(db: Conn, keys: readonly string[]): Promise<Map<string, AttemptRecord>> {
+  const out = new Map<string, AttemptRecord>();
+  const unique = [...new Set(keys)];
+  for (let i = 0; i < unique.length; i += 500) {
+    const rows = await db.selectFrom('attempts').selectAll().where('idempotency_key', 'in', unique.slice(i, i + 500)).execute();
+    for (const row of rows) out.set(row.idempotency_key, rowToRecord(row));
+  }
+  return out;
+}
+
 /** Due instants of a subscription's cycle rows, by cycle number (an attempt's `dueAt`). */
 export async function cycleDueDates(db: Conn, subscriptionIds: readonly string[]): Promise<Map<string, number>> {
   const out = new Map<string, number>();

@@ -710,9 +710,18 @@ export interface StoredEvent {
   readonly data: Record<string, unknown>;
 }
 
-/** Events after `afterId`, in id order (the outbox cursor). */
-export async function listEvents(db: Conn, afterId = 0, limit = 1000): Promise<StoredEvent[]> {
-  const rows = await db.selectFrom('events').selectAll().where('id', '>', afterId).orderBy('id').limit(limit).execute();
+/** Filters of an event read (`GET /v1/events`): one type, or a family (`charge.*`), and one subscription. */
+export interface EventFilter {
+  readonly type?: string;
+  readonly subscriptionId?: string;
+}
+
+/** Events after `afterId`, in id order (the outbox cursor), optionally filtered. */
+export async function listEvents(db: Conn, afterId = 0, limit = 1000, filter: EventFilter = {}): Promise<StoredEvent[]> {
+  let q = db.selectFrom('events').selectAll().where('id', '>', afterId);
+  if (filter.type !== undefined) q = filter.type.endsWith('.*') ? q.where('type', 'like', `${filter.type.slice(0, -1)}%`) : q.where('type', '=', filter.type);
+  if (filter.subscriptionId !== undefined) q = q.where('subscription_id', '=', filter.subscriptionId);
+  const rows = await q.orderBy('id').limit(limit).execute();
   return rows.map((r) => ({
     id: Number(r.id),
     type: r.type,

@@ -1,0 +1,202 @@
+/**
+ * The admin write operations (SPEC section 9), shared by the `/v1` API and
+ * any CLI command that changes a subscription: create (on a plan or with an
+ * inline schedule, deduplicated by id and by live source + externalId), a
+ * card or contact update, pause, resume, cancel and retry-now. Each runs
+ * inside the caller's transaction, so the API can store its idempotent
+ * response with the change, and returns the public subscription object.
+ *
+ * Input shape is checked by the schemas in src/config (one schema per request);
+ * what only the running config knows (its plans and gateways) is checked here,
+ * and reported as an InputError with the key path of each problem.
+ */
+import { randomUUID } from 'node:crypto';
+import { DateTime } from 'luxon';
+import {
+  inlineGatewayProblems,
+  inlinePlanOf,
+  planReferenceProblems,
+  tokenProblems,
+  type PlanConfig,
+  type SubscriptionInput,
+  type SubscriptionProblem,
+} from '../config/index.js';
+import {
+  cancel,
+  pause,
+  resume,
+  retryNow,
+  subscriptionFromPlan,
+  updateDetails,
+  type PlanTerms,
+  type Subscription,
+} from '../domain/index.js';
+import { RebillError } from '../errors.js';
+import {
+  createSubscriptionIn,
+  customerExists,
+  getSubscription,
+  setSubscriptionCustomer,
+  updateCustomerIn,
+  updateSubscriptionIn,
+  writeTransition,
+  type Trx,
+} from '../store/index.js';
+import { getSubscriptionView, type SubscriptionObject } from './subscriptions.js';
+
+/** Input that is well-formed but does not fit the running config (unknown plan, missing token, ...). */
+export class InputError extends RebillError {
+  constructor(readonly problems: readonly SubscriptionProblem[]) {
+    super('INPUT_INVALID', problems.map((p) => `${p.path.join('.')}: ${p.message}`).join('; '));
+  }
+}
+
+/** A create whose explicit id is taken by another subscription. */
+export class ConflictError extends RebillError {}
+
+/** What the write operations know of the running config. */
+export interface Catalog {
+  readonly plans: readonly PlanConfig[];
+  /** Configured gateway names. */
+  readonly gateways: readonly string[];
+}
+
+export interface CreateOutcome {
+  /** false: an existing live subscription with the same source + externalId was returned (HTTP 200). */
+  readonly created: boolean;
+  readonly subscription: SubscriptionObject;
+}
+
+function termsOf(plan: Omit<PlanConfig, 'id'> & { id: string }): PlanTerms {
+  return {
+    id: plan.id,
+    version: plan.version,
+    description: plan.description,
+    amountMinor: plan.amountMinor,
+    currency: plan.currency,
+    every: plan.every,
+    sendOnHour: plan.sendOnHour,
+    timezone: plan.timezone,
+    monthEnd: plan.monthEnd,
+    mode: plan.mode,
+    gateway: plan.gateway,
+    trial: plan.trial,
+    maxCycles: plan.maxCycles,
+    endDate: plan.endDate,
+    backfill: plan.backfill,
+  };
+}
+
+/**
+ * Creates a subscription from a validated input. A live subscription with the
+ * same (source, externalId) is returned instead of a duplicate; an explicit id
+ * that exists is a ConflictError. Throws InputError for an unknown plan or
+ * gateway, a missing token or an unknown customerId.
+ */
+export async function createSubscriptionCommand(trx: Trx, catalog: Catalog, input: SubscriptionInput, now: number): Promise<CreateOutcome> {
+  const problems: SubscriptionProblem[] = [];
+  let terms: PlanTerms | undefined;
+  if (input.planId !== undefined) {
+    const plans = new Map(catalog.plans.map((p) => [p.id, p]));
+    problems.push(...planReferenceProblems(input, plans));
+    const plan = plans.get(input.planId);
+    if (plan) terms = termsOf(plan);
+  } else {
+    const inline = inlinePlanOf(input)!;
+    const gatewayProblems = inlineGatewayProblems(inline.gateway, catalog.gateways);
+    problems.push(...gatewayProblems, ...tokenProblems(input.paymentToken, inline.mode, 'the schedule uses mode charge'));
+    if (gatewayProblems.length === 0) terms = { ...termsOf({ ...inline, id: '', gateway: inline.gateway ?? catalog.gateways[0]! }) };
+  }
+  if (input.customerId !== undefined && !(await customerExists(trx, input.customerId))) {
+    problems.push({ path: ['customerId'], message: `unknown customer "${input.customerId}"` });
+  }
+  if (problems.length > 0 || !terms) throw new InputError(problems);
+  if (input.id !== undefined && (await trx.selectFrom('subscriptions').select('id').where('id', '=', input.id).executeTakeFirst())) {
+    throw new ConflictError('SUBSCRIPTION_EXISTS', `a subscription with id "${input.id}" already exists; retry a create with the same Idempotency-Key instead`);
+  }
+  const timezone = input.timezone ?? terms.timezone;
+  const snapshot = subscriptionFromPlan(terms, {
+    id: input.id ?? `sub_${randomUUID()}`,
+    // No start date: the subscription starts today, in its own time zone.
+    startDate: input.startDate ?? DateTime.fromMillis(now, { zone: timezone }).toISODate()!,
+    paymentToken: input.paymentToken,
+    endDate: input.endDate,
+    sendOnHour: input.sendOnHour,
+    timezone: input.timezone,
+    externalId: input.externalId,
+    source: input.source,
+    customerId: input.customerId ?? null,
+    customer: input.customer,
+    metadata: input.metadata,
+  });
+  // An inline schedule belongs to no plan.
+  const created = await createSubscriptionIn(trx, input.planId === undefined ? { ...snapshot, planId: null } : snapshot, now);
+  return { created: created.created, subscription: await getSubscriptionView(trx, created.subscription.id, now) };
+}
+
+/** A validated `PATCH /v1/subscriptions/{id}` body. */
+export interface SubscriptionPatch {
+  readonly paymentToken?: string;
+  readonly metadata?: Readonly<Record<string, string | null>>;
+  readonly customer?: { readonly email?: string; readonly phone?: string; readonly firstName?: string; readonly lastName?: string };
+}
+
+/**
+ * A card or contact update: the new token is stored on the row, so the next
+ * attempt, and a retry the policy already scheduled, send it (the engine reads
+ * the token from the row it claims). Writes `subscription.updated`.
+ */
+export async function updateSubscriptionCommand(trx: Trx, id: string, patch: SubscriptionPatch, now: number): Promise<SubscriptionObject> {
+  const current = await getSubscription(trx, id);
+  let customerChanged = false;
+  if (patch.customer !== undefined && Object.keys(patch.customer).length > 0) {
+    // Checked before the customer row is touched: a terminated subscription changes nothing.
+    updateDetails(current, {}, now);
+    const customerId = await updateCustomerIn(trx, current.customerId, patch.customer, now);
+    if (customerId !== current.customerId) await setSubscriptionCustomer(trx, id, customerId);
+    customerChanged = true;
+  }
+  await updateSubscriptionIn(trx, id, now, (sub) =>
+    updateDetails(sub, { ...(patch.paymentToken !== undefined ? { paymentToken: patch.paymentToken } : {}), ...(patch.metadata ? { metadata: patch.metadata } : {}), customerChanged }, now),
+  );
+  return getSubscriptionView(trx, id, now);
+}
+
+/** The start of a local date in the subscription's time zone (pause and resume dates). */
+function startOfLocalDate(sub: Subscription, date: string): number {
+  return DateTime.fromISO(date, { zone: sub.schedule.timezone }).startOf('day').toMillis();
+}
+
+/** Pauses now or from `pauseDate`, until `resumeDate` or until resumed (both local dates of the subscription). */
+export async function pauseSubscriptionCommand(trx: Trx, id: string, body: { pauseDate?: string; resumeDate?: string }, now: number): Promise<SubscriptionObject> {
+  await updateSubscriptionIn(trx, id, now, (sub) =>
+    pause(
+      sub,
+      {
+        pauseAt: body.pauseDate === undefined ? null : startOfLocalDate(sub, body.pauseDate),
+        resumeAt: body.resumeDate === undefined ? null : startOfLocalDate(sub, body.resumeDate),
+      },
+      now,
+    ),
+  );
+  return getSubscriptionView(trx, id, now);
+}
+
+/** Resumes a paused subscription (no back-billing), or drops a pause that has not started. */
+export async function resumeSubscriptionCommand(trx: Trx, id: string, now: number): Promise<SubscriptionObject> {
+  await updateSubscriptionIn(trx, id, now, (sub) => resume(sub, now));
+  return getSubscriptionView(trx, id, now);
+}
+
+/** Cancels now (terminated, userCancel) or at the end of the current period (stopped). */
+export async function cancelSubscriptionCommand(trx: Trx, id: string, body: { atPeriodEnd: boolean }, now: number): Promise<SubscriptionObject> {
+  await updateSubscriptionIn(trx, id, now, (sub) => cancel(sub, { atPeriodEnd: body.atPeriodEnd }, now));
+  return getSubscriptionView(trx, id, now);
+}
+
+/** Makes the open cycle's next attempt due now (LifecycleError NOTHING_TO_RETRY when nothing is open). */
+export async function retrySubscriptionCommand(trx: Trx, id: string, now: number): Promise<SubscriptionObject> {
+  const sub = await getSubscription(trx, id);
+  await writeTransition(trx, retryNow(sub, now), now, 'ignore');
+  return getSubscriptionView(trx, id, now);
+}
