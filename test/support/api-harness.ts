@@ -1,0 +1,115 @@
+/**
+ * The admin API in-process over real HTTP on 127.0.0.1: a real SQLite file, a
+ * real engine (not started unless asked), the server `rebill run` builds, and
+ * the catalog from a real config text. `call` sends a request with a token
+ * and returns status, headers and the parsed body.
+ */
+import { VirtualClock } from '../../src/clock.js';
+import { parseConfig, type Config } from '../../src/config/index.js';
+import type { Engine } from '../../src/engine/index.js';
+import { createHttpServer, type HttpServer } from '../../src/http/index.js';
+import { daemonEngine, openTempDb, silentLogger, type TempDb } from './engine-harness.js';
+
+export const WRITE_TOKEN = 'test-write-token-0123456789';
+export const READ_TOKEN = 'test-read-token-0123456789';
+
+/** Two plans on the simulator: monthly USD 9.99 charged at 10:00 UTC, and a link-mode JPY yearly plan. */
+export const API_CONFIG = `
+http: { host: 127.0.0.1, port: 0, tokens: [{ token: "${WRITE_TOKEN}", scope: write }, { token: "${READ_TOKEN}", scope: read }] }
+gateways: { sim: { type: simulator } }
+plans:
+  - { id: gold-monthly, description: Gold, amount: "9.99", currency: USD, every: MONTH, sendOnHour: 10, gateway: sim }
+  - { id: yen-yearly, amount: "1500", currency: JPY, every: YEAR, mode: link, gateway: sim }
+`;
+
+export interface ApiHarness {
+  readonly url: string;
+  readonly tmp: TempDb;
+  readonly clock: VirtualClock;
+  readonly engine: Engine;
+  readonly server: HttpServer;
+  readonly config: Config;
+  /** How often the API woke the engine. */
+  readonly wakes: () => number;
+  call(method: string, path: string, options?: CallOptions): Promise<ApiResponse>;
+  close(): Promise<void>;
+}
+
+export interface CallOptions {
+  /** A JSON value (stringified), or raw text sent as is. */
+  readonly body?: unknown;
+  readonly raw?: string;
+  /** Default: the write token; null sends no Authorization header. */
+  readonly token?: string | null;
+  readonly headers?: Record<string, string>;
+}
+
+export interface ApiResponse {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly contentType: string;
+  readonly text: string;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  readonly body: any;
+}
+
+/** Starts the API on a fresh database at virtual instant `now`. */
+export async function startApi(options: { now?: number; configText?: string; startEngine?: boolean } = {}): Promise<ApiHarness> {
+  const config = parseConfig(options.configText ?? API_CONFIG, 'api-test.yaml', {});
+  const tmp = await openTempDb({}, { name: 'api' });
+  const clock = new VirtualClock(options.now ?? Date.parse('2026-03-01T12:00:00Z'));
+  const engine = daemonEngine(tmp.db, clock);
+  let wakes = 0;
+  const server = createHttpServer({
+    config: { host: '127.0.0.1', port: 0 },
+    engine,
+    db: tmp.db,
+    clock,
+    logger: silentLogger,
+    readiness: { databaseUrl: `sqlite:${tmp.file}`, sweepIntervalMs: 60_000, queueBound: 100, webhookEndpoints: 0 },
+    adminApi: {
+      tokens: config.http.tokens,
+      catalog: { plans: config.plans, gateways: Object.keys(config.gateways) },
+      wake: () => {
+        wakes++;
+        engine.kick();
+      },
+      version: 'test',
+    },
+  });
+  const address = await server.listen();
+  if (options.startEngine) engine.start();
+  const url = `http://${address}`;
+  return {
+    url,
+    tmp,
+    clock,
+    engine,
+    server,
+    config,
+    wakes: () => wakes,
+    async call(method, path, call = {}) {
+      const headers: Record<string, string> = { ...(call.headers ?? {}) };
+      const token = call.token === undefined ? WRITE_TOKEN : call.token;
+      if (token !== null) headers.authorization = `Bearer ${token}`;
+      let body: string | undefined;
+      if (call.raw !== undefined) body = call.raw;
+      else if (call.body !== undefined) body = JSON.stringify(call.body);
+      if (body !== undefined && !Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) headers['content-type'] = 'application/json';
+      const response = await fetch(`${url}${path}`, { method, headers, ...(body !== undefined ? { body } : {}) });
+      const text = await response.text();
+      let parsed: unknown;
+      try {
+        parsed = text ? JSON.parse(text) : undefined;
+      } catch {
+        parsed = undefined;
+      }
+      return { status: response.status, headers: response.headers, contentType: response.headers.get('content-type') ?? '', text, body: parsed };
+    },
+    async close() {
+      await server.close();
+      await engine.stop(0).catch(() => {});
+      await tmp.close().catch(() => {});
+    },
+  };
+}
