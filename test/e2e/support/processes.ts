@@ -6,7 +6,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import Database from 'better-sqlite3';
-import { stringify } from 'yaml';
+import { parse as parseYaml, stringify } from 'yaml';
+import { isSecretKey } from '../../../src/logger.js';
 import { bin, root, withoutRebillEnv } from '../../support/cli.js';
 import { tempDir as freshDir } from '../../support/temp.js';
 
@@ -44,13 +45,70 @@ export interface Child {
 
 const running = new Set<Child>();
 
+// ---------------------------------------------------------------------------
+// Secrets never appear in logs (issue 8, item 7): every line every rebill child
+// prints is checked for the secret values it was given (the config's tokens,
+// keys, secrets and payment tokens) and for those a test registered (a token
+// sent over the API). test/support/secret-scan.ts fails the file on a leak.
+
+const watched = new Set<string>();
+const leaks: string[] = [];
+
+/** Registers a secret value a test hands to a daemon some other way than its config (API body, env). */
+export function watchSecret(value: string): void {
+  if (value.length >= 6) watched.add(value);
+}
+
+/** The leaks found so far in this test file: which process printed which secret (named by where it came from, not by value). */
+export function secretLeaks(): readonly string[] {
+  return leaks;
+}
+
+/** Forgets the leaks recorded so far (only the scanner's own test, which leaks on purpose). */
+export function clearSecretLeaks(): void {
+  leaks.length = 0;
+}
+
+/** Every string under a secret-named key of a parsed YAML document, with its key path. */
+function secretValues(value: unknown, path: string, out: Map<string, string>): void {
+  if (Array.isArray(value)) value.forEach((v, i) => secretValues(v, `${path}[${i}]`, out));
+  else if (value !== null && typeof value === 'object') {
+    for (const [key, v] of Object.entries(value)) {
+      const at = path ? `${path}.${key}` : key;
+      if (isSecretKey(key) && typeof v === 'string' && v.length >= 6 && !v.includes('${')) out.set(v, at);
+      else secretValues(v, at, out);
+    }
+  }
+}
+
+/** The secrets in the `--config` file of `args`, by value -> key path. */
+function configSecrets(args: readonly string[], cwd: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const i = args.indexOf('--config');
+  const file = i >= 0 ? args[i + 1] : undefined;
+  if (!file) return out;
+  try {
+    secretValues(parseYaml(fs.readFileSync(file.startsWith('/') ? file : `${cwd}/${file}`, 'utf8')), '', out);
+  } catch {
+    // An unreadable or invalid config is what some tests pass on purpose.
+  }
+  return out;
+}
+
+function scanForSecrets(args: readonly string[], pid: number, text: string, fromConfig: ReadonlyMap<string, string>): void {
+  for (const [value, where] of fromConfig) if (text.includes(value)) leaks.push(`rebill ${args[0]} (pid ${pid}) printed the value of ${where}`);
+  for (const value of watched) if (!fromConfig.has(value) && text.includes(value)) leaks.push(`rebill ${args[0]} (pid ${pid}) printed a watched secret (${value.slice(0, 3)}…)`);
+}
+
 /**
  * Spawns `node bin/rebill.js ...args`. stdout/stderr are kept in memory and,
  * with `logFile`, appended to that file (the daemon logs JSON lines on stdout).
  */
 export function spawnRebill(args: readonly string[], options: { cwd?: string; logFile?: string; env?: Record<string, string> } = {}): Child {
-  const proc = spawn(process.execPath, [bin, ...args], { cwd: options.cwd ?? root, env: childEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] });
+  const cwd = options.cwd ?? root;
+  const proc = spawn(process.execPath, [bin, ...args], { cwd, env: childEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] });
   if (proc.pid === undefined) throw new Error(`could not spawn rebill ${args.join(' ')}`);
+  const secrets = configSecrets(args, cwd);
   let out = '';
   let err = '';
   const log = options.logFile === undefined ? undefined : fs.createWriteStream(options.logFile, { flags: 'a' });
@@ -68,6 +126,7 @@ export function spawnRebill(args: readonly string[], options: { cwd?: string; lo
     // 'close' (not 'exit'): every byte of stdout/stderr has been read by then.
     proc.once('close', (code, signal) => {
       log?.end();
+      scanForSecrets(args, proc.pid!, out + err, secrets);
       resolve({ code, signal });
     });
   });
