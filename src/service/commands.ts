@@ -67,26 +67,6 @@ export interface CreateOutcome {
   readonly subscription: SubscriptionObject;
 }
 
-function termsOf(plan: Omit<PlanConfig, 'id'> & { id: string }): PlanTerms {
-  return {
-    id: plan.id,
-    version: plan.version,
-    description: plan.description,
-    amountMinor: plan.amountMinor,
-    currency: plan.currency,
-    every: plan.every,
-    sendOnHour: plan.sendOnHour,
-    timezone: plan.timezone,
-    monthEnd: plan.monthEnd,
-    mode: plan.mode,
-    gateway: plan.gateway,
-    trial: plan.trial,
-    maxCycles: plan.maxCycles,
-    endDate: plan.endDate,
-    backfill: plan.backfill,
-  };
-}
-
 /**
  * Creates a subscription from a validated input. A live subscription with the
  * same (source, externalId) is returned instead of a duplicate; an explicit id
@@ -100,12 +80,13 @@ export async function createSubscriptionCommand(trx: Trx, catalog: Catalog, inpu
     const plans = new Map(catalog.plans.map((p) => [p.id, p]));
     problems.push(...planReferenceProblems(input, plans));
     const plan = plans.get(input.planId);
-    if (plan) terms = termsOf(plan);
+    if (plan) terms = plan;
   } else {
     const inline = inlinePlanOf(input)!;
     const gatewayProblems = inlineGatewayProblems(inline.gateway, catalog.gateways);
     problems.push(...gatewayProblems, ...tokenProblems(input.paymentToken, inline.mode, 'the schedule uses mode charge'));
-    if (gatewayProblems.length === 0) terms = { ...termsOf({ ...inline, id: '', gateway: inline.gateway ?? catalog.gateways[0]! }) };
+    // An inline schedule belongs to no plan: its id is dropped below.
+    if (gatewayProblems.length === 0) terms = { ...inline, id: '', gateway: inline.gateway ?? catalog.gateways[0]! };
   }
   if (input.customerId !== undefined && !(await customerExists(trx, input.customerId))) {
     problems.push({ path: ['customerId'], message: `unknown customer "${input.customerId}"` });
