@@ -129,6 +129,9 @@ export interface SubscriptionPatch {
  */
 export async function updateSubscriptionCommand(trx: Trx, id: string, patch: SubscriptionPatch, now: number): Promise<SubscriptionObject> {
   const current = await getSubscription(trx, id);
+  if (patch.paymentToken !== undefined && current.mode === 'link') {
+    throw new InputError([{ path: ['paymentToken'], message: `subscription ${id} collects by payment link (mode link); it has no payment token to update` }]);
+  }
   let customerChanged = false;
   if (patch.customer !== undefined && Object.keys(patch.customer).length > 0) {
     // Checked before the customer row is touched: a terminated subscription changes nothing.
