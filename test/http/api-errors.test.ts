@@ -132,6 +132,19 @@ describe('the rest of the surface', () => {
     expectProblem(await api.call('DELETE', `/v1/subscriptions/${other}`), 404);
   });
 
+  it('a query parameter on a write is 400, not silently ignored (no ?dryRun that creates anyway)', async () => {
+    const res = await expectRefused(api, 'POST', '/v1/subscriptions?dryRun=true', { body: { planId: 'gold-monthly', paymentToken: 'tok_ok' } }, 400);
+    expect(res.body.errors[0]).toMatchObject({ parameter: 'dryRun' });
+    await expectRefused(api, 'POST', `/v1/subscriptions/${other}/cancel?atPeriodEnd=true`, {}, 400);
+    await expectRefused(api, 'PATCH', `/v1/subscriptions/${other}?force=1`, { body: { metadata: { z: '1' } } }, 400);
+  });
+
+  it('a path fastify cannot route (bad percent-encoding, an id over 100 characters) is problem+json too', async () => {
+    await expectRefused(api, 'POST', '/v1/subscriptions/%E0%A4%A/cancel', {}, 400);
+    await expectRefused(api, 'POST', `/v1/subscriptions/${'x'.repeat(101)}/cancel`, {}, 404);
+    await expectRefused(api, 'PATCH', `/v1/subscriptions/${'x'.repeat(5000)}`, { body: { metadata: { z: '1' } } }, 404);
+  });
+
   it('a deeply nested body is refused, not a crash', async () => {
     const deep = `{"metadata": ${'['.repeat(50_000)}${']'.repeat(50_000)}}`;
     const res = await expectRefused(api, 'PATCH', `/v1/subscriptions/${other}`, { raw: deep }, 400);
