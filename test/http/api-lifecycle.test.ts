@@ -277,6 +277,8 @@ describe('PATCH', () => {
     ['a customer email that is not one', { customer: { email: 'nope' } }, ['/customer/email']],
     ['an unknown customer field', { customer: { mail: 'a@example.com' } }, ['/customer/mail']],
     ['51 metadata keys', { metadata: Object.fromEntries(Array.from({ length: 51 }, (_, i) => [`k${i}`, 'v'])) }, ['/metadata']],
+    // The customer row is written first; the refusal must roll it back too.
+    ['a customer change with 51 metadata keys', { customer: { email: 'rolled-back@example.com' }, metadata: Object.fromEntries(Array.from({ length: 51 }, (_, i) => [`k${i}`, 'v'])) }, ['/metadata']],
   ])('%s is 400 and changes nothing', async (_name, body, pointers) => {
     const id = await create(api, { metadata: { a: '1' } });
     await expectRefused(api, 'PATCH', sub(id), { body }, 400, pointers);
