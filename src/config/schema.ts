@@ -585,23 +585,20 @@ function subscriptionFields<T extends z.ZodType>(startDate: T) {
   };
 }
 
-/** True for a date localDateSchema accepts (a cross-field rule must not compare a date already refused). */
-function isLocalDate(value: unknown): value is string {
-  if (typeof value !== 'string') return false;
-  try {
-    parseLocalDate(value);
-    return true;
-  } catch (err) {
-    if (!(err instanceof ScheduleError)) throw err;
-    return false;
-  }
+/**
+ * True for a real calendar date written yyyy-MM-dd, in range or not: "" or
+ * "2030-02-30" is not before anything (its own problem says why), while an
+ * out-of-range date still gets the ordering check (the range does not hide it).
+ */
+function isCalendarDate(value: unknown): value is string {
+  return typeof value === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(value) && DateTime.fromISO(value, { zone: 'utc' }).isValid;
 }
 
 function endNotBeforeStart(sub: unknown, ctx: z.core.$RefinementCtx<unknown>): void {
   if (!isPlainObject(sub)) return; // reported as the wrong type
   const { startDate, endDate } = sub;
   // yyyy-MM-dd strings compare correctly as text.
-  if (isLocalDate(startDate) && isLocalDate(endDate) && endDate < startDate) {
+  if (isCalendarDate(startDate) && isCalendarDate(endDate) && endDate < startDate) {
     ctx.addIssue({ code: 'custom', input: endDate, path: ['endDate'], message: `must not be before startDate (${startDate}); got "${endDate}"` });
   }
 }

@@ -62,7 +62,8 @@ const unknownFields: BadCase[] = [
 const BAD_DATES = ['2030-13-01', '2030-02-30', '1969-12-31', '2200-01-01', 'tomorrow', '2030-1-01', '2030-01-01T00:00:00Z', ''];
 const badDates: BadCase[] = [
   ...BAD_DATES.map((d) => ({ name: `startDate ${JSON.stringify(d)}`, call: body({ ...onPlan, startDate: d }), pointers: ['/startDate'] })),
-  ...BAD_DATES.map((d) => ({ name: `endDate ${JSON.stringify(d)}`, call: body({ ...onPlan, endDate: d }), pointers: ['/endDate'] })),
+  // An impossible date is one problem; 1969-12-31 is also before the start date, and says so.
+  ...BAD_DATES.map((d) => ({ name: `endDate ${JSON.stringify(d)}`, call: body({ ...onPlan, endDate: d }), pointers: d === '1969-12-31' ? ['/endDate', '/endDate'] : ['/endDate'] })),
   { name: 'endDate before startDate', call: body({ ...onPlan, endDate: '2026-03-31' }), pointers: ['/endDate'] },
 ];
 
