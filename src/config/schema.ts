@@ -272,7 +272,8 @@ export const intervalSchema = z.unknown().transform((input, ctx): Interval => {
  * an `amount` key to the schema, which passes it to parseAmount.
  */
 export function isAmountPath(path: readonly PathSegment[]): boolean {
-  return path.at(-1) === 'amount';
+  // Metadata is the integrator's strings: `metadata: {amount: 12}` is a number there, refused as one.
+  return path.at(-1) === 'amount' && path.at(-2) !== 'metadata';
 }
 
 /** The fields of a plan as written; `planSchema` adds the money and the version. */
@@ -584,10 +585,20 @@ function subscriptionFields<T extends z.ZodType>(startDate: T) {
   };
 }
 
+/**
+ * True for a real calendar date written yyyy-MM-dd, in range or not: "" or
+ * "2030-02-30" is not before anything (its own problem says why), while an
+ * out-of-range date still gets the ordering check (the range does not hide it).
+ */
+function isCalendarDate(value: unknown): value is string {
+  return typeof value === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(value) && DateTime.fromISO(value, { zone: 'utc' }).isValid;
+}
+
 function endNotBeforeStart(sub: unknown, ctx: z.core.$RefinementCtx<unknown>): void {
-  const { startDate, endDate } = sub as Record<string, unknown>;
+  if (!isPlainObject(sub)) return; // reported as the wrong type
+  const { startDate, endDate } = sub;
   // yyyy-MM-dd strings compare correctly as text.
-  if (typeof startDate === 'string' && typeof endDate === 'string' && endDate < startDate) {
+  if (isCalendarDate(startDate) && isCalendarDate(endDate) && endDate < startDate) {
     ctx.addIssue({ code: 'custom', input: endDate, path: ['endDate'], message: `must not be before startDate (${startDate}); got "${endDate}"` });
   }
 }
@@ -636,8 +647,13 @@ export const subscriptionInputSchema = z
     maxCycles: inlineShape.maxCycles.unwrap().unwrap().nullable().optional(),
   })
   .superRefine((sub, ctx) => {
+    // A body that is no object (or none at all) is reported as the wrong type; there is nothing to cross-check.
+    if (!isPlainObject(sub)) return;
     endNotBeforeStart(sub, ctx);
-    const raw = sub as Record<string, unknown>;
+    const raw: Record<string, unknown> = sub;
+    if (raw.customerId !== undefined && raw.customer !== undefined && raw.customer !== null) {
+      ctx.addIssue({ code: 'custom', input: raw.customer, path: ['customer'], message: 'give customer or customerId, not both (customerId names an existing customer)' });
+    }
     const inline = INLINE_PLAN_KEYS.filter((key) => raw[key] !== undefined);
     if (raw.every !== undefined && raw.sendEvery !== undefined) {
       ctx.addIssue({ code: 'custom', input: raw.sendEvery, path: ['sendEvery'], message: 'give every or sendEvery, not both' });
@@ -707,7 +723,8 @@ export const subscriptionPatchSchema = z
       .optional(),
     customer: customerSchema.omit({ id: true }).optional(),
   })
-  .refine((patch) => Object.values(patch).some((v) => v !== undefined), { error: 'nothing to change: give paymentToken, metadata or customer' });
+  // Only for a patch that is otherwise valid: `{"planId": ...}` is one unknown key, not also "nothing to change".
+  .refine((patch) => Object.values(patch).some((v) => v !== undefined), { error: 'nothing to change: give paymentToken, metadata or customer', when: (payload) => payload.issues.length === 0 });
 
 /** `POST /v1/subscriptions/{id}/pause`: both dates in the subscription's time zone; no pauseDate pauses now. */
 export const pauseInputSchema = z

@@ -64,6 +64,15 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
     return503OnClosing: false,
     // Idle keep-alive sockets close at once on close(); busy ones after their response.
     forceCloseConnections: 'idle',
+    // Paths the router refuses before any route runs answer problem+json like everything else
+    // (fastify's own is plain JSON with its error code). An id longer than a path segment may be
+    // (ids are at most 100 characters) names nothing: 404.
+    frameworkErrors: (err, request, reply) => {
+      if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') return sendProblem(reply, problem(404, 'no such resource: a path segment is longer than any id (100 characters)'));
+      if (err.code === 'FST_ERR_BAD_URL') return sendProblem(reply, problem(400, 'the URL is not valid (malformed percent-encoding?)'));
+      logger.error({ err, method: request.method }, 'HTTP request failed before routing');
+      return sendProblem(reply, problem(500));
+    },
   });
   let closing = false;
   let closed: Promise<void> | null = null;

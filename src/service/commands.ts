@@ -23,6 +23,7 @@ import {
 } from '../config/index.js';
 import {
   cancel,
+  LifecycleError,
   pause,
   resume,
   retryNow,
@@ -141,9 +142,26 @@ export async function updateSubscriptionCommand(trx: Trx, id: string, patch: Sub
     customerChanged = true;
   }
   await updateSubscriptionIn(trx, id, now, (sub) =>
-    updateDetails(sub, { ...(patch.paymentToken !== undefined ? { paymentToken: patch.paymentToken } : {}), ...(patch.metadata ? { metadata: patch.metadata } : {}), customerChanged }, now),
+    asInputProblem('METADATA_TOO_LARGE', ['metadata'], (err) => err.message.replace(/^metadata would have (\d+) keys/, 'would have $1 keys once merged with the stored ones'), () =>
+      updateDetails(sub, { ...(patch.paymentToken !== undefined ? { paymentToken: patch.paymentToken } : {}), ...(patch.metadata ? { metadata: patch.metadata } : {}), customerChanged }, now),
+    ),
   );
   return getSubscriptionView(trx, id, now);
+}
+
+/**
+ * Runs a domain step, reporting its LifecycleError `code` as an InputError at
+ * `path`: a refusal caused by the value given (a resume date already past,
+ * metadata past 50 keys once merged), not by the subscription's state, is a
+ * 400 that names the field, not a 409.
+ */
+function asInputProblem<T>(code: string, path: readonly string[], message: (err: LifecycleError) => string, step: () => T): T {
+  try {
+    return step();
+  } catch (err) {
+    if (err instanceof LifecycleError && err.code === code) throw new InputError([{ path, message: message(err) }]);
+    throw err;
+  }
 }
 
 /** The start of a local date in the subscription's time zone (pause and resume dates). */
@@ -154,13 +172,19 @@ function startOfLocalDate(sub: Subscription, date: string): number {
 /** Pauses now or from `pauseDate`, until `resumeDate` or until resumed (both local dates of the subscription). */
 export async function pauseSubscriptionCommand(trx: Trx, id: string, body: { pauseDate?: string; resumeDate?: string }, now: number): Promise<SubscriptionObject> {
   await updateSubscriptionIn(trx, id, now, (sub) =>
-    pause(
-      sub,
-      {
-        pauseAt: body.pauseDate === undefined ? null : startOfLocalDate(sub, body.pauseDate),
-        resumeAt: body.resumeDate === undefined ? null : startOfLocalDate(sub, body.resumeDate),
-      },
-      now,
+    asInputProblem(
+      'PAUSE_INVALID',
+      ['resumeDate'],
+      () => `must be after the pause starts and after today (local dates in ${sub.schedule.timezone}); got "${body.resumeDate}"`,
+      () =>
+        pause(
+          sub,
+          {
+            pauseAt: body.pauseDate === undefined ? null : startOfLocalDate(sub, body.pauseDate),
+            resumeAt: body.resumeDate === undefined ? null : startOfLocalDate(sub, body.resumeDate),
+          },
+          now,
+        ),
     ),
   );
   return getSubscriptionView(trx, id, now);

@@ -53,7 +53,8 @@ export function parseText(parameter: string, value: string | undefined): string 
 /** An ISO-8601 instant with an offset or `Z` (a bare local time would depend on the reader's zone). */
 export function parseInstant(parameter: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
-  const hasZone = /(Z|[+-]\d{2}(:?\d{2})?)$/.test(value);
+  // A time, then its zone: `2026-03-01` alone ends in "-01", which is no offset.
+  const hasZone = /T[^Z+-]*(Z|[+-]\d{2}(:?\d{2})?)$/i.test(value);
   const parsed = DateTime.fromISO(value, { setZone: true });
   if (!hasZone || !parsed.isValid) throw new FilterError(parameter, `expected an ISO-8601 instant with a zone, e.g. 2025-01-31T10:00:00Z; got "${value}"`);
   return parsed.toMillis();

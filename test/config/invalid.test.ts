@@ -330,6 +330,20 @@ const cases: Case[] = [
     line: 12,
   },
   {
+    name: 'a seed end date that is no date is one problem, not also "before startDate"',
+    text: yaml(...PLAN, 'subscriptions:', '  - id: s1', '    planId: gold', '    paymentToken: tok_ok', '    startDate: "2025-03-01"', '    endDate: "2025-02-30"'),
+    path: 'subscriptions[0].endDate',
+    message: 'expected a date yyyy-MM-dd; got "2025-02-30"',
+    line: 12,
+  },
+  {
+    name: 'a number in seed metadata is refused under a key named amount too (amounts keep their text, metadata does not)',
+    text: yaml(...PLAN, 'subscriptions:', '  - { id: s1, planId: gold, paymentToken: tok_ok, startDate: "2025-01-31", metadata: { amount: 12 } }'),
+    path: 'subscriptions[0].metadata.amount',
+    message: 'expected a string (quote numbers and booleans); got 12',
+    line: 8,
+  },
+  {
     name: 'seed subscription metadata with more than 50 keys is rejected',
     text: yaml(
       ...PLAN,

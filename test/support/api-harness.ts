@@ -4,11 +4,15 @@
  * the catalog from a real config text. `call` sends a request with a token
  * and returns status, headers and the parsed body.
  */
+import type { FastifyInstance } from 'fastify';
 import { VirtualClock } from '../../src/clock.js';
 import { parseConfig, type Config } from '../../src/config/index.js';
 import type { Engine } from '../../src/engine/index.js';
 import { createHttpServer, type HttpServer } from '../../src/http/index.js';
+import { migrateToLatest, openDatabase } from '../../src/store/index.js';
+import { dumpTables, type TableDump } from './db-dump.js';
 import { daemonEngine, openTempDb, silentLogger, type TempDb } from './engine-harness.js';
+import { removeDir } from './temp.js';
 
 export const WRITE_TOKEN = 'test-write-token-0123456789';
 export const READ_TOKEN = 'test-read-token-0123456789';
@@ -32,7 +36,24 @@ export interface ApiHarness {
   /** How often the API woke the engine. */
   readonly wakes: () => number;
   call(method: string, path: string, options?: CallOptions): Promise<ApiResponse>;
+  /** Every row of every table (see dumpTables), to show that a refused request changed nothing. */
+  dump(options?: { except?: readonly string[] }): Promise<TableDump>;
+  /**
+   * A restart: closes this server, its engine and its database connection
+   * (the file stays), then builds a new server on the same file, config and
+   * clock. Use the returned harness from then on; its close removes the file.
+   */
+  reopen(): Promise<ApiHarness>;
   close(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** The virtual instant the clock starts at (default 2026-03-01T12:00:00Z). */
+  readonly now?: number;
+  readonly configText?: string;
+  readonly startEngine?: boolean;
+  /** Called with the fastify instance before it listens (add hooks, e.g. onRoute). */
+  readonly beforeListen?: (app: FastifyInstance) => void;
 }
 
 export interface CallOptions {
@@ -54,10 +75,14 @@ export interface ApiResponse {
 }
 
 /** Starts the API on a fresh database at virtual instant `now`. */
-export async function startApi(options: { now?: number; configText?: string; startEngine?: boolean } = {}): Promise<ApiHarness> {
+export async function startApi(options: StartOptions = {}): Promise<ApiHarness> {
   const config = parseConfig(options.configText ?? API_CONFIG, 'api-test.yaml', {});
   const tmp = await openTempDb({}, { name: 'api' });
   const clock = new VirtualClock(options.now ?? Date.parse('2026-03-01T12:00:00Z'));
+  return serve(config, tmp, clock, options);
+}
+
+async function serve(config: Config, tmp: TempDb, clock: VirtualClock, options: StartOptions): Promise<ApiHarness> {
   const engine = daemonEngine(tmp.db, clock);
   let wakes = 0;
   const server = createHttpServer({
@@ -77,9 +102,14 @@ export async function startApi(options: { now?: number; configText?: string; sta
       version: 'test',
     },
   });
+  options.beforeListen?.(server.app);
   const address = await server.listen();
   if (options.startEngine) engine.start();
   const url = `http://${address}`;
+  const stop = async () => {
+    await server.close();
+    await engine.stop(0).catch(() => {});
+  };
   return {
     url,
     tmp,
@@ -106,9 +136,25 @@ export async function startApi(options: { now?: number; configText?: string; sta
       }
       return { status: response.status, headers: response.headers, contentType: response.headers.get('content-type') ?? '', text, body: parsed };
     },
+    dump: (dumpOptions) => dumpTables(tmp.db, dumpOptions),
+    async reopen() {
+      await stop();
+      await tmp.db.destroy();
+      const db = openDatabase(`sqlite:${tmp.file}`);
+      await migrateToLatest(db);
+      const reopened: TempDb = {
+        db,
+        dir: tmp.dir,
+        file: tmp.file,
+        async close() {
+          await db.destroy();
+          removeDir(tmp.dir);
+        },
+      };
+      return serve(config, reopened, clock, { ...options, startEngine: options.startEngine ?? false });
+    },
     async close() {
-      await server.close();
-      await engine.stop(0).catch(() => {});
+      await stop();
       await tmp.close().catch(() => {});
     },
   };

@@ -10,6 +10,7 @@ import { LifecycleError } from '../../domain/index.js';
 import { NotFoundError } from '../../store/index.js';
 import { ConflictError, FilterError, InputError } from '../../service/index.js';
 import { problem, type Problem } from '../problem.js';
+import { JsonBodyError } from './json.js';
 import type * as z from 'zod';
 
 /** One input problem: a key path and what is wrong there. */
@@ -64,6 +65,7 @@ function inputProblem(part: RequestPart, problems: readonly PathMessage[]): Prob
  */
 export function problemFor(err: unknown): Problem | undefined {
   if (err instanceof RequestInputError) return inputProblem(err.part, err.problems);
+  if (err instanceof JsonBodyError) return inputProblem('body', [{ path: err.path, message: err.message }]);
   if (err instanceof InputError) return inputProblem('body', err.problems);
   if (err instanceof FilterError) return inputProblem('querystring', [{ path: [err.parameter], message: err.message.replace(`${err.parameter}: `, '') }]);
   if (err instanceof NotFoundError) return problem(404, err.message, { type: `${TYPE_BASE}not-found` });

@@ -16,7 +16,7 @@ import type { Db } from '../../store/index.js';
 import type { Catalog } from '../../service/index.js';
 import { PROBLEM_JSON, problem, sendProblem } from '../problem.js';
 import { allows, tokenChecker, type Scope, type TokenConfig } from './auth.js';
-import { problemFor, PROBLEM_TYPE, schemaError, type RequestPart } from './errors.js';
+import { problemFor, PROBLEM_TYPE, RequestInputError, schemaError, type RequestPart } from './errors.js';
 import { rawBodies } from './idempotency.js';
 import { parseJsonBody } from './json.js';
 import { registerRoutes } from './routes.js';
@@ -59,7 +59,11 @@ export function adminApi(deps: AdminApiDeps): FastifyPluginAsync {
           // A POST without a body (curl -X POST) arrives as null: the same as no body.
           const data = part === 'body' && input === null ? undefined : input;
           const result = zodSchema.safeParse(data, { error: configErrorMap });
-          return result.success ? { value: result.data } : { error: schemaError(part, zodSchema, data, result.error.issues) };
+          if (result.success) return { value: result.data };
+          if (part === 'body' && data === undefined) {
+            return { error: new RequestInputError('body', [{ path: [], message: 'required: send a JSON object (Content-Type: application/json)' }]) };
+          }
+          return { error: schemaError(part, zodSchema, data, result.error.issues) };
         };
       });
       api.setSerializerCompiler(() => (data) => JSON.stringify(data));

@@ -36,6 +36,7 @@ import {
   eventListQuery,
   eventObject,
   idParams,
+  noQuery,
   page,
   planObject,
   problemObject,
@@ -82,6 +83,7 @@ export function registerRoutes(api: Api, deps: AdminApiDeps): void {
         description: 'A live subscription with the same source + externalId is returned with 200 instead of a duplicate.',
         tags: tags('subscriptions'),
         headers: idempotencyHeader,
+        querystring: noQuery,
         body: subscriptionInputSchema,
         response: { 200: subscriptionObject, 201: subscriptionObject, ...writeErrors },
       },
@@ -106,7 +108,7 @@ export function registerRoutes(api: Api, deps: AdminApiDeps): void {
     '/subscriptions/:id',
     {
       config: read,
-      schema: { operationId: 'getSubscription', summary: 'One subscription', tags: tags('subscriptions'), params: idParams, response: { 200: subscriptionObject, ...errors, 404: writeErrors[404] } },
+      schema: { operationId: 'getSubscription', summary: 'One subscription', tags: tags('subscriptions'), querystring: noQuery, params: idParams, response: { 200: subscriptionObject, ...errors, 404: writeErrors[404] } },
     },
     async (request) => getSubscriptionView(db, request.params.id, clock.now()),
   );
@@ -121,6 +123,7 @@ export function registerRoutes(api: Api, deps: AdminApiDeps): void {
         description: 'The next attempt, and a retry already scheduled, use the new payment token. Metadata keys are merged; null removes a key. Writes subscription.updated.',
         tags: tags('subscriptions'),
         headers: idempotencyHeader,
+        querystring: noQuery,
         params: idParams,
         body: subscriptionPatchSchema,
         response: { 200: subscriptionObject, ...writeErrors },
@@ -139,6 +142,7 @@ export function registerRoutes(api: Api, deps: AdminApiDeps): void {
         description: 'Dates are local dates in the subscription time zone. No cycle is collected while paused; on resume the next cycle is the first due after it (no back-billing).',
         tags: tags('subscriptions'),
         headers: idempotencyHeader,
+        querystring: noQuery,
         params: idParams,
         body: pauseInputSchema.optional(),
         response: { 200: subscriptionObject, ...writeErrors },
@@ -151,7 +155,7 @@ export function registerRoutes(api: Api, deps: AdminApiDeps): void {
     '/subscriptions/:id/resume',
     {
       config: write,
-      schema: { operationId: 'resumeSubscription', summary: 'Resume a paused subscription (or drop a pause not yet started)', tags: tags('subscriptions'), headers: idempotencyHeader, params: idParams, body: emptyInputSchema.optional(), response: { 200: subscriptionObject, ...writeErrors } },
+      schema: { operationId: 'resumeSubscription', summary: 'Resume a paused subscription (or drop a pause not yet started)', tags: tags('subscriptions'), headers: idempotencyHeader, querystring: noQuery, params: idParams, body: emptyInputSchema.optional(), response: { 200: subscriptionObject, ...writeErrors } },
     },
     (request, reply) => runWrite(request, reply, deps, async (trx, now) => ({ status: 200, body: await resumeSubscriptionCommand(trx, request.params.id, now) })),
   );
@@ -165,6 +169,7 @@ export function registerRoutes(api: Api, deps: AdminApiDeps): void {
         summary: 'Cancel now (terminated) or at the end of the current period (stopped)',
         tags: tags('subscriptions'),
         headers: idempotencyHeader,
+        querystring: noQuery,
         params: idParams,
         body: cancelInputSchema.optional(),
         response: { 200: subscriptionObject, ...writeErrors },
@@ -184,6 +189,7 @@ export function registerRoutes(api: Api, deps: AdminApiDeps): void {
         description: 'Within the attempt budget: the attempt the retry policy scheduled runs now instead. 409 when nothing is open.',
         tags: tags('subscriptions'),
         headers: idempotencyHeader,
+        querystring: noQuery,
         params: idParams,
         body: emptyInputSchema.optional(),
         response: { 200: subscriptionObject, ...writeErrors },
@@ -241,7 +247,7 @@ export function registerRoutes(api: Api, deps: AdminApiDeps): void {
 
   api.get(
     '/plans',
-    { config: read, schema: { operationId: 'listPlans', summary: 'The configured plans', tags: tags('plans'), response: { 200: z.object({ data: z.array(planObject) }), ...errors } } },
+    { config: read, schema: { operationId: 'listPlans', summary: 'The configured plans', tags: tags('plans'), querystring: noQuery, response: { 200: z.object({ data: z.array(planObject) }), ...errors } } },
     async () => ({ data: catalog.plans.map(renderPlan) }),
   );
 }

@@ -45,6 +45,9 @@ export const eventListQuery = z.strictObject({
 
 export const scheduleQuery = z.strictObject({ count: text('how many due dates, 1..100 (default 12)') });
 
+/** Routes that take no query parameters refuse any: `POST /v1/subscriptions?dryRun=true` must not create. */
+export const noQuery = z.strictObject({});
+
 // ---------------------------------------------------------------------------
 // Responses (documentation)
 
