@@ -252,9 +252,9 @@ describe('PATCH', () => {
     expect((await events(api, id, 'subscription.updated')).list.map((e) => e.data.changed)).toEqual([['customer'], ['customer']]);
   });
 
-  it('the payment token of a link-mode subscription is 409 (there is none to update)', async () => {
+  it('the payment token of a link-mode subscription is 400 at /paymentToken (there is none to update)', async () => {
     const res = await api.call('POST', '/v1/subscriptions', { body: { planId: 'yen-yearly' } });
-    await expectRefused(api, 'PATCH', sub(res.body.id), { body: { paymentToken: 'tok_ok' } }, 409);
+    await expectRefused(api, 'PATCH', sub(res.body.id), { body: { paymentToken: 'tok_ok' } }, 400, ['/paymentToken']);
   });
 
   it('a terminated subscription is 409 and changes nothing', async () => {
