@@ -84,6 +84,7 @@ export function registerRun(program: Command, ctx: CommandContext): void {
           clock,
           logger,
           metrics,
+          callbacks: { gateways: config.gateways, policy: options.policy },
           readiness: {
             databaseUrl: config.database.url,
             sweepIntervalMs: sweepIntervalMs(sweep, options.maxSleepMs),

@@ -14,6 +14,7 @@ import type { Clock } from '../clock.js';
 import type { HttpConfig } from '../config/index.js';
 import type { Engine } from '../engine/index.js';
 import type { Db } from '../store/index.js';
+import { registerGatewayCallbacks, type GatewayCallbackSettings } from './callbacks.js';
 import { problem, sendProblem, RETRY_AFTER_SECONDS } from './problem.js';
 import { readinessProbe, type ReadinessSettings } from './probes.js';
 import { evaluateReadiness, HEALTH_JSON } from './readiness.js';
@@ -40,6 +41,8 @@ export interface HttpServerDeps {
   readonly logger: Logger;
   readonly readiness: ReadinessSettings;
   readonly metrics?: HttpMetrics;
+  /** Gateway callbacks (`POST /v1/gateway-callbacks/{gateway}`); absent: no such route. */
+  readonly callbacks?: GatewayCallbackSettings;
 }
 
 export interface HttpServer {
@@ -106,6 +109,8 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
       .type(HEALTH_JSON)
       .send(JSON.stringify(doc));
   });
+
+  if (deps.callbacks) registerGatewayCallbacks(app, { ...deps.callbacks, engine: deps.engine, db: deps.db, clock: deps.clock, logger, metrics });
 
   if (metrics) {
     app.get('/metrics', async (_request, reply) => {
