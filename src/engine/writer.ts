@@ -20,7 +20,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { isOpenAttemptState, settleAttempt, type AttemptInfo, type AttemptState, type CollectionPolicy, type Outcome, type Subscription } from '../domain/index.js';
-import { getAttempts, getRows, inTransaction, releaseLeases, updateAttempt, writeTransitions, type Db } from '../store/index.js';
+import { attemptStates, getRows, inTransaction, releaseLeases, updateAttempt, writeTransitions, type Db } from '../store/index.js';
 import type { DomainEvent, Transition } from '../domain/index.js';
 
 export interface OutcomeItem {
@@ -107,7 +107,7 @@ export class GroupCommitWriter {
     const now = this.clock.now();
     const results: OutcomeResult[] = [];
     const rows = await getRows(trx, items.map((i) => i.subscriptionId));
-    const attempts = await getAttempts(trx, items.map((i) => i.attempt.key));
+    const states = await attemptStates(trx, items.map((i) => i.attempt.key));
     const transitions: Transition[] = [];
     const settledElsewhere = new Map<string, string[]>();
     for (const item of items) {
@@ -117,8 +117,8 @@ export class GroupCommitWriter {
         results.push({ kind: 'lease_lost' });
         continue;
       }
-      // The row as stored now, not as this daemon last knew it: only the stored state says whether it is still open.
-      const attempt = attempts.get(item.attempt.key) ?? item.attempt;
+      // The state as stored now, not as this daemon last knew it: a callback may have settled it, or recorded it pending.
+      const attempt = { ...item.attempt, state: states.get(item.attempt.key) ?? item.attempt.state };
       if (!isOpenAttemptState(attempt.state)) {
         settledElsewhere.set(item.token, [...(settledElsewhere.get(item.token) ?? []), item.subscriptionId]);
         results.push({ kind: 'already_settled', state: attempt.state });

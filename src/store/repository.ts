@@ -647,12 +647,12 @@ export async function getAttempt(db: Conn, key: string): Promise<AttemptInfo | u
   return row ? rowToAttempt(row) : undefined;
 }
 
-/** Reads many attempts by idempotency key (inside the caller's transaction), keyed by key; absent keys are left out. */
-export async function getAttempts(db: Conn, keys: readonly string[]): Promise<Map<string, AttemptInfo>> {
-  const out = new Map<string, AttemptInfo>();
+/** The stored state of many attempts by idempotency key (inside the caller's transaction); absent keys are left out. */
+export async function attemptStates(db: Conn, keys: readonly string[]): Promise<Map<string, AttemptState>> {
+  const out = new Map<string, AttemptState>();
   for (let i = 0; i < keys.length; i += 500) {
-    const rows = await db.selectFrom('attempts').selectAll().where('idempotency_key', 'in', keys.slice(i, i + 500)).execute();
-    for (const row of rows) out.set(row.idempotency_key, rowToAttempt(row));
+    const rows = await db.selectFrom('attempts').select(['idempotency_key', 'state']).where('idempotency_key', 'in', keys.slice(i, i + 500)).execute();
+    for (const row of rows) out.set(row.idempotency_key, row.state as AttemptState);
   }
   return out;
 }

@@ -125,6 +125,8 @@ async function rig(options: { fakeCallbacks?: boolean; hold?: ReturnType<typeof 
     readiness: { databaseUrl: `sqlite:${tmp.file}`, sweepIntervalMs: 60_000, queueBound: 100, webhookEndpoints: 0 },
     callbacks: { gateways: { coolpay: cp(SECRET), other: cp(OTHER_SECRET), nosecret: cp(), sim: { type: 'simulator' } }, policy: collection },
   });
+  // A JSON route beside the callbacks (the admin API's kind): the raw-body parser must stay inside the callback plugin.
+  server.app.post('/echo', async (request) => ({ echoed: request.body }));
   const url = `http://${await server.listen()}`;
   const fake = await startFakeGateway({
     port: 0,
@@ -359,6 +361,12 @@ describe('POST /v1/gateway-callbacks/{gateway}: configuration and bad bodies', (
     expect(answer.type).toMatch(PROBLEM_JSON);
     expect(String(answer.json.detail)).toContain(detail);
     expect(await snapshot(r.db)).toEqual(before);
+  });
+
+  it('the raw-body parser stays inside the callback route: other routes still parse JSON', async () => {
+    const r = await rig();
+    const response = await fetch(`${r.url}/echo`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"a":1}' });
+    expect(await response.json()).toEqual({ echoed: { a: 1 } });
   });
 
   it('a body over 1 MiB is 413 problem+json, signature or not', async () => {
