@@ -91,6 +91,7 @@ export function registerRun(program: Command, ctx: CommandContext): void {
             wake: () => engine.kick(),
             version: packageVersion(),
           },
+          callbacks: { gateways: config.gateways, policy: options.policy },
           readiness: {
             databaseUrl: config.database.url,
             sweepIntervalMs: sweepIntervalMs(sweep, options.maxSleepMs),

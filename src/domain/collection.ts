@@ -38,6 +38,11 @@ export interface CollectionPolicy {
 
 export type AttemptState = 'in_flight' | 'captured' | 'rejected' | 'pending' | 'unknown';
 
+/** Whether an attempt in `state` still waits for its outcome (a send, a status query or a callback may settle it). */
+export function isOpenAttemptState(state: AttemptState): boolean {
+  return state === 'in_flight' || state === 'pending' || state === 'unknown';
+}
+
 /** The attempt row as the settlement logic needs it. */
 export interface AttemptInfo {
   readonly key: string;

@@ -609,7 +609,7 @@ export function createEngine(deps: EngineDeps): Engine {
       return outcome;
     };
     try {
-      const outcome = kind === 'status' ? fromStatus(await gateway.status(key, request)) : fromResult(attempt.mode === 'link' ? await gateway.sendLink(request) : await gateway.charge(request));
+      const outcome = kind === 'status' ? fromStatus(await gateway.status(key, request)) : outcomeOfResult(attempt.mode === 'link' ? await gateway.sendLink(request) : await gateway.charge(request));
       if (circuits.recordAnswer(sub.gateway)) logger.info({ gateway: sub.gateway }, 'circuit closed: the gateway answers again');
       return finished(outcome);
     } catch (err) {
@@ -646,6 +646,10 @@ export function createEngine(deps: EngineDeps): Engine {
         dueAt = undefined; // a re-send after reconciliation: its lag is the outage's, not the scheduler's
         attempt = { ...attempt, sends: attempt.sends + 1 };
         continue;
+      }
+      if (result.kind === 'already_settled') {
+        // A gateway callback recorded this attempt while the call was out: its answer is not recorded twice.
+        logger.info({ subscriptionId: job.sub.id, key: job.key, state: result.state, outcome: outcome.kind }, 'attempt already settled (by a gateway callback); answer not recorded again');
       }
       if (result.kind === 'written') {
         const s = result.subscription;
@@ -865,7 +869,8 @@ export async function logSkippedCycles(db: Db, logger: Logger, afterEventId: num
   if (total > groups.length) logger.warn({ subscriptions: total - groups.length }, `cycles skipped for ${total - groups.length} more subscriptions (see the cycle.skipped events)`);
 }
 
-function fromResult(result: GatewayResult): Outcome {
+/** A gateway's answer as the Outcome the settlement logic takes (a send, a status query or a callback). */
+export function outcomeOfResult(result: GatewayResult): Outcome {
   switch (result.kind) {
     case 'captured':
       return { kind: 'captured', externalId: result.externalId };
@@ -879,6 +884,6 @@ function fromResult(result: GatewayResult): Outcome {
 }
 
 function fromStatus(result: StatusResult): Outcome {
-  return result.kind === 'not_found' ? { kind: 'not_found' } : fromResult(result);
+  return result.kind === 'not_found' ? { kind: 'not_found' } : outcomeOfResult(result);
 }
 

@@ -8,11 +8,19 @@
  * durable. Each row is re-read inside the transaction and its lease checked:
  * an API pause/cancel made meanwhile is respected, and a daemon whose lease
  * expired (another daemon took over) records nothing.
+ *
+ * The attempt row is re-read too. A gateway callback settles an attempt
+ * without the lease (the gateway does not wait for it), so while this daemon
+ * was asking the gateway about a pending attempt, the callback may already
+ * have recorded the capture and moved the subscription on. Recording the
+ * answer again would count the cycle twice and emit a second
+ * charge.succeeded: an attempt that is no longer open (captured or rejected)
+ * is left as it is and only the lease is given back.
  */
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
-import { settleAttempt, type AttemptInfo, type AttemptState, type CollectionPolicy, type Outcome, type Subscription } from '../domain/index.js';
-import { getRows, inTransaction, updateAttempt, writeTransitions, type Db } from '../store/index.js';
+import { isOpenAttemptState, settleAttempt, type AttemptInfo, type AttemptState, type CollectionPolicy, type Outcome, type Subscription } from '../domain/index.js';
+import { attemptStates, getRows, inTransaction, releaseLeases, updateAttempt, writeTransitions, type Db } from '../store/index.js';
 import type { DomainEvent, Transition } from '../domain/index.js';
 
 export interface OutcomeItem {
@@ -37,7 +45,9 @@ export type OutcomeResult =
     }
   /** The gateway never saw the key: the lease is kept and the caller sends the same key again. */
   | { readonly kind: 'resend' }
-  | { readonly kind: 'lease_lost' };
+  | { readonly kind: 'lease_lost' }
+  /** The attempt was settled meanwhile by someone else (a gateway callback): nothing written, the lease released. */
+  | { readonly kind: 'already_settled'; readonly state: AttemptState };
 
 type Entry = { item: OutcomeItem; resolve: (r: OutcomeResult) => void; reject: (e: unknown) => void };
 
@@ -97,7 +107,9 @@ export class GroupCommitWriter {
     const now = this.clock.now();
     const results: OutcomeResult[] = [];
     const rows = await getRows(trx, items.map((i) => i.subscriptionId));
+    const states = await attemptStates(trx, items.map((i) => i.attempt.key));
     const transitions: Transition[] = [];
+    const settledElsewhere = new Map<string, string[]>();
     for (const item of items) {
       const row = rows.get(item.subscriptionId);
       if (row?.leaseOwner !== item.token) {
@@ -105,7 +117,14 @@ export class GroupCommitWriter {
         results.push({ kind: 'lease_lost' });
         continue;
       }
-      const settlement = settleAttempt(row.subscription, item.attempt, item.outcome, now, item.policy);
+      // The state as stored now, not as this daemon last knew it: a callback may have settled it, or recorded it pending.
+      const attempt = { ...item.attempt, state: states.get(item.attempt.key) ?? item.attempt.state };
+      if (!isOpenAttemptState(attempt.state)) {
+        settledElsewhere.set(item.token, [...(settledElsewhere.get(item.token) ?? []), item.subscriptionId]);
+        results.push({ kind: 'already_settled', state: attempt.state });
+        continue;
+      }
+      const settlement = settleAttempt(row.subscription, attempt, item.outcome, now, item.policy);
       await updateAttempt(trx, item.attempt.key, settlement.attempt, now, settlement.resend);
       if (settlement.resend) {
         results.push({ kind: 'resend' });
@@ -122,6 +141,7 @@ export class GroupCommitWriter {
       });
     }
     await writeTransitions(trx, transitions, now, 'release');
+    for (const [token, ids] of settledElsewhere) await releaseLeases(trx, token, ids);
     return results;
   }
 }

@@ -25,11 +25,21 @@
  * A decline is a returned value; a timeout, network error or 5xx throws
  * GatewayUnavailableError (outcome unknown); an answer we cannot read throws
  * GatewayProtocolError. The API key never appears in a message.
+ *
+ * Callbacks: CoolPay, like QuickPay, POSTs the payment or agreement object
+ * to the account's callback URL whenever one of its operations changes,
+ * signed with `QuickPay-Checksum-Sha256` (hex HMAC-SHA256 of the raw body,
+ * keyed with the account's private key: `callbackSecret`). The body's
+ * `order_id` is our idempotency key; readCoolpayCallback reads it the way
+ * status(key) reads the same object, so a callback and a status query can
+ * never disagree about an attempt.
  */
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { declineFromOperation } from './acquirer-codes.js';
 import {
   GatewayProtocolError,
+  type CallbackReport,
   type CollectRequest,
   type Gateway,
   type GatewayResult,
@@ -251,4 +261,61 @@ function lastFailedOperation(payment: Payment): Operation | undefined {
 /** order_id is unique at CoolPay, so there is at most one; should there be more, a captured one wins. */
 function pickPayment(payments: Payment[]): Payment | undefined {
   return payments.find((p) => classify(p).kind === 'captured') ?? payments[0];
+}
+
+/** The header a CoolPay / QuickPay callback carries its signature in. */
+export const COOLPAY_CHECKSUM_HEADER = 'QuickPay-Checksum-Sha256';
+
+/** The `QuickPay-Checksum-Sha256` value for `body`: hex HMAC-SHA256 keyed with the account's private key. */
+export function signCoolpayCallback(body: Buffer | string, secret: string): string {
+  return createHmac('sha256', secret).update(body).digest('hex');
+}
+
+/**
+ * Whether `checksum` (the header as received) signs exactly these raw bytes
+ * with `secret`. Compared in constant time; a missing, repeated or malformed
+ * header is simply false.
+ */
+export function verifyCoolpayCallback(body: Buffer, checksum: string | string[] | undefined, secret: string): boolean {
+  if (typeof checksum !== 'string' || !/^[0-9a-fA-F]{64}$/.test(checksum)) return false;
+  const expected = createHmac('sha256', secret).update(body).digest();
+  return timingSafeEqual(Buffer.from(checksum, 'hex'), expected);
+}
+
+/** A callback body that is not a payment or agreement we can read (JSON, but not the object CoolPay sends). */
+export class CallbackBodyError extends GatewayProtocolError {}
+
+/**
+ * What a verified callback body says about its order_id, read as status(key)
+ * reads the same object: a payment's operations decide captured / declined /
+ * pending (an authorised payment waits for its capture: ask); an agreement
+ * (link mode) that the customer authorised is charged by the status query
+ * (ask), one whose authorisation failed is a decline, anything else waits.
+ * `resourceType` is the `QuickPay-Resource-Type` header, else the body's `type`.
+ */
+export function readCoolpayCallback(body: unknown, resourceType?: string): CallbackReport {
+  const type = resourceType ?? (isRecord(body) && typeof body.type === 'string' ? body.type : 'Payment');
+  if (type !== 'Payment' && type !== 'Subscription') {
+    return { kind: 'none', key: isRecord(body) && typeof body.order_id === 'string' ? body.order_id : null, reason: `a ${type} callback settles no attempt` };
+  }
+  const parsed = (type === 'Subscription' ? Subscription : Payment).safeParse(body);
+  if (!parsed.success) throw new CallbackBodyError(`not a CoolPay ${type} object (${z.prettifyError(parsed.error).replace(/\s+/g, ' ')})`);
+  const key = parsed.data.order_id;
+  if (!key) throw new CallbackBodyError(`the ${type} object has no order_id`);
+  if (type === 'Subscription') {
+    const agreement = parsed.data;
+    if (agreement.accepted) return { kind: 'ask', key };
+    const failed = lastFailedOperation(agreement);
+    if (failed || agreement.state === 'rejected') {
+      const { code, hard } = declineFromOperation(failed);
+      return { kind: 'result', key, result: { kind: 'declined', code, hard, externalId: String(agreement.id) } };
+    }
+    return { kind: 'none', key, reason: 'the agreement is not authorised yet' };
+  }
+  const state = classify(parsed.data);
+  return state.kind === 'authorized' ? { kind: 'ask', key } : { kind: 'result', key, result: state };
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

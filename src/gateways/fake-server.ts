@@ -30,11 +30,22 @@
  * captured_at }` (the only kind older versions wrote, and what `GET
  * /__ledger` lists), `{ "record": "payment", payment, settleOnQuery }` and
  * `{ "record": "agreement", subscription }`; for an id, the last line wins.
+ *
+ * Callbacks (with `callbackUrl`), as CoolPay / QuickPay send them: when a
+ * pending payment settles (by itself `pendingSettleMs` after it was made, or
+ * when it is looked up) and when a payment window is completed (the agreement
+ * authorised or refused), the payment or agreement object is POSTed to the
+ * URL, signed with `QuickPay-Checksum-Sha256` (hex HMAC-SHA256 of the body).
+ * A delivery that fails (no connection, non-2xx) is tried again a few times,
+ * then given up: the status query settles the attempt anyway. Callbacks are
+ * not persisted; a restart forgets the ones not yet delivered.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { systemClock, type Clock } from '../clock.js';
+import { setTimeout as delay } from 'node:timers/promises';
 import { ACQUIRER_CODES } from './acquirer-codes.js';
+import { COOLPAY_CHECKSUM_HEADER, signCoolpayCallback } from './coolpay.js';
 import { openJsonLines, type JsonLinesFile } from './jsonl-file.js';
 import { attemptFromOrderId, chargeDecision, linkDecision, parseToken, type IssuerDecision, type TokenBehaviour } from './tokens.js';
 
@@ -45,8 +56,20 @@ export interface FakeGatewayOptions {
   readonly port?: number;
   /** JSON-lines file of captures, payments and agreements; replayed at start. Without it, everything lives in memory only. */
   readonly ledgerFile?: string;
-  /** Stamps created_at / captured_at and times `tok_slow_MS`. Default the system clock. */
+  /** Stamps created_at / captured_at and times `tok_slow_MS` and `pendingSettleMs`. Default the system clock. */
   readonly clock?: Clock;
+  /** Where to POST a signed callback when a pending payment settles or a payment window is completed. Absent: no callbacks. */
+  readonly callbackUrl?: string;
+  /**
+   * Key of the callbacks' HMAC (CoolPay: the account's private key, rebill's
+   * `callbackSecret`). Default: the API key the payment or agreement was
+   * created with (not kept across restarts: a restored one is then not signed, and not sent).
+   */
+  readonly callbackSecret?: string;
+  /** With callbackUrl: a pending payment settles by itself this long after it was made (default 500 ms); a lookup still settles it sooner. */
+  readonly pendingSettleMs?: number;
+  /** Tries per callback (default 5), 100 ms apart, doubling. */
+  readonly callbackAttempts?: number;
 }
 
 export interface FakeGateway {
@@ -133,6 +156,12 @@ export async function startFakeGateway(options: FakeGatewayOptions = {}): Promis
   const captures: FakeCapture[] = [];
   let lastId = 1000;
   const nextId = () => ++lastId;
+  /** API key each payment / agreement was made with, by id: the default callback signing key. */
+  const signingKeys = new Map<number, string>();
+  /** Callbacks being delivered (close() waits for them to stop). */
+  const deliveries = new Set<Promise<void>>();
+  const callbackAttempts = Math.max(1, options.callbackAttempts ?? 5);
+  const pendingSettleMs = Math.max(0, options.pendingSettleMs ?? 500);
 
   let ledger: JsonLinesFile | undefined;
   if (options.ledgerFile !== undefined) {
@@ -206,6 +235,11 @@ export async function startFakeGateway(options: FakeGatewayOptions = {}): Promis
     paymentsById.set(payment.id, payment);
   }
 
+  function rememberKey(id: number, req: http.IncomingMessage): void {
+    const key = apiKeyOf(req);
+    if (key !== undefined) signingKeys.set(id, key);
+  }
+
   /** Makes a payment's current state durable (before anyone is told about it). */
   function persistPayment(payment: Payment): void {
     ledger?.append({ record: 'payment', payment, settleOnQuery: settleOnQuery.has(payment.id) });
@@ -273,6 +307,7 @@ export async function startFakeGateway(options: FakeGatewayOptions = {}): Promis
       case 'pending':
         payment.state = 'pending';
         settleOnQuery.add(payment.id);
+        settleLater(payment);
         break;
     }
     persistPayment(payment);
@@ -283,6 +318,61 @@ export async function startFakeGateway(options: FakeGatewayOptions = {}): Promis
     settleOnQuery.delete(payment.id);
     const op = payment.operations.at(-1);
     decide(payment, op?.amount ?? 0, { kind: 'approve' }, true);
+    notify(payment);
+  }
+
+  /** With callbacks, a pending payment settles by itself after pendingSettleMs, as a real one does (then the callback goes). */
+  function settleLater(payment: Payment): void {
+    if (options.callbackUrl === undefined) return;
+    void clock.sleepUntil(clock.now() + pendingSettleMs, shutdown.signal).then(() => {
+      if (shutdown.signal.aborted) return;
+      try {
+        settleIfDue(payment);
+      } catch (err) {
+        // A ledger write that failed: the payment stays pending, and a lookup tries again.
+        process.stderr.write(`fake-gateway: settling payment ${payment.id} failed: ${err instanceof Error ? err.message : String(err)}\n`);
+        settleOnQuery.add(payment.id);
+      }
+    });
+  }
+
+  /** POSTs the object's current state to callbackUrl, signed, in the background; retried a few times on failure. */
+  function notify(resource: Payment | Subscription): void {
+    const target = options.callbackUrl;
+    if (target === undefined) return;
+    const secret = options.callbackSecret ?? signingKeys.get(resource.id);
+    if (secret === undefined) {
+      process.stderr.write(`fake-gateway: no key to sign the callback for order_id ${resource.order_id} (give --callback-secret); not sent\n`);
+      return;
+    }
+    const body = JSON.stringify(resource);
+    const headers = {
+      'Content-Type': 'application/json',
+      'QuickPay-Resource-Type': resource.type,
+      'QuickPay-Account-ID': '1',
+      'QuickPay-API-Version': 'v10',
+      [COOLPAY_CHECKSUM_HEADER]: signCoolpayCallback(body, secret),
+    };
+    const delivery = deliver(target, body, headers, resource.order_id).finally(() => deliveries.delete(delivery));
+    deliveries.add(delivery);
+  }
+
+  async function deliver(target: string, body: string, headers: Record<string, string>, orderId: string): Promise<void> {
+    let why = '';
+    for (let attempt = 1; attempt <= callbackAttempts; attempt++) {
+      if (shutdown.signal.aborted) return;
+      try {
+        const response = await fetch(target, { method: 'POST', headers, body, signal: AbortSignal.any([shutdown.signal, AbortSignal.timeout(10_000)]) });
+        await response.arrayBuffer().catch(() => undefined);
+        if (response.ok) return;
+        why = `answered ${response.status}`;
+      } catch (err) {
+        if (shutdown.signal.aborted) return;
+        why = err instanceof Error ? err.message : String(err);
+      }
+      if (attempt < callbackAttempts) await delay(100 * 2 ** (attempt - 1), undefined, { signal: shutdown.signal }).catch(() => undefined);
+    }
+    process.stderr.write(`fake-gateway: callback for order_id ${orderId} not delivered after ${callbackAttempts} tries (${why}); a status query will settle it\n`);
   }
 
   // --- endpoints ---------------------------------------------------------------------------
@@ -323,6 +413,7 @@ export async function startFakeGateway(options: FakeGatewayOptions = {}): Promis
     // Taken before any wait: a duplicate arriving while this one is slow gets this payment, not a second charge.
     paymentsByOrderId.set(orderId, payment);
     paymentsById.set(payment.id, payment);
+    rememberKey(payment.id, req);
 
     if (behaviour.kind === 'slow') {
       payment.operations.push(operation('recurring', amount, { kind: 'pending' }));
@@ -347,7 +438,7 @@ export async function startFakeGateway(options: FakeGatewayOptions = {}): Promis
     sendJson(res, 202, payment);
   }
 
-  function createSubscription(body: Record<string, unknown>, res: http.ServerResponse) {
+  function createSubscription(body: Record<string, unknown>, req: http.IncomingMessage, res: http.ServerResponse) {
     const orderId = requireString(body, 'order_id');
     const currency = requireString(body, 'currency');
     if (!/^[A-Za-z]{3}$/.test(currency)) throw new HttpError(400, 'currency must be an ISO 4217 code');
@@ -367,6 +458,7 @@ export async function startFakeGateway(options: FakeGatewayOptions = {}): Promis
     };
     subscriptionsByOrderId.set(orderId, subscription);
     subscriptionsById.set(String(subscription.id), subscription);
+    rememberKey(subscription.id, req);
     persistAgreement(subscription);
     sendJson(res, 201, subscription);
   }
@@ -392,6 +484,7 @@ export async function startFakeGateway(options: FakeGatewayOptions = {}): Promis
     subscription.state = decision.kind === 'approve' ? 'active' : decision.kind === 'pending' ? 'pending' : 'rejected';
     persistAgreement(subscription);
     sendJson(res, 200, subscription);
+    notify(subscription);
   }
 
   async function route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -409,7 +502,7 @@ export async function startFakeGateway(options: FakeGatewayOptions = {}): Promis
     }
     const orderId = target.searchParams.get('order_id');
     if (first === 'subscriptions') {
-      if (parts.length === 1 && method === 'POST') return createSubscription(await readJson(req), res);
+      if (parts.length === 1 && method === 'POST') return createSubscription(await readJson(req), req, res);
       if (parts.length === 1 && method === 'GET') {
         const found = orderId === null ? [...subscriptionsById.values()] : [subscriptionsByOrderId.get(orderId)].filter(Boolean);
         return sendJson(res, 200, found);
@@ -456,6 +549,8 @@ export async function startFakeGateway(options: FakeGatewayOptions = {}): Promis
   });
   const port = (server.address() as AddressInfo).port;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  // Pending payments from a previous run settle by themselves again (with callbacks).
+  for (const id of settleOnQuery) settleLater(paymentsById.get(id)!);
 
   let closing: Promise<void> | undefined;
   return {
@@ -465,8 +560,10 @@ export async function startFakeGateway(options: FakeGatewayOptions = {}): Promis
       closing ??= new Promise<void>((resolve) => {
         shutdown.abort();
         server.close(() => {
-          ledger?.close();
-          resolve();
+          void Promise.allSettled([...deliveries]).then(() => {
+            ledger?.close();
+            resolve();
+          });
         });
         server.closeAllConnections();
       });
@@ -477,11 +574,16 @@ export async function startFakeGateway(options: FakeGatewayOptions = {}): Promis
 
 /** Basic auth with any non-empty API key (CoolPay: empty user, key as password). */
 function authorized(req: http.IncomingMessage): boolean {
+  return apiKeyOf(req) !== undefined;
+}
+
+/** The API key of a Basic-auth request (the password), or undefined. */
+function apiKeyOf(req: http.IncomingMessage): string | undefined {
   const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(req.headers.authorization ?? '');
-  if (!match) return false;
+  if (!match) return undefined;
   const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
   const colon = decoded.indexOf(':');
-  return colon >= 0 && decoded.length > colon + 1;
+  return colon >= 0 && decoded.length > colon + 1 ? decoded.slice(colon + 1) : undefined;
 }
 
 async function readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {

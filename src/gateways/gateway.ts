@@ -32,6 +32,23 @@ export type GatewayResult =
 
 export type StatusResult = GatewayResult | { readonly kind: 'not_found' };
 
+/**
+ * What a gateway's callback (verified first) says about one of our
+ * idempotency keys. Callbacks only speed things up: every one of these facts
+ * is what a status query for the key would learn, later.
+ */
+export type CallbackReport =
+  /** An answer the status query would give: captured, declined, or still pending. */
+  | { readonly kind: 'result'; readonly key: string; readonly result: GatewayResult }
+  /**
+   * Something moved that only a call to the gateway can finish (a link
+   * agreement the customer authorised is charged by status(key); an
+   * authorisation is captured by it): the attempt's status query is due now.
+   */
+  | { readonly kind: 'ask'; readonly key: string }
+  /** Nothing to act on (still processing, or an operation collection does not depend on). */
+  | { readonly kind: 'none'; readonly key: string | null; readonly reason: string };
+
 export interface Gateway {
   /** Config name of this gateway instance (`sim`, `coolpay`). */
   readonly name: string;

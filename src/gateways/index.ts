@@ -21,7 +21,15 @@ export {
   type SimulatorLedger,
   type SimLedgerEntry,
 } from './simulator.js';
-export { createCoolpayGateway, type CoolpayGatewayOptions } from './coolpay.js';
+export {
+  createCoolpayGateway,
+  readCoolpayCallback,
+  signCoolpayCallback,
+  verifyCoolpayCallback,
+  CallbackBodyError,
+  COOLPAY_CHECKSUM_HEADER,
+  type CoolpayGatewayOptions,
+} from './coolpay.js';
 export { createHttpGateway, signHttpGatewayPayload, type HttpGatewayOptions } from './http.js';
 export { declineFromOperation, ACQUIRER_CODES } from './acquirer-codes.js';
 export { startFakeGateway, type FakeGateway, type FakeGatewayOptions, type FakeCapture } from './fake-server.js';
@@ -29,7 +37,7 @@ export { startFakeGateway, type FakeGateway, type FakeGatewayOptions, type FakeC
 /** One entry of the `gateways:` config section, as the config schema produces it. */
 export type GatewayConfig =
   | { readonly type: 'simulator' }
-  | { readonly type: 'coolpay'; readonly baseUrl: string; readonly apiKey: string; readonly timeoutSeconds: number }
+  | { readonly type: 'coolpay'; readonly baseUrl: string; readonly apiKey: string; readonly timeoutSeconds: number; readonly callbackSecret?: string | undefined }
   | { readonly type: 'http'; readonly url: string; readonly secret: string; readonly timeoutSeconds: number };
 
 export interface GatewayDeps {

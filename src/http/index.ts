@@ -4,3 +4,4 @@ export * from './readiness.js';
 export * from './probes.js';
 export * from './problem.js';
 export * from './metrics.js';
+export * from './callbacks.js';

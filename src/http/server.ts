@@ -15,6 +15,7 @@ import type { HttpConfig } from '../config/index.js';
 import type { Engine } from '../engine/index.js';
 import type { Db } from '../store/index.js';
 import { adminApi, type AdminApiDeps } from './api/index.js';
+import { registerGatewayCallbacks, type GatewayCallbackSettings } from './callbacks.js';
 import { problem, sendProblem, RETRY_AFTER_SECONDS } from './problem.js';
 import { readinessProbe, type ReadinessSettings } from './probes.js';
 import { evaluateReadiness, HEALTH_JSON } from './readiness.js';
@@ -43,6 +44,8 @@ export interface HttpServerDeps {
   readonly metrics?: HttpMetrics;
   /** The `/v1` admin API; absent, only health, readiness and metrics are served. */
   readonly adminApi?: Omit<AdminApiDeps, 'db' | 'clock' | 'authFailure'>;
+  /** Gateway callbacks (`POST /v1/gateway-callbacks/{gateway}`); absent: no such route. */
+  readonly callbacks?: GatewayCallbackSettings;
 }
 
 export interface HttpServer {
@@ -118,6 +121,8 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
       .type(HEALTH_JSON)
       .send(JSON.stringify(doc));
   });
+
+  if (deps.callbacks) registerGatewayCallbacks(app, { ...deps.callbacks, engine: deps.engine, db: deps.db, clock: deps.clock, logger, metrics });
 
   if (metrics) {
     app.get('/metrics', async (_request, reply) => {

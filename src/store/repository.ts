@@ -679,6 +679,30 @@ export async function getAttempt(db: Conn, key: string): Promise<AttemptInfo | u
   return row ? rowToAttempt(row) : undefined;
 }
 
+/** The stored state of many attempts by idempotency key (inside the caller's transaction); absent keys are left out. */
+export async function attemptStates(db: Conn, keys: readonly string[]): Promise<Map<string, AttemptState>> {
+  const out = new Map<string, AttemptState>();
+  for (let i = 0; i < keys.length; i += 500) {
+    const rows = await db.selectFrom('attempts').select(['idempotency_key', 'state']).where('idempotency_key', 'in', keys.slice(i, i + 500)).execute();
+    for (const row of rows) out.set(row.idempotency_key, row.state as AttemptState);
+  }
+  return out;
+}
+
+/** An attempt with the subscription and gateway it belongs to (a gateway callback names only the key). */
+export interface OwnedAttempt {
+  readonly attempt: AttemptInfo;
+  readonly subscriptionId: string;
+  /** Config name of the gateway the attempt was sent to. */
+  readonly gateway: string;
+}
+
+/** Reads an attempt and its owner by idempotency key. */
+export async function findAttempt(db: Conn, key: string): Promise<OwnedAttempt | undefined> {
+  const row = await db.selectFrom('attempts').selectAll().where('idempotency_key', '=', key).executeTakeFirst();
+  return row ? { attempt: rowToAttempt(row), subscriptionId: row.subscription_id, gateway: row.gateway } : undefined;
+}
+
 /** Writes an attempt's new state. */
 export async function updateAttempt(trx: Trx, key: string, update: AttemptUpdate, now: number, resend = false): Promise<void> {
   await trx

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createCoolpayGateway, type FakeCapture } from '../../src/gateways/index.js';
-import { bin, requireBuild, root } from '../support/cli.js';
+import { bin, requireBuild, root, runCli } from '../support/cli.js';
 import { collectRequest } from './helpers.js';
 
 interface Running {
@@ -95,6 +95,24 @@ describe('rebill fake-gateway (child process)', () => {
     expect(response.status).toBe(401);
     running.child.kill('SIGTERM');
     expect(await running.exited).toBe(0);
+  });
+
+  it('--help documents --callback-url, --callback-secret and --pending-settle-ms', async () => {
+    const run = await runCli(['fake-gateway', '--help']);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/--callback-url <url>[\s\S]*QuickPay-Checksum-Sha256[\s\S]*\/v1\/gateway-callbacks\/coolpay/);
+    expect(run.stdout).toMatch(/--callback-secret <secret>[\s\S]*callbackSecret/);
+    expect(run.stdout).toContain('--pending-settle-ms <ms>');
+  });
+
+  it.each([
+    [['--callback-url', 'not a url'], '--callback-url: expected an http(s) URL'],
+    [['--callback-url', 'ftp://127.0.0.1/x'], '--callback-url: expected an http(s) URL'],
+    [['--pending-settle-ms', '1.5'], '--pending-settle-ms: expected a whole number of milliseconds'],
+  ])('rejects %j with exit code 2', async (flags, message) => {
+    const run = await runCli(['fake-gateway', '--port', '0', ...flags]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(message);
   });
 
   it('rejects a bad --port with exit code 2', async () => {

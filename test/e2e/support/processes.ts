@@ -206,9 +206,9 @@ export interface LedgerCapture {
   readonly captured_at: string;
 }
 
-/** `rebill fake-gateway --port PORT --ledger FILE` as a child process (port 0: a free one); resolves once it listens. */
-export async function startFakeGateway(ledgerFile: string, apiKey = 'test', port = 0): Promise<FakeGatewayProcess> {
-  const child = spawnRebill(['fake-gateway', '--port', String(port), '--ledger', ledgerFile]);
+/** `rebill fake-gateway --port PORT --ledger FILE [...args]` as a child process (port 0: a free one); resolves once it listens. */
+export async function startFakeGateway(ledgerFile: string, apiKey = 'test', port = 0, args: readonly string[] = []): Promise<FakeGatewayProcess> {
+  const child = spawnRebill(['fake-gateway', '--port', String(port), '--ledger', ledgerFile, ...args]);
   const ready = await child.waitForStdout(/^fake-gateway listening on (http:\/\/127\.0\.0\.1:(\d+))$/m);
   const url = ready[1]!;
   const authorization = `Basic ${Buffer.from(`:${apiKey}`).toString('base64')}`;
