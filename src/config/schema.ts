@@ -559,11 +559,23 @@ const customerSchema = z.strictObject({
 });
 
 /** Integrator-owned string pairs, at most 50 keys (SPEC section 5). */
+/** Metadata limits (Stripe's): keys 1..40 characters, values up to 500. */
+export const METADATA_KEY_MAX = 40;
+export const METADATA_VALUE_MAX = 500;
+
+const metadataKey = z
+  .string()
+  .min(1, { error: 'a metadata key must not be empty' })
+  .max(METADATA_KEY_MAX, { error: (issue) => `a metadata key has at most ${METADATA_KEY_MAX} characters; got ${String(issue.input).length}` });
+
+function metadataValue(expected: string) {
+  return z
+    .string({ error: (issue) => `expected ${expected}; got ${describeValue(issue.input, issue.path)}` })
+    .max(METADATA_VALUE_MAX, { error: (issue) => `at most ${METADATA_VALUE_MAX} characters; got ${String(issue.input).length}` });
+}
+
 export const metadataSchema = z
-  .record(
-    z.string(),
-    z.string({ error: (issue) => `expected a string (quote numbers and booleans); got ${describeValue(issue.input, issue.path)}` }),
-  )
+  .record(metadataKey, metadataValue('a string (quote numbers and booleans)'))
   .refine((metadata) => Object.keys(metadata).length <= 50, {
     error: (issue) => `at most 50 keys; got ${Object.keys(issue.input as object).length}`,
   });
@@ -715,12 +727,7 @@ export function inlinePlanOf(input: SubscriptionInput): Omit<PlanConfig, 'gatewa
 export const subscriptionPatchSchema = z
   .strictObject({
     paymentToken: text().optional(),
-    metadata: z
-      .record(
-        z.string(),
-        z.string({ error: (issue) => `expected a string, or null to remove the key; got ${describeValue(issue.input, issue.path)}` }).nullable(),
-      )
-      .optional(),
+    metadata: z.record(metadataKey, metadataValue('a string, or null to remove the key').nullable()).optional(),
     customer: customerSchema.omit({ id: true }).optional(),
   })
   // Only for a patch that is otherwise valid: `{"planId": ...}` is one unknown key, not also "nothing to change".

@@ -115,6 +115,9 @@ const metadata: BadCase[] = [
   { name: 'a nested object', call: body({ ...onPlan, metadata: { nested: { a: 'b' } } }), pointers: ['/metadata/nested'] },
   // The amount parser keeps the text of numbers under an `amount` key: inside metadata it must still be refused.
   { name: 'a number under the key "amount"', call: body({ ...onPlan, metadata: { amount: 12 } }), pointers: ['/metadata/amount'] },
+  { name: 'a key over 40 characters', call: body({ ...onPlan, metadata: { ['k'.repeat(41)]: 'v' } }), pointers: [`/metadata/${'k'.repeat(41)}`] },
+  { name: 'an empty key', call: body({ ...onPlan, metadata: { '': 'v' } }), pointers: ['/metadata/'] },
+  { name: 'a value over 500 characters', call: body({ ...onPlan, metadata: { note: 'x'.repeat(501) } }), pointers: ['/metadata/note'] },
   { name: 'a key with a slash (escaped in the pointer)', call: body({ ...onPlan, metadata: { 'a/b~c': 1 } }), pointers: ['/metadata/a~1b~0c'] },
 ];
 

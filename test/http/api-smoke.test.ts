@@ -18,4 +18,12 @@ describe('admin API harness', () => {
     expect(read.body).toMatchObject({ id: created.body.id, planId: 'gold-monthly', amount: '9.99', currency: 'USD', nextPaymentAt: '2026-04-01T10:00:00Z' });
     expect(api.wakes()).toBe(1);
   });
+
+  it('accepts metadata at its limits: a 40-character key, a 500-character value', async () => {
+    api = await startApi();
+    const metadata = { ['k'.repeat(40)]: 'v'.repeat(500) };
+    const created = await api.call('POST', '/v1/subscriptions', { body: { planId: 'gold-monthly', paymentToken: 'tok_ok', metadata } });
+    expect(created.status).toBe(201);
+    expect(created.body.metadata).toEqual(metadata);
+  });
 });
