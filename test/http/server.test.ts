@@ -7,7 +7,7 @@ import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { VirtualClock } from '../../src/clock.js';
 import { createHttpServer, type HttpMetrics, type HttpServer } from '../../src/http/index.js';
-import { daemonEngine, openTempDb, silentLogger, type TempDb } from '../support/engine-harness.js';
+import { daemonEngine, openTempDb, testServerDeps, type TempDb } from '../support/engine-harness.js';
 
 const T0 = Date.parse('2026-03-01T12:00:00Z');
 let open: Array<{ server: HttpServer; tmp: TempDb }> = [];
@@ -25,12 +25,7 @@ async function start(options: { metrics?: HttpMetrics; routes?: (server: HttpSer
   const clock = new VirtualClock(T0);
   const engine = daemonEngine(tmp.db, clock);
   const server = createHttpServer({
-    config: { host: '127.0.0.1', port: 0 },
-    engine,
-    db: tmp.db,
-    clock,
-    logger: silentLogger,
-    readiness: { databaseUrl: `sqlite:${tmp.file}`, sweepIntervalMs: 60_000, queueBound: 100, webhookEndpoints: 0 },
+    ...testServerDeps(tmp, clock, engine),
     ...(options.metrics ? { metrics: options.metrics } : {}),
   });
   options.routes?.(server);

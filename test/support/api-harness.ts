@@ -11,7 +11,7 @@ import type { Engine } from '../../src/engine/index.js';
 import { createHttpServer, type HttpServer } from '../../src/http/index.js';
 import { migrateToLatest, openDatabase } from '../../src/store/index.js';
 import { dumpTables, type TableDump } from './db-dump.js';
-import { daemonEngine, openTempDb, silentLogger, type TempDb } from './engine-harness.js';
+import { daemonEngine, openTempDb, testServerDeps, type TempDb } from './engine-harness.js';
 import { removeDir } from './temp.js';
 
 export const WRITE_TOKEN = 'test-write-token-0123456789';
@@ -86,12 +86,7 @@ async function serve(config: Config, tmp: TempDb, clock: VirtualClock, options: 
   const engine = daemonEngine(tmp.db, clock);
   let wakes = 0;
   const server = createHttpServer({
-    config: { host: '127.0.0.1', port: 0 },
-    engine,
-    db: tmp.db,
-    clock,
-    logger: silentLogger,
-    readiness: { databaseUrl: `sqlite:${tmp.file}`, sweepIntervalMs: 60_000, queueBound: 100, webhookEndpoints: 0 },
+    ...testServerDeps(tmp, clock, engine),
     adminApi: {
       tokens: config.http.tokens,
       catalog: { plans: config.plans, gateways: Object.keys(config.gateways) },

@@ -205,3 +205,19 @@ export async function cloneSubscription(db: Db, templateId: string, prefix: stri
     }
   });
 }
+
+/**
+ * The HTTP server dependencies every in-process server test shares: loopback
+ * on a free port, the engine and database of the test, a 60 s sweep interval
+ * for readiness, no webhooks.
+ */
+export function testServerDeps(tmp: { db: Db; file: string }, clock: Clock, engine: Engine) {
+  return {
+    config: { host: '127.0.0.1', port: 0 },
+    engine,
+    db: tmp.db,
+    clock,
+    logger: silentLogger,
+    readiness: { databaseUrl: `sqlite:${tmp.file}`, sweepIntervalMs: 60_000, queueBound: 100, webhookEndpoints: 0 },
+  };
+}
