@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import type { Config } from '../config/index.js';
 import { FilterError } from '../service/index.js';
-import { openDatabaseReadOnly, pendingMigrations, sqliteFile, type Db } from '../store/index.js';
+import { openDatabase, openDatabaseReadOnly, pendingMigrations, sqliteFile, type Db } from '../store/index.js';
 import { printableUrl } from './database.js';
 import { UsageError, type CommandContext } from './index.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
@@ -37,10 +37,23 @@ export async function withReadDatabase(configFlag: string | undefined, ctx: Comm
 
 /** Opens the configured database read-only, or prints why not and returns 1. */
 export async function openForReading(config: Config): Promise<Db | 1> {
+  return openExisting(config, 'read');
+}
+
+/**
+ * Opens the configured database for writing beside a running daemon (`subscriptions
+ * import`): the same checks as openForReading (an existing, migrated file), and
+ * no daemon lock; writers wait on SQLite's own lock (busy timeout).
+ */
+export async function openForWriting(config: Config): Promise<Db | 1> {
+  return openExisting(config, 'write');
+}
+
+async function openExisting(config: Config, purpose: 'read' | 'write'): Promise<Db | 1> {
   const url = config.database.url;
   const file = sqliteFile(url);
   if (url.startsWith('sqlite:') && file === undefined) {
-    process.stderr.write('database.url is sqlite::memory:, which only the process that opened it can see: nothing to read\n');
+    process.stderr.write('database.url is sqlite::memory:, which only the process that opened it can see: nothing to ${purpose}\n');
     return 1;
   }
   if (file !== undefined && !existsSync(file)) {
@@ -49,7 +62,7 @@ export async function openForReading(config: Config): Promise<Db | 1> {
   }
   let db: Db | undefined;
   try {
-    db = openDatabaseReadOnly(url);
+    db = purpose === 'read' ? openDatabaseReadOnly(url) : openDatabase(url, { synchronous: config.database.synchronous });
     if (!db) throw new Error(`cannot open database ${printableUrl(url)}`);
     const pending = await pendingMigrations(db);
     if (pending.length > 0) {

@@ -3,7 +3,7 @@
  * REBILL_* overrides, and the zod schemas that define (and type) every setting.
  */
 export { loadConfig, parseConfig, loadScenario, parseScenario, configFilePath, DEFAULT_CONFIG_FILE } from './load.js';
-export { ConfigError, formatProblems, formatPath, isSecretPath, type ConfigProblem, type PathSegment } from './problems.js';
+export { ConfigError, formatProblems, formatPath, isSecretPath, unknownKeyMessage, type ConfigProblem, type PathSegment } from './problems.js';
 export { ENV_OVERRIDE_SECTIONS, MAX_ALIAS_COUNT } from './source.js';
 export { configWarnings } from './warnings.js';
 export { schemaProblems, type SchemaProblem } from './issues.js';

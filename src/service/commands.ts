@@ -41,6 +41,7 @@ import {
   updateCustomerIn,
   updateSubscriptionIn,
   writeTransition,
+  type Conn,
   type Trx,
 } from '../store/index.js';
 import { getSubscriptionView, type SubscriptionObject } from './subscriptions.js';
@@ -68,13 +69,16 @@ export interface CreateOutcome {
   readonly subscription: SubscriptionObject;
 }
 
+/** What a validated input becomes once it fits the catalog: the subscription to store (see createSubscriptionIn). */
+export type SubscriptionDraft = ReturnType<typeof subscriptionFromPlan>;
+
 /**
- * Creates a subscription from a validated input. A live subscription with the
- * same (source, externalId) is returned instead of a duplicate; an explicit id
- * that exists is a ConflictError. Throws InputError for an unknown plan or
- * gateway, a missing token or an unknown customerId.
+ * The catalog's checks of a validated input (plan exists, gateway configured,
+ * token given for charge mode) and, when they pass, the subscription to store:
+ * for createSubscriptionCommand and the CSV import alike. Whether a customerId
+ * exists is the database's business (see customerProblems). Throws InputError.
  */
-export async function createSubscriptionCommand(trx: Trx, catalog: Catalog, input: SubscriptionInput, now: number): Promise<CreateOutcome> {
+export function subscriptionDraft(catalog: Catalog, input: SubscriptionInput, now: number): SubscriptionDraft {
   const problems: SubscriptionProblem[] = [];
   let terms: PlanTerms | undefined;
   if (input.planId !== undefined) {
@@ -89,13 +93,7 @@ export async function createSubscriptionCommand(trx: Trx, catalog: Catalog, inpu
     // An inline schedule belongs to no plan: its id is dropped below.
     if (gatewayProblems.length === 0) terms = { ...inline, id: '', gateway: inline.gateway ?? catalog.gateways[0]! };
   }
-  if (input.customerId !== undefined && !(await customerExists(trx, input.customerId))) {
-    problems.push({ path: ['customerId'], message: `unknown customer "${input.customerId}"` });
-  }
   if (problems.length > 0 || !terms) throw new InputError(problems);
-  if (input.id !== undefined && (await trx.selectFrom('subscriptions').select('id').where('id', '=', input.id).executeTakeFirst())) {
-    throw new ConflictError('SUBSCRIPTION_EXISTS', `a subscription with id "${input.id}" already exists; retry a create with the same Idempotency-Key instead`);
-  }
   const timezone = input.timezone ?? terms.timezone;
   const snapshot = subscriptionFromPlan(terms, {
     id: input.id ?? `sub_${randomUUID()}`,
@@ -112,7 +110,36 @@ export async function createSubscriptionCommand(trx: Trx, catalog: Catalog, inpu
     metadata: input.metadata,
   });
   // An inline schedule belongs to no plan.
-  const created = await createSubscriptionIn(trx, input.planId === undefined ? { ...snapshot, planId: null } : snapshot, now);
+  return input.planId === undefined ? { ...snapshot, planId: null } : snapshot;
+}
+
+/** An unknown customerId, as a problem at `customerId` (none when the input names no customer id, or one that exists). */
+export async function customerProblems(trx: Conn, input: SubscriptionInput): Promise<SubscriptionProblem[]> {
+  if (input.customerId === undefined || (await customerExists(trx, input.customerId))) return [];
+  return [{ path: ['customerId'], message: `unknown customer "${input.customerId}"` }];
+}
+
+/**
+ * Creates a subscription from a validated input. A live subscription with the
+ * same (source, externalId) is returned instead of a duplicate; an explicit id
+ * that exists is a ConflictError. Throws InputError for an unknown plan or
+ * gateway, a missing token or an unknown customerId.
+ */
+export async function createSubscriptionCommand(trx: Trx, catalog: Catalog, input: SubscriptionInput, now: number): Promise<CreateOutcome> {
+  let draft: SubscriptionDraft | undefined;
+  const problems: SubscriptionProblem[] = [];
+  try {
+    draft = subscriptionDraft(catalog, input, now);
+  } catch (err) {
+    if (!(err instanceof InputError)) throw err;
+    problems.push(...err.problems);
+  }
+  problems.push(...(await customerProblems(trx, input)));
+  if (problems.length > 0 || !draft) throw new InputError(problems);
+  if (input.id !== undefined && (await trx.selectFrom('subscriptions').select('id').where('id', '=', input.id).executeTakeFirst())) {
+    throw new ConflictError('SUBSCRIPTION_EXISTS', `a subscription with id "${input.id}" already exists; retry a create with the same Idempotency-Key instead`);
+  }
+  const created = await createSubscriptionIn(trx, draft, now);
   return { created: created.created, subscription: await getSubscriptionView(trx, created.subscription.id, now) };
 }
 
