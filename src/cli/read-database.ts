@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import type { Config } from '../config/index.js';
 import { FilterError } from '../service/index.js';
-import { openDatabaseReadOnly, pendingMigrations, sqliteFile, type Db } from '../store/index.js';
+import { openDatabaseReadOnly, pendingMigrations, refuseNewerSchema, sqliteFile, type Db } from '../store/index.js';
 import { printableUrl } from './database.js';
 import { UsageError, type CommandContext } from './index.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
@@ -51,6 +51,7 @@ export async function openForReading(config: Config): Promise<Db | 1> {
   try {
     db = openDatabaseReadOnly(url);
     if (!db) throw new Error(`cannot open database ${printableUrl(url)}`);
+    await refuseNewerSchema(db);
     const pending = await pendingMigrations(db);
     if (pending.length > 0) {
       process.stderr.write(`database ${file ?? printableUrl(url)} has an older schema (missing ${pending.join(', ')}): run \`rebill migrate\`\n`);
