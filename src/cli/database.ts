@@ -13,6 +13,7 @@ import {
   hasSubscriptionsTable,
   openDatabase,
   openDatabaseReadOnly,
+  refuseNewerSchema,
   sqliteFile,
   verifyDatabase,
   type DaemonLock,
@@ -114,6 +115,7 @@ export async function checkExistingDatabase(config: Config, file: string): Promi
   try {
     db = openDatabaseReadOnly(config.database.url);
     if (!db || !(await hasSubscriptionsTable(db))) return 0;
+    await refuseNewerSchema(db); // `run` refuses a downgrade: say so before a deploy
     return await checkRemovedInUse(db, config, file);
   } catch (err) {
     process.stderr.write(`${reason(err)}\n`);

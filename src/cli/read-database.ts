@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import type { Config } from '../config/index.js';
 import { FilterError } from '../service/index.js';
-import { openDatabase, openDatabaseReadOnly, pendingMigrations, sqliteFile, type Db } from '../store/index.js';
+import { openDatabase, openDatabaseReadOnly, pendingMigrations, refuseNewerSchema, sqliteFile, type Db } from '../store/index.js';
 import { printableUrl } from './database.js';
 import { UsageError, type CommandContext } from './index.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
@@ -53,7 +53,7 @@ async function openExisting(config: Config, purpose: 'read' | 'write'): Promise<
   const url = config.database.url;
   const file = sqliteFile(url);
   if (url.startsWith('sqlite:') && file === undefined) {
-    process.stderr.write('database.url is sqlite::memory:, which only the process that opened it can see: nothing to ${purpose}\n');
+    process.stderr.write(`database.url is sqlite::memory:, which only the process that opened it can see: nothing to ${purpose}\n`);
     return 1;
   }
   if (file !== undefined && !existsSync(file)) {
@@ -64,6 +64,7 @@ async function openExisting(config: Config, purpose: 'read' | 'write'): Promise<
   try {
     db = purpose === 'read' ? openDatabaseReadOnly(url) : openDatabase(url, { synchronous: config.database.synchronous });
     if (!db) throw new Error(`cannot open database ${printableUrl(url)}`);
+    await refuseNewerSchema(db);
     const pending = await pendingMigrations(db);
     if (pending.length > 0) {
       process.stderr.write(`database ${file ?? printableUrl(url)} has an older schema (missing ${pending.join(', ')}): run \`rebill migrate\`\n`);

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { createEngine, daemonGateways, engineOptions, logSkippedCycles, seedWarnings, upsertSeeds } from '../engine/index.js';
 import { configWarnings, type Config } from '../config/index.js';
+import { RebillError } from '../errors.js';
 import { createHttpServer, createMetrics, type HttpServer } from '../http/index.js';
 import { createLogger } from '../logger.js';
 import { lastEventId, migrateToLatest, toDbTime, type DaemonLock, type Db } from '../store/index.js';
@@ -187,7 +188,14 @@ function openLockedDatabase(config: Config, clock: Clock): { db: Db; lock: Daemo
 async function prepareDatabase(db: Db, config: Config, file: string): Promise<number> {
   const damaged = await verifyDatabaseOrReport(db, config);
   if (damaged !== 0) return damaged;
-  await migrateToLatest(db);
+  try {
+    await migrateToLatest(db);
+  } catch (err) {
+    // A downgrade: one line saying what to do, not a migrator stack trace.
+    if (!(err instanceof RebillError && err.code === 'DATABASE_TOO_NEW')) throw err;
+    process.stderr.write(`${err.message}\n`);
+    return 1;
+  }
   return checkRemovedInUse(db, config, file);
 }
 

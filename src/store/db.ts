@@ -274,8 +274,35 @@ function withStatementCache(sqlite: SQLite.Database, size = 500): SQLite.Databas
   });
 }
 
-/** Applies pending migrations; idempotent. Throws with the failing migration's name. */
+/**
+ * Migrations the database has applied that this build does not know: it was
+ * migrated by a newer rebill. Empty for a database never migrated.
+ */
+export async function unknownMigrations(db: Db): Promise<string[]> {
+  const table = await sql<{ n: number }>`select count(*) as n from sqlite_master where type = 'table' and name = 'kysely_migration'`.execute(db);
+  if (Number(table.rows[0]?.n ?? 0) === 0) return [];
+  const applied = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(db);
+  return applied.rows.map((r) => r.name).filter((name) => !Object.hasOwn(migrations, name));
+}
+
+/**
+ * Throws DATABASE_TOO_NEW when a newer rebill migrated the database: this
+ * build would run on a schema it does not know (a downgrade). kysely's own
+ * refusal ("corrupted migrations: previously executed migration ... is
+ * missing") says neither what happened nor what to do.
+ */
+export async function refuseNewerSchema(db: Db): Promise<void> {
+  const unknown = await unknownMigrations(db);
+  if (unknown.length === 0) return;
+  throw new RebillError(
+    'DATABASE_TOO_NEW',
+    `database was migrated by a newer rebill (unknown migrations: ${unknown.join(', ')}); upgrade rebill or restore a backup`,
+  );
+}
+
+/** Applies pending migrations; idempotent. Throws with the failing migration's name, or DATABASE_TOO_NEW on a downgrade. */
 export async function migrateToLatest(db: Db): Promise<MigrationResultSet> {
+  await refuseNewerSchema(db);
   const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
   const result = await migrator.migrateToLatest();
   if (result.error) {

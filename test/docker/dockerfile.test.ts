@@ -6,30 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-
-interface Instruction {
-  readonly op: string;
-  readonly args: string;
-  readonly line: number;
-}
-
-function parse(text: string): Instruction[] {
-  const out: Instruction[] = [];
-  const lines = text.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const start = i;
-    let line = lines[i]!;
-    if (/^\s*(#|$)/.test(line)) continue;
-    while (line.endsWith('\\') && i + 1 < lines.length) line = line.slice(0, -1) + ' ' + lines[++i]!.trim();
-    const m = /^\s*([A-Za-z]+)\s+(.*)$/.exec(line);
-    if (m) out.push({ op: m[1]!.toUpperCase(), args: m[2]!.trim(), line: start + 1 });
-  }
-  return out;
-}
-
-const instructions = parse(readFileSync('Dockerfile', 'utf8'));
-const stages = instructions.filter((i) => i.op === 'FROM');
-const finalStage = instructions.slice(instructions.lastIndexOf(stages.at(-1)!));
+import { environment, execForm, finalStage, healthcheck, instructions, last, seconds, stages } from './dockerfile.js';
 
 describe('Dockerfile', () => {
   it('uses only known instructions', () => {
@@ -39,7 +16,8 @@ describe('Dockerfile', () => {
 
   it('is a multi-stage build on a glibc Node 20 image with pinned tags', () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);
-    for (const s of stages) expect(s.args).toMatch(/^node:20-bookworm-slim\b/);
+    for (const s of stages) expect(s.args).toMatch(/^node:20-[a-z]+-slim\b/);
+    expect(new Set(stages.map((s) => s.args.split(/\s+/)[0])).size).toBe(1); // one base: the native build matches the runtime
   });
 
   it('installs from the lock file and ships production dependencies only', () => {
@@ -71,10 +49,43 @@ describe('Dockerfile', () => {
     expect(env).toMatch(/REBILL_DATABASE_URL=sqlite:\/data\//);
   });
 
-  it('has a HEALTHCHECK that uses node (slim images have no curl)', () => {
-    const hc = finalStage.find((i) => i.op === 'HEALTHCHECK');
-    expect(hc?.args).toMatch(/CMD \["node"/);
-    expect(hc?.args).not.toMatch(/curl|wget/);
+  it('has a strict HEALTHCHECK: node fetch of /healthz, 200 with status pass, within docker\'s timeout', () => {
+    const { options, argv } = healthcheck();
+    expect(argv[0]).toBe('node');
+    const script = argv.join(' ');
+    expect(script).not.toMatch(/curl|wget/);
+    expect(script).toMatch(/fetch\(/);
+    expect(script).toMatch(/\/healthz/);
+    expect(script).toMatch(/status===200/);
+    expect(script).toMatch(/'pass'/);
+    expect(script).not.toMatch(/REBILL_HEALTH_STRICT/); // strict always, now that /healthz exists
+    // The fetch gives up before docker kills the check, so a hung daemon is "unhealthy", not a killed probe.
+    const abortMs = Number(/AbortSignal\.timeout\((\d+)\)/.exec(script)?.[1]);
+    expect(abortMs).toBeGreaterThan(0);
+    expect(abortMs / 1000).toBeLessThan(seconds(options.timeout ?? '30s'));
+    for (const key of ['interval', 'timeout', 'start-period', 'retries']) expect(options, key).toHaveProperty(key);
+  });
+
+  it('exposes the port the HEALTHCHECK asks by default, with the database and config where the ENV says', () => {
+    expect(last('EXPOSE')?.args).toBe('8080');
+    expect(healthcheck().argv.join(' ')).toMatch(/\|\|8080\b/);
+    const env = environment();
+    expect(env.REBILL_HTTP_HOST).toBe('0.0.0.0');
+    expect(env.NODE_ENV).toBe('production');
+    expect(finalStage.some((i) => i.op === 'COPY' && i.args.endsWith(env.REBILL_CONFIG!))).toBe(true);
+  });
+
+  it('ships the compiled build and the production node_modules of the build stage, with tini installed', () => {
+    const copies = finalStage.filter((i) => i.op === 'COPY').map((i) => i.args);
+    expect(copies).toContain('--from=build /app/node_modules ./node_modules');
+    expect(copies).toContain('--from=build /app/dist ./dist');
+    expect(copies.some((c) => c.startsWith('src') || c.includes(' src '))).toBe(false);
+    const buildRuns = instructions.slice(0, instructions.indexOf(stages.at(-1)!)).filter((i) => i.op === 'RUN').map((i) => i.args).join('\n');
+    expect(buildRuns).toMatch(/python3/);
+    expect(buildRuns).toMatch(/g\+\+/);
+    expect(buildRuns).toMatch(/npm ci\b.*npm prune --omit=dev/);
+    expect(finalStage.filter((i) => i.op === 'RUN').map((i) => i.args).join('\n')).toMatch(/install .*\btini\b/);
+    expect(execForm(last('ENTRYPOINT')!.args)).toEqual(['/usr/bin/tini', '--']);
   });
 
   it('copies only paths that exist in the repository', () => {
@@ -88,5 +99,19 @@ describe('Dockerfile', () => {
     const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> };
     expect(pkg.scripts.prepare).toBe('npm run build');
     expect(pkg.scripts.build).toMatch(/tsconfig\.build\.json/);
+  });
+});
+
+describe('.dockerignore', () => {
+  const ignored = readFileSync('.dockerignore', 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+
+  it('keeps the host\'s build output, dependencies, databases and secrets out of the build context', () => {
+    for (const entry of ['node_modules', '.git', 'dist', 'data', '*.db', '*.db-wal', '*.db-shm', '.env']) expect(ignored, entry).toContain(entry);
+  });
+
+  it('does not ignore anything the Dockerfile copies', () => {
+    for (const copy of instructions.filter((i) => i.op === 'COPY' && !i.args.startsWith('--from'))) {
+      for (const src of copy.args.split(/\s+/).slice(0, -1)) expect(ignored.some((entry) => src === entry || src.startsWith(`${entry}/`)), `line ${copy.line}: ${src}`).toBe(false);
+    }
   });
 });
