@@ -7,6 +7,7 @@ import { createEngine, daemonGateways, engineOptions, logSkippedCycles, seedWarn
 import { configWarnings, type Config } from '../config/index.js';
 import { createHttpServer, createMetrics, type HttpServer } from '../http/index.js';
 import { createLogger } from '../logger.js';
+import { createRelay } from '../webhooks/index.js';
 import { lastEventId, migrateToLatest, toDbTime, type DaemonLock, type Db } from '../store/index.js';
 import { checkRemovedInUse, lockDatabaseOrReport, openDatabaseOrReport, printableUrl, verifyDatabaseOrReport } from './database.js';
 import { packageVersion, type CommandContext } from './index.js';
@@ -73,6 +74,9 @@ export function registerRun(program: Command, ctx: CommandContext): void {
         metrics.attach(engine);
         // Before anything is written with it: a clock behind the stored changes refuses to collect (exit 1).
         await engine.checkStartClock();
+        // Endpoints are registered before seeding, so a first start delivers the seeds' events too.
+        const relay = createRelay({ db, clock, logger, webhooks: config.webhooks });
+        await relay.init();
         const created = await seed(db, config, logger, clock);
         await engine.recoverDeadOwners();
         // The cron sweep is the safety net; the engine's own timer wakes it for the earliest due instant.
@@ -107,6 +111,7 @@ export function registerRun(program: Command, ctx: CommandContext): void {
           return;
         }
         engine.start();
+        relay.start();
         logger.info(
           { config: file, database: printableUrl(config.database.url), http: address, plans: config.plans.length, seeded: created, gateways: [...gateways.keys()] },
           'rebill ready',
@@ -117,6 +122,7 @@ export function registerRun(program: Command, ctx: CommandContext): void {
         await server.close();
         await sweep.stop();
         const report = await engine.stop(config.scheduler.drainSeconds * 1000);
+        await relay.stop();
         const { drained } = report;
         for (const gateway of gateways.values()) await gateway.close?.();
         logger.info(report, drained ? 'stopped cleanly' : `stopped; ${report.leftForReconciliation} attempts left for reconciliation on the next start`);

@@ -6,3 +6,4 @@ export * from './lock.js';
 export * from './admin-queries.js';
 export * from './probe.js';
 export * from './idempotency.js';
+export * from './webhooks.js';

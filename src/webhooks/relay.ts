@@ -1,0 +1,224 @@
+/**
+ * The outbox relay (SPEC section 8): sends the outbox's events to each
+ * configured webhook endpoint, Standard Webhooks signed, at least once, in
+ * event order per (endpoint, subscription). Each endpoint runs its own loop:
+ * it scans the outbox past its cursor in batches (creating delivery rows),
+ * then sends the heads of its pending streams (the earliest pending event of
+ * each subscription) with bounded concurrency, over keep-alive connections
+ * (built-in fetch). A failure reschedules that delivery with backoff and
+ * jitter, holding back only that subscription's stream on that endpoint;
+ * past maxAgeHours after the event it is marked `failed` (kept for
+ * redelivery) and the stream moves on.
+ */
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import { Webhook } from 'standardwebhooks';
+import { WEBHOOK_EVENT_TYPES, type WebhookConfig } from '../config/index.js';
+import type { Clock } from '../clock.js';
+import { parseForwardDuration } from '../calendar/index.js';
+import { renderEvents } from '../service/index.js';
+import {
+  dueDeliveries,
+  ensureWebhookEndpoint,
+  eventsByIds,
+  lastEventId,
+  nextDeliveryAt,
+  recordDeliveryAttempt,
+  scanOutbox,
+  type Db,
+  type DeliveryRow,
+  type DeliveryState,
+} from '../store/index.js';
+
+/** An endpoint's stable id: a hash of its URL (config order may change). */
+export function endpointId(url: string): string {
+  return `we_${createHash('sha256').update(url).digest('hex').slice(0, 16)}`;
+}
+
+/** Whether an endpoint's `events` filter takes an event type (`*` = every subscribable type). */
+export function eventMatches(filter: readonly string[], type: string): boolean {
+  for (const f of filter) {
+    if (f === '*') return (WEBHOOK_EVENT_TYPES as readonly string[]).includes(type);
+    if (f === type) return true;
+    if (f.endsWith('.*') && type.startsWith(f.slice(0, -1))) return true;
+  }
+  return false;
+}
+
+/**
+ * The delay before retry number `failures` (1 = after the first failure):
+ * the schedule's step (the last one repeats), times a jitter factor in
+ * [0.75, 1.25).
+ */
+export function retryDelayMs(scheduleMs: readonly number[], failures: number, random: () => number): number {
+  const step = scheduleMs[Math.min(failures, scheduleMs.length) - 1]!;
+  return Math.round(step * (0.75 + 0.5 * random()));
+}
+
+/** What the relay reports as it goes (metrics). */
+export interface RelayObserver {
+  attempt?(endpoint: string, outcome: DeliveryState | 'retry', durationMs: number): void;
+}
+
+export interface RelayOptions {
+  /** Outbox events scanned per batch (default 500). */
+  readonly batchSize?: number;
+  /** Deliveries in flight per endpoint (default 8). */
+  readonly concurrency?: number;
+  /** How often an idle endpoint looks for new events (default 200 ms). */
+  readonly pollMs?: number;
+  readonly random?: () => number;
+  readonly fetch?: typeof fetch;
+}
+
+export interface RelayDeps {
+  readonly db: Db;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly webhooks: readonly WebhookConfig[];
+  readonly observer?: RelayObserver;
+  readonly options?: RelayOptions;
+}
+
+export interface Relay {
+  /** Registers the endpoints (a new one starts at the outbox's current end). Call before writing events it should see. */
+  init(): Promise<void>;
+  /** One pass over every enabled endpoint: scan, then send what is due. Returns the attempts made. */
+  tick(): Promise<number>;
+  /** Runs each endpoint's loop until stop(). */
+  start(): void;
+  /** Wakes idle loops (new events were written). */
+  kick(): void;
+  /** Stops the loops and waits for the attempts in flight. */
+  stop(): Promise<void>;
+  readonly endpoints: readonly { readonly id: string; readonly url: string; readonly enabled: boolean }[];
+}
+
+interface Endpoint {
+  readonly id: string;
+  readonly config: WebhookConfig;
+  readonly signer: Webhook;
+  readonly scheduleMs: readonly number[];
+}
+
+export function createRelay(deps: RelayDeps): Relay {
+  const { db, clock, logger } = deps;
+  const batchSize = deps.options?.batchSize ?? 500;
+  const concurrency = deps.options?.concurrency ?? 8;
+  const pollMs = deps.options?.pollMs ?? 200;
+  const random = deps.options?.random ?? Math.random;
+  const doFetch = deps.options?.fetch ?? fetch;
+  const endpoints: Endpoint[] = deps.webhooks.map((config) => ({
+    id: endpointId(config.url),
+    config,
+    signer: new Webhook(config.secret),
+    scheduleMs: config.retrySchedule.map((d) => parseForwardDuration(d).toMillis()),
+  }));
+  const active = endpoints.filter((e) => e.config.enabled);
+  let stopping = false;
+  let wake = new AbortController();
+  let loops: Promise<void>[] = [];
+  const elapsed = () => clock.monotonic?.() ?? clock.now();
+
+  async function send(ep: Endpoint, delivery: DeliveryRow, body: string): Promise<void> {
+    const msgId = `evt_${String(delivery.eventId).padStart(12, '0')}`;
+    const attemptAt = clock.now();
+    const timestamp = new Date(Math.floor(attemptAt / 1000) * 1000);
+    const headers = {
+      'content-type': 'application/json',
+      'user-agent': 'rebill-webhooks',
+      'webhook-id': msgId,
+      'webhook-timestamp': String(Math.floor(attemptAt / 1000)),
+      'webhook-signature': ep.signer.sign(msgId, timestamp, body),
+    };
+    const started = elapsed();
+    let status: number | null = null;
+    let error: string | null = null;
+    try {
+      const response = await doFetch(ep.config.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(ep.config.timeoutSeconds * 1000) });
+      status = response.status;
+      await response.arrayBuffer().catch(() => undefined); // drain: the connection goes back to the pool
+      if (status < 200 || status > 299) error = `HTTP ${status}`;
+    } catch (err) {
+      const e = err as Error & { cause?: { code?: string } };
+      error = e.name === 'TimeoutError' ? `timeout after ${ep.config.timeoutSeconds}s` : (e.cause?.code ?? e.message ?? 'network error');
+    }
+    const durationMs = Math.max(0, Math.round(elapsed() - started));
+    const attempt = delivery.attempts + 1;
+    let state: DeliveryState = 'delivered';
+    let nextAttemptAt: number | null = null;
+    if (error !== null) {
+      const next = clock.now() + retryDelayMs(ep.scheduleMs, attempt, random);
+      if (next > delivery.eventAt + ep.config.maxAgeHours * 3_600_000) state = 'failed';
+      else {
+        state = 'pending';
+        nextAttemptAt = next;
+      }
+      logger.warn({ endpoint: ep.id, event: msgId, attempt, status, error, state }, state === 'failed' ? 'webhook delivery failed for good (redeliver to retry)' : 'webhook delivery failed; will retry');
+    }
+    await recordDeliveryAttempt(db, ep.id, delivery.eventId, attempt, { at: attemptAt, status, durationMs, error, state, nextAttemptAt });
+    deps.observer?.attempt?.(ep.id, state === 'pending' ? 'retry' : state, durationMs);
+  }
+
+  /** One pass for one endpoint: scan to the outbox's end, then send the due stream heads. Returns the attempts made. */
+  async function pass(ep: Endpoint): Promise<number> {
+    const matches = (type: string) => eventMatches(ep.config.events, type);
+    while ((await scanOutbox(db, ep.id, matches, batchSize, clock.now())) === batchSize && !stopping);
+    const due = await dueDeliveries(db, ep.id, clock.now(), concurrency * 8);
+    if (due.length === 0) return 0;
+    const bodies = new Map<number, string>();
+    const rendered = await renderEvents(db, await eventsByIds(db, due.map((d) => d.eventId)), clock.now());
+    for (const body of rendered) bodies.set(Number(body.id.slice(4)), JSON.stringify(body));
+    let next = 0;
+    const worker = async () => {
+      while (next < due.length && !stopping) {
+        const delivery = due[next++]!;
+        const body = bodies.get(delivery.eventId);
+        if (body !== undefined) await send(ep, delivery, body);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, due.length) }, worker));
+    return due.length;
+  }
+
+  async function loop(ep: Endpoint): Promise<void> {
+    while (!stopping) {
+      try {
+        if ((await pass(ep)) > 0) continue;
+        const signal = wake.signal;
+        const at = await nextDeliveryAt(db, ep.id);
+        const until = Math.min(at ?? Infinity, clock.now() + pollMs);
+        if (!stopping) await clock.sleepUntil(until, signal);
+      } catch (err) {
+        if (stopping) return;
+        logger.error({ err, endpoint: ep.id }, 'webhook relay pass failed; retrying');
+        await clock.sleepUntil(clock.now() + 1000, wake.signal);
+      }
+    }
+  }
+
+  return {
+    endpoints: endpoints.map((e) => ({ id: e.id, url: e.config.url, enabled: e.config.enabled })),
+    async init() {
+      const end = await lastEventId(db);
+      for (const ep of endpoints) await ensureWebhookEndpoint(db, ep.id, ep.config.url, end, clock.now());
+    },
+    async tick() {
+      const counts = await Promise.all(active.map(pass));
+      return counts.reduce((a, b) => a + b, 0);
+    },
+    start() {
+      loops = active.map(loop);
+    },
+    kick() {
+      const previous = wake;
+      wake = new AbortController();
+      previous.abort();
+    },
+    async stop() {
+      stopping = true;
+      wake.abort();
+      await Promise.all(loops);
+    },
+  };
+}
