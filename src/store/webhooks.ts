@@ -204,9 +204,11 @@ export async function redeliverEvent(db: Db, eventId: number, now: number, endpo
 }
 
 /** Per endpoint: pending deliveries and the oldest pending event's instant (the backlog). */
-export async function webhookBacklog(db: Db): Promise<Array<{ endpointId: string; pending: number; oldestAt: number | null }>> {
-  const rows = await db
-    .selectFrom('webhook_deliveries')
+export async function webhookBacklog(db: Db, endpointIds?: readonly string[]): Promise<Array<{ endpointId: string; pending: number; oldestAt: number | null }>> {
+  if (endpointIds?.length === 0) return [];
+  let q = db.selectFrom('webhook_deliveries');
+  if (endpointIds) q = q.where('endpoint_id', 'in', [...endpointIds]);
+  const rows = await q
     .select((eb) => ['endpoint_id', eb.fn.countAll<number>().as('n'), eb.fn.min('event_at').as('oldest')])
     .where('state', '=', 'pending')
     .groupBy('endpoint_id')

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { Webhook } from 'standardwebhooks';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startDaemon, withFakeGateway } from './support/daemon.js';
-import { exitWithin, readDb, todayUtc, waitFor, writeConfig, type FakeGatewayProcess } from './support/processes.js';
+import { exitWithin, logLines, readDb, todayUtc, waitFor, writeConfig, type FakeGatewayProcess } from './support/processes.js';
 import { e2eSuite } from './support/suite.js';
 
 const newDir = e2eSuite('webhooks');
@@ -124,6 +124,15 @@ describe('rebill run delivers webhooks (child process, real receiver)', () => {
     const tries = new Map<string, number>();
     for (const x of r.received.filter((x) => x.path === '/up')) tries.set(x.headers['webhook-id'] as string, (tries.get(x.headers['webhook-id'] as string) ?? 0) + 1);
     expect(Math.max(...tries.values())).toBeGreaterThan(2);
+    // Metrics by endpoint id and outcome; readiness warns only past its backlog age threshold.
+    const base = `http://${String(logLines(daemon.stdout()).find((l) => l.msg === 'rebill ready')!.http)}`;
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    const upId = readDb(dbFile, (db) => db.prepare("select id from webhook_endpoints where url like '%/up'").get() as { id: string }).id;
+    expect(metrics).toContain(`rebill_webhook_deliveries_total{endpoint="${upId}",outcome="delivered"} ${events.length}`);
+    expect(metrics).toMatch(new RegExp(`rebill_webhook_backlog\\{endpoint="${upId}"\\} 0`));
+    expect(metrics).toMatch(/rebill_webhook_oldest_undelivered_age_seconds\{endpoint="we_[0-9a-f]+"\} \d/);
+    const ready = (await (await fetch(`${base}/readyz`)).json()) as { checks: Record<string, Array<{ status: string }>> };
+    expect(ready.checks['webhooks:backlog']![0]!.status).toBe('pass');
     daemon.kill('SIGTERM');
     expect((await exitWithin(daemon, 20_000)).code).toBe(0);
     // Every attempt is recorded (the stop waited for those in flight); the dead endpoint's deliveries are still pending.
