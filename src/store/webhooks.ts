@@ -215,3 +215,11 @@ export async function webhookBacklog(db: Db, endpointIds?: readonly string[]): P
     .execute();
   return rows.map((r) => ({ endpointId: r.endpoint_id, pending: Number(r.n), oldestAt: ms((r.oldest as string | null) ?? null) }));
 }
+
+/** Delivery rows by state, over every endpoint the database has seen. */
+export async function countDeliveriesByState(db: Db): Promise<Record<DeliveryState, number>> {
+  const rows = await db.selectFrom('webhook_deliveries').select((eb) => ['state', eb.fn.countAll<number>().as('n')]).groupBy('state').execute();
+  const counts: Record<DeliveryState, number> = { pending: 0, delivered: 0, failed: 0 };
+  for (const r of rows) counts[r.state as DeliveryState] = Number(r.n);
+  return counts;
+}

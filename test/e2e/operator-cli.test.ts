@@ -94,7 +94,7 @@ describe('operator CLI beside a running daemon', () => {
     expect(report.subscriptions).toEqual({ active: BULK + 2, paused: 0, stopped: 0, terminated: 1, total: BULK + 3 });
     expect(report.failuresLast24h).toMatchObject({ rejected: 2, hard: 1 });
     expect(report.attempts).toMatchObject({ captured: 1, rejected: 2 });
-    expect(report.webhooks).toMatchObject({ deliveryBuilt: false });
+    expect(report.webhooks).toMatchObject({ deliveries: { pending: 0, delivered: 0, failed: 0 }, oldestPendingAt: null });
 
     const human = await cli(['status', '--config', config]);
     expect(human.code).toBe(0);
