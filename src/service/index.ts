@@ -13,3 +13,4 @@ export * from './detail.js';
 export * from './commands.js';
 export * from './events.js';
 export * from './plans.js';
+export * from './webhooks.js';

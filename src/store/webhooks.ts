@@ -5,6 +5,7 @@
  */
 import { sql } from 'kysely';
 import { fromDbTime, toDbTime, type Db } from './db.js';
+import type { Conn } from './repository.js';
 
 export type DeliveryState = 'pending' | 'delivered' | 'failed';
 
@@ -186,17 +187,22 @@ export async function listDeliveryAttempts(db: Db, endpointId: string, eventId: 
 }
 
 /** Delivery rows, by endpoint then event, optionally one state (tests, the API). */
-export async function listDeliveries(db: Db, filter: { state?: DeliveryState; endpointId?: string; afterEventId?: number; limit?: number } = {}): Promise<DeliveryRow[]> {
+export async function listDeliveries(
+  db: Conn,
+  filter: { state?: DeliveryState; endpointId?: string; eventId?: number; after?: { eventId: number; endpointId: string }; limit?: number } = {},
+): Promise<DeliveryRow[]> {
   let q = db.selectFrom('webhook_deliveries').selectAll();
   if (filter.state) q = q.where('state', '=', filter.state);
   if (filter.endpointId) q = q.where('endpoint_id', '=', filter.endpointId);
-  if (filter.afterEventId !== undefined) q = q.where('event_id', '>', filter.afterEventId);
+  if (filter.eventId !== undefined) q = q.where('event_id', '=', filter.eventId);
+  const after = filter.after;
+  if (after) q = q.where((eb) => eb.or([eb('event_id', '>', after.eventId), eb.and([eb('event_id', '=', after.eventId), eb('endpoint_id', '>', after.endpointId)])]));
   const rows = await q.orderBy('event_id').orderBy('endpoint_id').limit(filter.limit ?? 1000).execute();
   return rows.map(toRow);
 }
 
 /** Puts an event's deliveries back to pending, due now (redelivery); returns how many. */
-export async function redeliverEvent(db: Db, eventId: number, now: number, endpointIds?: readonly string[]): Promise<number> {
+export async function redeliverEvent(db: Conn, eventId: number, now: number, endpointIds?: readonly string[]): Promise<number> {
   let q = db.updateTable('webhook_deliveries').set({ state: 'pending', next_attempt_at: toDbTime(now), updated_at: toDbTime(now) }).where('event_id', '=', eventId);
   if (endpointIds) q = q.where('endpoint_id', 'in', endpointIds.length > 0 ? [...endpointIds] : ['']);
   const result = await q.executeTakeFirst();
