@@ -16,6 +16,7 @@ import { registerSimulate } from './simulate.js';
 import { registerFakeGateway } from './fake-gateway.js';
 import { registerStatus } from './status.js';
 import { registerSubscriptions } from './subscriptions.js';
+import { registerWebhooks } from './webhooks.js';
 
 /** Where a command reports its exit code; commander actions cannot return one. */
 export interface CommandContext {
@@ -41,6 +42,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   registerFakeGateway(program, ctx);
   registerStatus(program, ctx);
   registerSubscriptions(program, ctx);
+  registerWebhooks(program, ctx);
   // Nested commands (`subscriptions list`) need it too, or commander would exit the process itself.
   const override = (command: Command): void => {
     for (const sub of command.commands) {

@@ -12,6 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startDaemon, withFakeGateway } from './support/daemon.js';
 import { exitWithin, logLines, readDb, todayUtc, waitFor, writeConfig, type FakeGatewayProcess } from './support/processes.js';
 import { e2eSuite } from './support/suite.js';
+import { runCli } from '../support/cli.js';
 
 const newDir = e2eSuite('webhooks');
 const SECRET = `whsec_${Buffer.from('e2e-webhook-secret-0123456789').toString('base64')}`;
@@ -140,6 +141,20 @@ describe('rebill run delivers webhooks (child process, real receiver)', () => {
     expect(rows.n).toBe(r.received.length);
     const down = readDb(dbFile, (db) => db.prepare("select count(*) as n from webhook_deliveries d join webhook_endpoints e on e.id = d.endpoint_id where e.url like '%/down' and d.state = 'pending'").get() as { n: number });
     expect(down.n).toBeGreaterThan(0);
+
+    // The operator CLI: list by status, redeliver an event (both endpoints' deliveries go back to pending).
+    const listed = await runCli(['webhooks', 'list', '--config', file, '--status', 'delivered', '--json']);
+    expect(listed.code, listed.stderr).toBe(0);
+    const delivered = (JSON.parse(listed.stdout) as { data: Array<{ eventId: string; endpoint: string }> }).data;
+    expect(delivered.filter((d) => d.endpoint === upId).map((d) => d.eventId)).toEqual(events.map(([id]) => id));
+    const again = await runCli(['webhooks', 'redeliver', events[0]![0], '--config', file, '--json']);
+    expect(again.code, again.stderr).toBe(0);
+    expect((JSON.parse(again.stdout) as { data: Array<{ status: string }> }).data.map((d) => d.status)).toEqual(['pending', 'pending']);
+    const unknown = await runCli(['webhooks', 'redeliver', 'evt_000000099999', '--config', file]);
+    expect([unknown.code, unknown.stderr]).toEqual([1, 'no event evt_000000099999\n']);
+    const bad = await runCli(['webhooks', 'list', '--config', file, '--status', 'sent']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--status/);
   });
 
   it('after a SIGKILL mid-delivery and a restart nothing is lost (duplicates carry the same id)', async () => {
