@@ -89,7 +89,7 @@ export interface Relay {
   start(): void;
   /** Wakes idle loops (new events were written). */
   kick(): void;
-  /** Stops the loops and waits for the attempts in flight. */
+  /** Stops the loops; requests in flight are abandoned (left pending, sent again at the next start). */
   stop(): Promise<void>;
   readonly endpoints: readonly { readonly id: string; readonly url: string; readonly enabled: boolean }[];
 }
@@ -116,6 +116,8 @@ export function createRelay(deps: RelayDeps): Relay {
   }));
   const active = endpoints.filter((e) => e.config.enabled);
   let stopping = false;
+  // Aborts the requests in flight on stop: they stay pending (unrecorded) and are sent again at the next start.
+  const halt = new AbortController();
   let wake = new AbortController();
   let loops: Promise<void>[] = [];
   const elapsed = () => clock.monotonic?.() ?? clock.now();
@@ -135,7 +137,8 @@ export function createRelay(deps: RelayDeps): Relay {
     let status: number | null = null;
     let error: string | null = null;
     try {
-      const response = await doFetch(ep.config.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(ep.config.timeoutSeconds * 1000) });
+      const signal = AbortSignal.any([AbortSignal.timeout(ep.config.timeoutSeconds * 1000), halt.signal]);
+      const response = await doFetch(ep.config.url, { method: 'POST', headers, body, signal });
       status = response.status;
       await response.arrayBuffer().catch(() => undefined); // drain: the connection goes back to the pool
       if (status < 200 || status > 299) error = `HTTP ${status}`;
@@ -143,6 +146,7 @@ export function createRelay(deps: RelayDeps): Relay {
       const e = err as Error & { cause?: { code?: string } };
       error = e.name === 'TimeoutError' ? `timeout after ${ep.config.timeoutSeconds}s` : (e.cause?.code ?? e.message ?? 'network error');
     }
+    if (halt.signal.aborted) return; // stopping: not an attempt the endpoint failed
     const durationMs = Math.max(0, Math.round(elapsed() - started));
     const attempt = delivery.attempts + 1;
     let state: DeliveryState = 'delivered';
@@ -217,6 +221,7 @@ export function createRelay(deps: RelayDeps): Relay {
     },
     async stop() {
       stopping = true;
+      halt.abort();
       wake.abort();
       await Promise.all(loops);
     },
