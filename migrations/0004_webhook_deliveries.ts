@@ -38,6 +38,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addPrimaryKeyConstraint('webhook_deliveries_pk', ['endpoint_id', 'event_id'])
     .execute();
   await db.schema.createIndex('webhook_deliveries_stream').on('webhook_deliveries').columns(['endpoint_id', 'state', 'subscription_id', 'event_id']).execute();
+  await db.schema.createIndex('webhook_deliveries_queue').on('webhook_deliveries').columns(['endpoint_id', 'state', 'event_id']).execute();
   await db.schema.createIndex('webhook_deliveries_state').on('webhook_deliveries').columns(['state', 'event_id']).execute();
   await db.schema
     .createTable('webhook_attempts')

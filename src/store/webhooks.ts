@@ -153,30 +153,53 @@ export interface AttemptOutcome {
   readonly nextAttemptAt: number | null;
 }
 
-/** Records an attempt and the delivery's new state, in one transaction. */
-export async function recordDeliveryAttempt(db: Db, endpointId: string, eventId: number, attempt: number, outcome: AttemptOutcome): Promise<void> {
-  const at = toDbTime(outcome.at);
+/** One recorded attempt: which delivery, its number, its outcome. */
+export interface RecordedAttempt {
+  readonly endpointId: string;
+  readonly eventId: number;
+  readonly attempt: number;
+  readonly outcome: AttemptOutcome;
+}
+
+/** Records attempts and their deliveries' new states, all in one transaction (one commit for a batch). */
+export async function recordDeliveryAttempts(db: Db, attempts: readonly RecordedAttempt[]): Promise<void> {
+  if (attempts.length === 0) return;
   await db.transaction().execute(async (trx) => {
-    await trx
-      .insertInto('webhook_attempts')
-      .values({ endpoint_id: endpointId, event_id: eventId, attempt, at, status: outcome.status, duration_ms: outcome.durationMs, error: outcome.error })
-      .execute();
-    await trx
-      .updateTable('webhook_deliveries')
-      .set({
-        state: outcome.state,
-        attempts: attempt,
-        next_attempt_at: outcome.nextAttemptAt === null ? null : toDbTime(outcome.nextAttemptAt),
-        last_attempt_at: at,
-        last_status: outcome.status,
-        last_duration_ms: outcome.durationMs,
-        last_error: outcome.error,
-        delivered_at: outcome.state === 'delivered' ? at : null,
-        updated_at: at,
-      })
-      .where('endpoint_id', '=', endpointId)
-      .where('event_id', '=', eventId)
-      .execute();
+    for (let i = 0; i < attempts.length; i += 100) {
+      await trx
+        .insertInto('webhook_attempts')
+        .values(
+          attempts.slice(i, i + 100).map((a) => ({
+            endpoint_id: a.endpointId,
+            event_id: a.eventId,
+            attempt: a.attempt,
+            at: toDbTime(a.outcome.at),
+            status: a.outcome.status,
+            duration_ms: a.outcome.durationMs,
+            error: a.outcome.error,
+          })),
+        )
+        .execute();
+    }
+    for (const { endpointId, eventId, attempt, outcome } of attempts) {
+      const at = toDbTime(outcome.at);
+      await trx
+        .updateTable('webhook_deliveries')
+        .set({
+          state: outcome.state,
+          attempts: attempt,
+          next_attempt_at: outcome.nextAttemptAt === null ? null : toDbTime(outcome.nextAttemptAt),
+          last_attempt_at: at,
+          last_status: outcome.status,
+          last_duration_ms: outcome.durationMs,
+          last_error: outcome.error,
+          delivered_at: outcome.state === 'delivered' ? at : null,
+          updated_at: at,
+        })
+        .where('endpoint_id', '=', endpointId)
+        .where('event_id', '=', eventId)
+        .execute();
+    }
   });
 }
 

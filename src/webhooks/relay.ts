@@ -5,12 +5,14 @@
  * it scans the outbox past its cursor in batches (creating delivery rows),
  * then sends the heads of its pending streams (the earliest pending event of
  * each subscription) with bounded concurrency, over keep-alive connections
- * (built-in fetch). A failure reschedules that delivery with backoff and
+ * (node:http keep-alive agents). A failure reschedules that delivery with backoff and
  * jitter, holding back only that subscription's stream on that endpoint;
  * past maxAgeHours after the event it is marked `failed` (kept for
  * redelivery) and the stream moves on.
  */
 import { createHash } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
 import type { Logger } from 'pino';
 import { Webhook } from 'standardwebhooks';
 import { WEBHOOK_EVENT_TYPES, type WebhookConfig } from '../config/index.js';
@@ -23,11 +25,12 @@ import {
   eventsByIds,
   lastEventId,
   nextDeliveryAt,
-  recordDeliveryAttempt,
+  recordDeliveryAttempts,
   scanOutbox,
   type Db,
   type DeliveryRow,
   type DeliveryState,
+  type RecordedAttempt,
 } from '../store/index.js';
 
 /** An endpoint's stable id: a hash of its URL (config order may change). */
@@ -63,12 +66,13 @@ export interface RelayObserver {
 export interface RelayOptions {
   /** Outbox events scanned per batch (default 500). */
   readonly batchSize?: number;
-  /** Deliveries in flight per endpoint (default 8). */
+  /** Deliveries in flight per endpoint (default 16). */
   readonly concurrency?: number;
+  /** Deliveries sent per pass and recorded in one commit (default 256). */
+  readonly passSize?: number;
   /** How often an idle endpoint looks for new events (default 200 ms). */
   readonly pollMs?: number;
   readonly random?: () => number;
-  readonly fetch?: typeof fetch;
 }
 
 export interface RelayDeps {
@@ -99,20 +103,23 @@ interface Endpoint {
   readonly config: WebhookConfig;
   readonly signer: Webhook;
   readonly scheduleMs: readonly number[];
+  /** Keep-alive connections, at most `concurrency` (one per delivery in flight). */
+  readonly agent: http.Agent;
 }
 
 export function createRelay(deps: RelayDeps): Relay {
   const { db, clock, logger } = deps;
   const batchSize = deps.options?.batchSize ?? 500;
-  const concurrency = deps.options?.concurrency ?? 8;
+  const concurrency = deps.options?.concurrency ?? 16;
   const pollMs = deps.options?.pollMs ?? 200;
+  const passSize = deps.options?.passSize ?? 256;
   const random = deps.options?.random ?? Math.random;
-  const doFetch = deps.options?.fetch ?? fetch;
   const endpoints: Endpoint[] = deps.webhooks.map((config) => ({
     id: endpointId(config.url),
     config,
     signer: new Webhook(config.secret),
     scheduleMs: config.retrySchedule.map((d) => parseForwardDuration(d).toMillis()),
+    agent: new (config.url.startsWith('https:') ? https.Agent : http.Agent)({ keepAlive: true, maxSockets: concurrency }),
   }));
   const active = endpoints.filter((e) => e.config.enabled);
   let stopping = false;
@@ -122,7 +129,24 @@ export function createRelay(deps: RelayDeps): Relay {
   let loops: Promise<void>[] = [];
   const elapsed = () => clock.monotonic?.() ?? clock.now();
 
-  async function send(ep: Endpoint, delivery: DeliveryRow, body: string): Promise<void> {
+  /** POSTs over the endpoint's keep-alive agent; resolves with the status once the body has been read. */
+  function post(ep: Endpoint, body: string, headers: Record<string, string>): Promise<number> {
+    const url = new URL(ep.config.url);
+    const client = url.protocol === 'https:' ? https : http;
+    return new Promise((resolve, reject) => {
+      const signal = AbortSignal.any([AbortSignal.timeout(ep.config.timeoutSeconds * 1000), halt.signal]);
+      const req = client.request(url, { method: 'POST', agent: ep.agent, headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, signal }, (res) => {
+        res.resume(); // drain: the socket goes back to the pool
+        res.on('end', () => resolve(res.statusCode ?? 0));
+        res.on('error', reject);
+      });
+      req.on('error', (err) => reject(signal.aborted && signal.reason instanceof Error ? signal.reason : err));
+      req.end(body);
+    });
+  }
+
+  /** Sends one delivery; returns the attempt to record (undefined: abandoned because the relay is stopping). */
+  async function send(ep: Endpoint, delivery: DeliveryRow, body: string): Promise<RecordedAttempt | undefined> {
     const msgId = `evt_${String(delivery.eventId).padStart(12, '0')}`;
     const attemptAt = clock.now();
     const timestamp = new Date(Math.floor(attemptAt / 1000) * 1000);
@@ -137,16 +161,13 @@ export function createRelay(deps: RelayDeps): Relay {
     let status: number | null = null;
     let error: string | null = null;
     try {
-      const signal = AbortSignal.any([AbortSignal.timeout(ep.config.timeoutSeconds * 1000), halt.signal]);
-      const response = await doFetch(ep.config.url, { method: 'POST', headers, body, signal });
-      status = response.status;
-      await response.arrayBuffer().catch(() => undefined); // drain: the connection goes back to the pool
+      status = await post(ep, body, headers);
       if (status < 200 || status > 299) error = `HTTP ${status}`;
     } catch (err) {
-      const e = err as Error & { cause?: { code?: string } };
-      error = e.name === 'TimeoutError' ? `timeout after ${ep.config.timeoutSeconds}s` : (e.cause?.code ?? e.message ?? 'network error');
+      const e = err as Error & { code?: string };
+      error = e.name === 'TimeoutError' ? `timeout after ${ep.config.timeoutSeconds}s` : (e.code ?? e.message ?? 'network error');
     }
-    if (halt.signal.aborted) return; // stopping: not an attempt the endpoint failed
+    if (halt.signal.aborted) return undefined; // stopping: not an attempt the endpoint failed
     const durationMs = Math.max(0, Math.round(elapsed() - started));
     const attempt = delivery.attempts + 1;
     let state: DeliveryState = 'delivered';
@@ -160,28 +181,32 @@ export function createRelay(deps: RelayDeps): Relay {
       }
       logger.warn({ endpoint: ep.id, event: msgId, attempt, status, error, state }, state === 'failed' ? 'webhook delivery failed for good (redeliver to retry)' : 'webhook delivery failed; will retry');
     }
-    await recordDeliveryAttempt(db, ep.id, delivery.eventId, attempt, { at: attemptAt, status, durationMs, error, state, nextAttemptAt });
     deps.observer?.attempt?.(ep.id, state === 'pending' ? 'retry' : state, durationMs);
+    return { endpointId: ep.id, eventId: delivery.eventId, attempt, outcome: { at: attemptAt, status, durationMs, error, state, nextAttemptAt } };
   }
 
   /** One pass for one endpoint: scan to the outbox's end, then send the due stream heads. Returns the attempts made. */
   async function pass(ep: Endpoint): Promise<number> {
     const matches = (type: string) => eventMatches(ep.config.events, type);
     while ((await scanOutbox(db, ep.id, matches, batchSize, clock.now())) === batchSize && !stopping);
-    const due = await dueDeliveries(db, ep.id, clock.now(), concurrency * 8);
+    const due = await dueDeliveries(db, ep.id, clock.now(), passSize);
     if (due.length === 0) return 0;
     const bodies = new Map<number, string>();
     const rendered = await renderEvents(db, await eventsByIds(db, due.map((d) => d.eventId)), clock.now());
     for (const body of rendered) bodies.set(Number(body.id.slice(4)), JSON.stringify(body));
     let next = 0;
+    const done: RecordedAttempt[] = [];
     const worker = async () => {
       while (next < due.length && !stopping) {
         const delivery = due[next++]!;
         const body = bodies.get(delivery.eventId);
-        if (body !== undefined) await send(ep, delivery, body);
+        const attempt = body === undefined ? undefined : await send(ep, delivery, body);
+        if (attempt) done.push(attempt);
       }
     };
     await Promise.all(Array.from({ length: Math.min(concurrency, due.length) }, worker));
+    // One commit for the pass: a crash before it only means these are sent again (same webhook-id).
+    await recordDeliveryAttempts(db, done);
     return due.length;
   }
 
@@ -224,6 +249,7 @@ export function createRelay(deps: RelayDeps): Relay {
       halt.abort();
       wake.abort();
       await Promise.all(loops);
+      for (const ep of endpoints) ep.agent.destroy();
     },
   };
 }
