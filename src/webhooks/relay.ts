@@ -33,6 +33,9 @@ import {
   type RecordedAttempt,
 } from '../store/index.js';
 
+/** How long an idle endpoint trusts its earliest-retry instant before reading it again. */
+const RECHECK_MS = 5_000;
+
 /** An endpoint's stable id: a hash of its URL (config order may change). */
 export function endpointId(url: string): string {
   return `we_${createHash('sha256').update(url).digest('hex').slice(0, 16)}`;
@@ -186,9 +189,12 @@ export function createRelay(deps: RelayDeps): Relay {
   }
 
   /** One pass for one endpoint: scan to the outbox's end, then send the due stream heads. Returns the attempts made. */
-  async function pass(ep: Endpoint): Promise<number> {
+  async function pass(ep: Endpoint, quietUntil = 0): Promise<number> {
     const matches = (type: string) => eventMatches(ep.config.events, type);
-    while ((await scanOutbox(db, ep.id, matches, batchSize, clock.now())) === batchSize && !stopping);
+    let scanned = 0;
+    for (let n = batchSize; n === batchSize && !stopping; scanned += n) n = await scanOutbox(db, ep.id, matches, batchSize, clock.now());
+    // Nothing new and no stream head due before quietUntil: skip the pending-rows query (a large backlog makes it the cost of an idle poll).
+    if (scanned === 0 && clock.now() < quietUntil) return 0;
     const due = await dueDeliveries(db, ep.id, clock.now(), passSize);
     if (due.length === 0) return 0;
     const bodies = new Map<number, string>();
@@ -211,13 +217,17 @@ export function createRelay(deps: RelayDeps): Relay {
   }
 
   async function loop(ep: Endpoint): Promise<void> {
+    let quietUntil = 0;
     while (!stopping) {
       try {
-        if ((await pass(ep)) > 0) continue;
         const signal = wake.signal;
-        const at = await nextDeliveryAt(db, ep.id);
-        const until = Math.min(at ?? Infinity, clock.now() + pollMs);
-        if (!stopping) await clock.sleepUntil(until, signal);
+        if ((await pass(ep, quietUntil)) > 0) {
+          quietUntil = 0;
+          continue;
+        }
+        // The earliest retry, re-read at least every RECHECK_MS (a redelivery from another process makes a row due now).
+        if (clock.now() >= quietUntil) quietUntil = Math.min((await nextDeliveryAt(db, ep.id)) ?? Infinity, clock.now() + RECHECK_MS);
+        if (!stopping) await clock.sleepUntil(Math.min(quietUntil, clock.now() + pollMs), signal);
       } catch (err) {
         if (stopping) return;
         logger.error({ err, endpoint: ep.id }, 'webhook relay pass failed; retrying');
