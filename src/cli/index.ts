@@ -17,6 +17,7 @@ import { registerFakeGateway } from './fake-gateway.js';
 import { registerStatus } from './status.js';
 import { registerSubscriptions } from './subscriptions.js';
 import { registerBackup } from './backup.js';
+import { registerWebhooks } from './webhooks.js';
 
 /** Where a command reports its exit code; commander actions cannot return one. */
 export interface CommandContext {
@@ -43,6 +44,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   registerStatus(program, ctx);
   registerSubscriptions(program, ctx);
   registerBackup(program, ctx);
+  registerWebhooks(program, ctx);
   // Nested commands (`subscriptions list`) need it too, or commander would exit the process itself.
   const override = (command: Command): void => {
     for (const sub of command.commands) {

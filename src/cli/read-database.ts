@@ -80,7 +80,7 @@ async function openExisting(config: Config, purpose: 'read' | 'write'): Promise<
 }
 
 /** The CLI flag of a service filter parameter, for messages. */
-const FLAG_OF: Record<string, string> = { planId: '--plan', status: '--status', limit: '--limit', cursor: '--cursor', source: '--source', externalId: '--external-id', email: '--email', count: '--count' };
+const FLAG_OF: Record<string, string> = { endpoint: '--endpoint', eventId: '--event', planId: '--plan', status: '--status', limit: '--limit', cursor: '--cursor', source: '--source', externalId: '--external-id', email: '--email', count: '--count' };
 
 /** A FilterError as a usage error (exit 2) naming the flag instead of the API parameter. */
 export function asUsageError(err: unknown): unknown {

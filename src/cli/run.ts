@@ -8,6 +8,7 @@ import { configWarnings, type Config } from '../config/index.js';
 import { RebillError } from '../errors.js';
 import { createHttpServer, createMetrics, type HttpServer } from '../http/index.js';
 import { createLogger } from '../logger.js';
+import { createRelay, endpointId } from '../webhooks/index.js';
 import { lastEventId, migrateToLatest, toDbTime, type DaemonLock, type Db } from '../store/index.js';
 import { checkRemovedInUse, lockDatabaseOrReport, openDatabaseOrReport, printableUrl, verifyDatabaseOrReport } from './database.js';
 import { packageVersion, type CommandContext } from './index.js';
@@ -69,11 +70,15 @@ export function registerRun(program: Command, ctx: CommandContext): void {
         const gateways = daemonGateways(db, clock, config.gateways);
         const options = engineOptions(config.retry, config.scheduler);
         // Metrics first: the engine takes their observer when it is built, then the metrics read the engine.
-        const metrics = createMetrics({ db, clock, queueBound: options.queueBound, gateways: [...gateways.keys()] });
+        const webhookEndpoints = config.webhooks.filter((w) => w.enabled).map((w) => endpointId(w.url));
+        const metrics = createMetrics({ db, clock, queueBound: options.queueBound, gateways: [...gateways.keys()], webhookEndpoints });
         const engine = createEngine({ db, clock, gateways, logger, options, observer: metrics.engineObserver });
         metrics.attach(engine);
         // Before anything is written with it: a clock behind the stored changes refuses to collect (exit 1).
         await engine.checkStartClock();
+        // Endpoints are registered before seeding, so a first start delivers the seeds' events too.
+        const relay = createRelay({ db, clock, logger, webhooks: config.webhooks, observer: metrics.webhookObserver });
+        await relay.init();
         const created = await seed(db, config, logger, clock);
         await engine.recoverDeadOwners();
         // The cron sweep is the safety net; the engine's own timer wakes it for the earliest due instant.
@@ -97,7 +102,8 @@ export function registerRun(program: Command, ctx: CommandContext): void {
             databaseUrl: config.database.url,
             sweepIntervalMs: sweepIntervalMs(sweep, options.maxSleepMs),
             queueBound: options.queueBound,
-            webhookEndpoints: config.webhooks.length,
+            webhookEndpoints: webhookEndpoints.length,
+            webhookEndpointIds: webhookEndpoints,
           },
         });
         // Listening before the engine starts: a port in use stops the daemon before it collects anything.
@@ -108,6 +114,7 @@ export function registerRun(program: Command, ctx: CommandContext): void {
           return;
         }
         engine.start();
+        relay.start();
         logger.info(
           { config: file, database: printableUrl(config.database.url), http: address, plans: config.plans.length, seeded: created, gateways: [...gateways.keys()] },
           'rebill ready',
@@ -118,6 +125,7 @@ export function registerRun(program: Command, ctx: CommandContext): void {
         await server.close();
         await sweep.stop();
         const report = await engine.stop(config.scheduler.drainSeconds * 1000);
+        await relay.stop();
         const { drained } = report;
         for (const gateway of gateways.values()) await gateway.close?.();
         logger.info(report, drained ? 'stopped cleanly' : `stopped; ${report.leftForReconciliation} attempts left for reconciliation on the next start`);

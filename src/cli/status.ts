@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { systemClock } from '../clock.js';
-import { statusReport } from '../service/index.js';
+import { statusReport, type StatusReport } from '../service/index.js';
 import type { CommandContext } from './index.js';
 import { lineOutput } from './output.js';
 import { withReadDatabase } from './read-database.js';
@@ -33,11 +33,17 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
             ['due backlog', b.count === 0 ? '0' : `${b.count}, oldest due ${b.oldestDueAt} (${b.oldestDueAgeSeconds} s ago)`],
             ['failures (24 h)', `${report.failuresLast24h.rejected} declined (${report.failuresLast24h.hard} hard) since ${report.failuresLast24h.since}`],
             ['attempts', attempts || 'none'],
-            ['webhooks', `delivery not built yet; ${report.webhooks.events} events in the outbox`],
+            ['webhooks', webhookLine(report.webhooks)],
           ]);
           for (const line of lines) await out.line(line);
         }
         ctx.exitCode = 0;
       });
     });
+}
+
+/** `3 pending (oldest 2026-01-01T00:00:00.000Z, 12 s ago), 40 delivered, 0 failed; 43 events in the outbox`. */
+function webhookLine(w: StatusReport['webhooks']): string {
+  const pending = w.deliveries.pending === 0 ? '0 pending' : `${w.deliveries.pending} pending (oldest ${w.oldestPendingAt}, ${w.oldestPendingAgeSeconds} s ago)`;
+  return `${pending}, ${w.deliveries.delivered} delivered, ${w.deliveries.failed} failed; ${w.events} events in the outbox`;
 }

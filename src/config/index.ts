@@ -41,6 +41,7 @@ export {
   DEFAULT_GATEWAYS,
   GATEWAY_TYPES,
   WEBHOOK_EVENT_TYPES,
+  DEFAULT_WEBHOOK_RETRY_SCHEDULE,
   type Config,
   type PlanConfig,
   type GatewayConfig,

@@ -537,10 +537,27 @@ const webhookEventSchema = z.string().refine((event) => event === '*' || (WEBHOO
   error: (issue) => `expected "*", an event family (${EVENT_FAMILIES.join(', ')}) or an event type such as charge.succeeded; got ${describeValue(issue.input, issue.path)}`,
 });
 
+/** The default retry schedule of a webhook delivery (SPEC section 8); the last step repeats. */
+export const DEFAULT_WEBHOOK_RETRY_SCHEDULE = ['PT5S', 'PT5M', 'PT30M', 'PT2H', 'PT5H', 'PT10H'] as const;
+
+/** A Standard Webhooks secret: `whsec_` and the base64 of at least 16 bytes. */
+const webhookSecret = () =>
+  text().refine(
+    (value) => {
+      const match = /^whsec_([A-Za-z0-9+/]+={0,2})$/.exec(value);
+      return match !== null && match[1]!.length % 4 === 0 && Buffer.from(match[1]!, 'base64').length >= 16;
+    },
+    { error: 'expected a Standard Webhooks secret "whsec_<base64 of at least 16 bytes>"' },
+  );
+
 const webhookSchema = z.strictObject({
   url: httpUrl(),
-  secret: text(),
+  secret: webhookSecret(),
   events: z.array(webhookEventSchema).min(1).default(['*']),
+  enabled: z.boolean().default(true),
+  retrySchedule: z.array(isoDuration(false)).min(1).default([...DEFAULT_WEBHOOK_RETRY_SCHEDULE]),
+  maxAgeHours: z.number().positive().default(72),
+  timeoutSeconds: z.number().positive().max(300).default(15),
 });
 
 const loggingSchema = z.strictObject({

@@ -17,7 +17,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Clock } from '../clock.js';
 import type { Outcome } from '../domain/index.js';
 import type { CircuitState, Engine, EngineObserver } from '../engine/index.js';
-import { countByStatus, dueBacklog, type Db, type DueBacklog } from '../store/index.js';
+import { countByStatus, dueBacklog, webhookBacklog, type Db, type DueBacklog } from '../store/index.js';
 
 /** Prefix of every metric, the process defaults included. */
 export const METRIC_PREFIX = 'rebill_';
@@ -41,6 +41,13 @@ export interface MetricsDeps {
   readonly engine?: EngineView;
   /** false: no process/Node.js default metrics (default true). */
   readonly processMetrics?: boolean;
+  /** Enabled webhook endpoint ids (hashes of their URLs, never the URL): their series exist from the start. */
+  readonly webhookEndpoints?: readonly string[];
+}
+
+/** What the webhook relay reports (its RelayObserver). */
+export interface WebhookObserver {
+  attempt(endpoint: string, outcome: 'delivered' | 'retry' | 'failed' | 'pending', durationMs: number): void;
 }
 
 export interface Metrics {
@@ -55,6 +62,8 @@ export interface Metrics {
   authFailure(): void;
   /** Pass as `EngineDeps.observer`. */
   readonly engineObserver: EngineObserver;
+  /** Pass as the relay's observer. */
+  readonly webhookObserver: WebhookObserver;
   /** Gives the scrape-time gauges their engine (when it was not in deps). */
   attach(engine: EngineView): void;
 }
@@ -212,6 +221,58 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     },
   });
 
+  const hookEndpoints = deps.webhookEndpoints ?? [];
+  const deliveries = new Counter({
+    name: `${p}webhook_deliveries_total`,
+    help: 'Webhook delivery attempts by endpoint id and outcome (delivered, retry: failed and rescheduled, failed: past maxAgeHours).',
+    labelNames: ['endpoint', 'outcome'] as const,
+    registers,
+  });
+  const deliveryDuration = new Histogram({
+    name: `${p}webhook_delivery_duration_seconds`,
+    help: 'Duration of one webhook delivery attempt, by endpoint id.',
+    labelNames: ['endpoint'] as const,
+    buckets: CALL_BUCKETS,
+    registers,
+  });
+  for (const endpoint of hookEndpoints) for (const outcome of ['delivered', 'retry', 'failed']) deliveries.inc({ endpoint, outcome }, 0);
+  let hookRead: Promise<Awaited<ReturnType<typeof webhookBacklog>> | null> | null = null;
+  const hookBacklog = () =>
+    (hookRead ??= webhookBacklog(deps.db, hookEndpoints)
+      .catch(() => null)
+      .finally(() => {
+        hookRead = null;
+      }));
+  new Gauge({
+    name: `${p}webhook_backlog`,
+    help: 'Undelivered (pending) webhook deliveries, by endpoint id.',
+    labelNames: ['endpoint'] as const,
+    registers,
+    async collect() {
+      const rows = await hookBacklog();
+      for (const endpoint of hookEndpoints) this.set({ endpoint }, rows ? (rows.find((r) => r.endpointId === endpoint)?.pending ?? 0) : NaN);
+    },
+  });
+  new Gauge({
+    name: `${p}webhook_oldest_undelivered_age_seconds`,
+    help: 'Age of the oldest undelivered webhook event, by endpoint id (0 when none).',
+    labelNames: ['endpoint'] as const,
+    registers,
+    async collect() {
+      const rows = await hookBacklog();
+      for (const endpoint of hookEndpoints) {
+        const oldest = rows?.find((r) => r.endpointId === endpoint)?.oldestAt ?? null;
+        this.set({ endpoint }, rows ? (oldest === null ? 0 : Math.max(0, deps.clock.now() - oldest) / 1000) : NaN);
+      }
+    },
+  });
+  const webhookObserver: WebhookObserver = {
+    attempt(endpoint, outcome, durationMs) {
+      deliveries.inc({ endpoint, outcome });
+      deliveryDuration.observe({ endpoint }, durationMs / 1000);
+    },
+  };
+
   const engineObserver: EngineObserver = {
     gatewayCallStarted({ gateway, kind, lagSeconds }) {
       if (kind === 'send' && lagSeconds !== null) lag.observe({ gateway }, lagSeconds);
@@ -234,6 +295,7 @@ export function createMetrics(deps: MetricsDeps): Metrics {
   return {
     registry,
     engineObserver,
+    webhookObserver,
     attach(next) {
       engine = next;
     },

@@ -4,7 +4,7 @@
  */
 import type { Clock } from '../clock.js';
 import type { Engine } from '../engine/index.js';
-import { databaseProbe, dueBacklog, lastEventId, type DatabaseProbeResult, type Db } from '../store/index.js';
+import { databaseProbe, dueBacklog, webhookBacklog, type DatabaseProbeResult, type Db } from '../store/index.js';
 import type { ReadinessInputs } from './readiness.js';
 
 /** What readiness needs to know about the daemon's settings. */
@@ -15,8 +15,10 @@ export interface ReadinessSettings {
   readonly sweepIntervalMs: number;
   /** The engine's queueBound (most subscriptions it holds at once). */
   readonly queueBound: number;
-  /** Configured webhook endpoints. */
+  /** Enabled webhook endpoints. */
   readonly webhookEndpoints: number;
+  /** Their ids (a disabled or removed endpoint's backlog does not count). */
+  readonly webhookEndpointIds?: readonly string[];
 }
 
 /** Gathers ReadinessInputs; create once per daemon (the database file's identity is taken then). */
@@ -29,11 +31,15 @@ export function readinessProbe(deps: { db: Db; engine: Engine; clock: Clock; set
     const now = clock.now();
     const stats = engine.stats();
     let backlog: ReadinessInputs['backlog'] = null;
-    let events: number | null = null;
+    let hooks: ReadinessInputs['webhooks']['backlog'] = null;
     if (database.ok) {
       try {
         backlog = await dueBacklog(db, now);
-        events = await lastEventId(db);
+        if (settings.webhookEndpoints > 0) {
+          const rows = await webhookBacklog(db, settings.webhookEndpointIds);
+          const oldest = rows.flatMap((r) => (r.oldestAt === null ? [] : [r.oldestAt]));
+          hooks = { pending: rows.reduce((n, r) => n + r.pending, 0), oldestAt: oldest.length ? Math.min(...oldest) : null };
+        }
       } catch {
         backlog = null; // reported as a failed check; the probe said yes a moment ago, so this is rare
       }
@@ -49,7 +55,7 @@ export function readinessProbe(deps: { db: Db; engine: Engine; clock: Clock; set
       queueBound: settings.queueBound,
       circuits: engine.circuits(),
       backlog,
-      webhooks: { endpoints: settings.webhookEndpoints, events },
+      webhooks: { endpoints: settings.webhookEndpoints, backlog: hooks },
     };
   };
 }

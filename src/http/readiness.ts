@@ -35,6 +35,8 @@ export const SWEEP_FAIL_MIN_MS = 10_000;
 /** The oldest due item warns after this many sweep intervals of waiting, and never sooner than BACKLOG_WARN_MIN_MS. */
 export const BACKLOG_WARN_INTERVALS = 5;
 export const BACKLOG_WARN_MIN_MS = 60_000;
+/** The oldest undelivered webhook event warns once it is this old (a retry schedule's first steps fit well inside). */
+export const WEBHOOK_BACKLOG_WARN_MS = 15 * 60_000;
 /** Queue saturation (held / bound) that warns. */
 export const QUEUE_WARN_RATIO = 0.9;
 /** Sweeps failed in a row that fail readiness (fewer warn: one failure is retried with backoff). */
@@ -58,8 +60,8 @@ export interface ReadinessInputs {
   readonly circuits: readonly CircuitView[];
   /** Due work waiting in the database; null when the database did not answer. */
   readonly backlog: { readonly count: number; readonly oldestDueAt: number | null } | null;
-  /** Configured webhook endpoints, and the events written to the outbox so far (null: database down). */
-  readonly webhooks: { readonly endpoints: number; readonly events: number | null };
+  /** Enabled webhook endpoints, and their undelivered (pending) deliveries with the oldest one's event instant (null: database down). */
+  readonly webhooks: { readonly endpoints: number; readonly backlog: { readonly pending: number; readonly oldestAt: number | null } | null };
 }
 
 /** Builds the document; its status is the worst of the checks. */
@@ -124,13 +126,16 @@ export function evaluateReadiness(input: ReadinessInputs): HealthDocument {
   const hooks = input.webhooks;
   if (hooks.endpoints === 0) {
     checks['webhooks:backlog'] = check('pass', 0, 'events', 'no webhooks configured');
+  } else if (hooks.backlog === null) {
+    checks['webhooks:backlog'] = check('fail', 'unknown', undefined, 'the webhook backlog could not be read');
   } else {
-    // Delivery is a later issue: with endpoints configured, every event written is undelivered. Say so.
+    const age = hooks.backlog.oldestAt === null ? 0 : Math.max(0, input.now - hooks.backlog.oldestAt);
+    const late = age > WEBHOOK_BACKLOG_WARN_MS;
     checks['webhooks:backlog'] = check(
-      'warn',
-      hooks.events ?? 'unknown',
-      hooks.events === null ? undefined : 'events',
-      'webhook delivery is not built in this version: events are written to the outbox (GET /v1/events later) but not sent',
+      late ? 'warn' : 'pass',
+      seconds(age),
+      's',
+      late ? `${hooks.backlog.pending} webhook deliveries pending; the oldest event has waited ${seconds(age)} s` : undefined,
     );
   }
 

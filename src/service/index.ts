@@ -14,3 +14,4 @@ export * from './commands.js';
 export * from './events.js';
 export * from './plans.js';
 export * from './import.js';
+export * from './webhooks.js';

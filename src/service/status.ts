@@ -2,7 +2,7 @@
  * `rebill status` (and later an API view of it): what an operator asks first.
  */
 import { iso, type SubscriptionStatus } from '../domain/index.js';
-import { countAttemptsByState, countByStatus, countEvents, dueBacklog, rejectedAttemptsSince, type Db } from '../store/index.js';
+import { countAttemptsByState, countByStatus, countDeliveriesByState, countEvents, dueBacklog, rejectedAttemptsSince, webhookBacklog, type Db } from '../store/index.js';
 
 const DAY_MS = 24 * 3_600_000;
 
@@ -17,11 +17,11 @@ export interface StatusReport {
   /** Attempts by state, since the database began. */
   attempts: Record<string, number>;
   /**
-   * Webhook delivery is not built yet: the outbox holds the events, and
-   * nothing sends them, so there is no delivery backlog to report. `events`
-   * is how many the outbox holds.
+   * Webhook delivery (SPEC section 8): the events in the outbox, the
+   * deliveries by state over every endpoint, and the oldest undelivered
+   * (pending) event.
    */
-  webhooks: { deliveryBuilt: false; events: number; backlog: null; note: string };
+  webhooks: { events: number; deliveries: { pending: number; delivered: number; failed: number }; oldestPendingAt: string | null; oldestPendingAgeSeconds: number | null };
 }
 
 /** Builds the status report as of `now` (read-only). */
@@ -32,6 +32,9 @@ export async function statusReport(db: Db, now: number): Promise<StatusReport> {
   const failures = await rejectedAttemptsSince(db, since);
   const attempts = await countAttemptsByState(db);
   const events = await countEvents(db);
+  const deliveries = await countDeliveriesByState(db);
+  const pendingAt = (await webhookBacklog(db)).flatMap((r) => (r.oldestAt === null ? [] : [r.oldestAt]));
+  const oldest = pendingAt.length ? Math.min(...pendingAt) : null;
   const total = Object.values(counts).reduce((a, b) => a + b, 0);
   return {
     at: iso(now),
@@ -43,6 +46,11 @@ export async function statusReport(db: Db, now: number): Promise<StatusReport> {
     },
     failuresLast24h: { rejected: failures.count, hard: failures.hard, since: iso(since) },
     attempts,
-    webhooks: { deliveryBuilt: false, events, backlog: null, note: 'webhook delivery is not built yet: events are stored in the outbox, none are sent' },
+    webhooks: {
+      events,
+      deliveries,
+      oldestPendingAt: oldest === null ? null : iso(oldest),
+      oldestPendingAgeSeconds: oldest === null ? null : Math.max(0, Math.floor((now - oldest) / 1000)),
+    },
   };
 }

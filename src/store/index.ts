@@ -7,3 +7,4 @@ export * from './admin-queries.js';
 export * from './probe.js';
 export * from './idempotency.js';
 export * from './backup.js';
+export * from './webhooks.js';

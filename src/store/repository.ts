@@ -746,7 +746,18 @@ export async function listEvents(db: Conn, afterId = 0, limit = 1000, filter: Ev
   if (filter.type !== undefined) q = filter.type.endsWith('.*') ? q.where('type', 'like', `${filter.type.slice(0, -1)}%`) : q.where('type', '=', filter.type);
   if (filter.subscriptionId !== undefined) q = q.where('subscription_id', '=', filter.subscriptionId);
   const rows = await q.orderBy('id').limit(limit).execute();
-  return rows.map((r) => ({
+  return rows.map(storedEvent);
+}
+
+/** The events with these ids, in id order (the webhook relay renders them). */
+export async function eventsByIds(db: Conn, ids: readonly number[]): Promise<StoredEvent[]> {
+  if (ids.length === 0) return [];
+  const rows = await db.selectFrom('events').selectAll().where('id', 'in', [...ids]).orderBy('id').execute();
+  return rows.map(storedEvent);
+}
+
+function storedEvent(r: { id: number; type: string; subscription_id: string | null; cycle: number | null; attempt: number | null; occurred_at: string; payload: string }): StoredEvent {
+  return {
     id: Number(r.id),
     type: r.type,
     subscriptionId: r.subscription_id,
@@ -754,7 +765,7 @@ export async function listEvents(db: Conn, afterId = 0, limit = 1000, filter: Ev
     attempt: r.attempt === null ? null : Number(r.attempt),
     at: fromDbTime(r.occurred_at),
     data: JSON.parse(r.payload) as Record<string, unknown>,
-  }));
+  };
 }
 
 /** The id of the newest event (0 when there is none): a cursor for "events written since". */

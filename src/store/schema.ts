@@ -115,6 +115,46 @@ export interface IdempotencyKeyTable {
   expires_at: string;
 }
 
+/** Migration 0004: webhook endpoints and their outbox cursor (SPEC section 8). */
+export interface WebhookEndpointTable {
+  id: string;
+  url: string;
+  cursor: number;
+  created_at: string;
+  updated_at: string;
+}
+
+/** Migration 0004: one row per (endpoint, event) to deliver. */
+export interface WebhookDeliveryTable {
+  endpoint_id: string;
+  event_id: number;
+  subscription_id: string | null;
+  event_type: string;
+  event_at: string;
+  state: string;
+  attempts: Generated<number>;
+  next_attempt_at: string | null;
+  last_attempt_at: string | null;
+  last_status: number | null;
+  last_duration_ms: number | null;
+  last_error: string | null;
+  delivered_at: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+/** Migration 0004: every delivery attempt. */
+export interface WebhookAttemptTable {
+  id: Generated<number>;
+  endpoint_id: string;
+  event_id: number;
+  attempt: number;
+  at: string;
+  status: number | null;
+  duration_ms: number;
+  error: string | null;
+}
+
 export interface Database {
   customers: CustomerTable;
   subscriptions: SubscriptionTable;
@@ -123,4 +163,7 @@ export interface Database {
   events: EventTable;
   simulator_ledger: SimulatorLedgerTable;
   idempotency_keys: IdempotencyKeyTable;
+  webhook_endpoints: WebhookEndpointTable;
+  webhook_deliveries: WebhookDeliveryTable;
+  webhook_attempts: WebhookAttemptTable;
 }

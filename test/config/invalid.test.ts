@@ -296,10 +296,17 @@ const cases: Case[] = [
   },
   {
     name: 'a webhook subscribed to a misspelt event type is rejected',
-    text: yaml('webhooks:', '  - url: "https://hooks.example/rebill"', '    secret: s', '    events: [charge.suceeded]', ...PLAN),
+    text: yaml('webhooks:', '  - url: "https://hooks.example/rebill"', '    secret: whsec_MDEyMzQ1Njc4OWFiY2RlZg==', '    events: [charge.suceeded]', ...PLAN),
     path: 'webhooks[0].events[0]',
     message: 'got "charge.suceeded"',
     line: 4,
+  },
+  {
+    name: 'a webhook secret that is not whsec_<base64> is rejected, without repeating it',
+    text: yaml('webhooks:', '  - url: "https://hooks.example/rebill"', '    secret: s3cret', ...PLAN),
+    path: 'webhooks[0].secret',
+    message: 'expected a Standard Webhooks secret "whsec_<base64 of at least 16 bytes>"',
+    line: 3,
   },
   {
     name: 'a seed subscription on an unknown plan is rejected',

@@ -74,8 +74,10 @@ describe('defaults', () => {
   });
 
   it('webhooks default to every event', () => {
-    const config = parseConfig(yaml('webhooks: [{ url: "https://h.example/x", secret: s }]', ...PLAN), 'w.yaml', {});
-    expect(config.webhooks).toEqual([{ url: 'https://h.example/x', secret: 's', events: ['*'] }]);
+    const config = parseConfig(yaml('webhooks: [{ url: "https://h.example/x", secret: "whsec_MDEyMzQ1Njc4OWFiY2RlZg==" }]', ...PLAN), 'w.yaml', {});
+    expect(config.webhooks).toEqual([
+      { url: 'https://h.example/x', secret: 'whsec_MDEyMzQ1Njc4OWFiY2RlZg==', events: ['*'], enabled: true, retrySchedule: ['PT5S', 'PT5M', 'PT30M', 'PT2H', 'PT5H', 'PT10H'], maxAgeHours: 72, timeoutSeconds: 15 },
+    ]);
   });
 
   it('more attempts than default delays repeat the last delay; fewer use a prefix', () => {
@@ -177,9 +179,9 @@ describe('environment expansion', () => {
 
   it('a relative ${file:...} path is read next to the config file', () => {
     const dir = mkdtempSync(join(tmp, 'rel-'));
-    writeFileSync(join(dir, 'hook_secret'), 'whsec_abc\r\n');
+    writeFileSync(join(dir, 'hook_secret'), 'whsec_MDEyMzQ1Njc4OWFiY2RlZg==\r\n');
     writeFileSync(join(dir, 'rebill.yaml'), yaml('webhooks: [{ url: "https://h.example/x", secret: "${file:hook_secret}" }]', ...PLAN));
-    expect(loadConfig(join(dir, 'rebill.yaml'), {}).webhooks[0]!.secret).toBe('whsec_abc');
+    expect(loadConfig(join(dir, 'rebill.yaml'), {}).webhooks[0]!.secret).toBe('whsec_MDEyMzQ1Njc4OWFiY2RlZg==');
   });
 
   it('every unset variable is reported, not only the first', () => {

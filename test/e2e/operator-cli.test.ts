@@ -94,7 +94,7 @@ describe('operator CLI beside a running daemon', () => {
     expect(report.subscriptions).toEqual({ active: BULK + 2, paused: 0, stopped: 0, terminated: 1, total: BULK + 3 });
     expect(report.failuresLast24h).toMatchObject({ rejected: 2, hard: 1 });
     expect(report.attempts).toMatchObject({ captured: 1, rejected: 2 });
-    expect(report.webhooks).toMatchObject({ deliveryBuilt: false });
+    expect(report.webhooks).toMatchObject({ deliveries: { pending: 0, delivered: 0, failed: 0 }, oldestPendingAt: null });
 
     const human = await cli(['status', '--config', config]);
     expect(human.code).toBe(0);
@@ -202,7 +202,7 @@ describe('operator CLI refusals', () => {
     for (const args of [['status'], ['subscriptions', 'list'], ['subscriptions', 'show', 'x']]) {
       const old = await cli([...args, '--config', config]);
       expect(old.code, args.join(' ')).toBe(1);
-      expect(old.stderr).toMatch(/^database .* has an older schema \(missing 0001_initial, 0002_attempt_outage, 0003_idempotency_keys\): run `rebill migrate`\n$/);
+      expect(old.stderr).toMatch(/^database .* has an older schema \(missing 0001_initial, 0002_attempt_outage, 0003_idempotency_keys, 0004_webhook_deliveries\): run `rebill migrate`\n$/);
     }
   });
 });

@@ -19,7 +19,7 @@ function healthy(overrides: Partial<ReadinessInputs> = {}): ReadinessInputs {
     queueBound: 500,
     circuits: [{ gateway: 'cp', state: 'closed', since: NOW - 60_000, consecutiveFailures: 0, reopenAt: null }],
     backlog: { count: 0, oldestDueAt: null },
-    webhooks: { endpoints: 0, events: 12 },
+    webhooks: { endpoints: 0, backlog: { pending: 0, oldestAt: null } },
     ...overrides,
   };
 }
@@ -48,7 +48,7 @@ describe('evaluateReadiness', () => {
   });
 
   it('database: fails with the probe error, and the backlog is unknown', () => {
-    const input = healthy({ database: { ok: false, ms: 251, error: 'database is locked by another process' }, backlog: null, webhooks: { endpoints: 0, events: null } });
+    const input = healthy({ database: { ok: false, ms: 251, error: 'database is locked by another process' }, backlog: null, webhooks: { endpoints: 0, backlog: null } });
     const doc = evaluateReadiness(input);
     expect(doc.status).toBe('fail');
     expect(doc.checks['database:responseTime']![0]).toMatchObject({ status: 'fail', observedValue: 251, output: 'database is locked by another process' });
@@ -103,10 +103,16 @@ describe('evaluateReadiness', () => {
     expect(only(late, 'backlog:oldestDue')).toMatchObject({ status: 'warn', observedValue: 300, output: '3 due items; the oldest has waited 300 s' });
   });
 
-  it('webhooks:backlog warns, honestly, when webhooks are configured (delivery is not built yet)', () => {
-    const hooks = healthy({ webhooks: { endpoints: 1, events: 12 } });
-    expect(only(hooks, 'webhooks:backlog')).toMatchObject({ status: 'warn', observedValue: 12, output: expect.stringMatching(/not built in this version/) });
-    expect(evaluateReadiness(hooks).status).toBe('warn');
+  it('webhooks:backlog passes while the oldest undelivered event is young, warns past 15 minutes, fails when unreadable', () => {
+    const now = healthy().now;
+    const young = healthy({ webhooks: { endpoints: 1, backlog: { pending: 3, oldestAt: now - 60_000 } } });
+    expect(only(young, 'webhooks:backlog')).toMatchObject({ status: 'pass', observedValue: 60, observedUnit: 's' });
+    const empty = healthy({ webhooks: { endpoints: 1, backlog: { pending: 0, oldestAt: null } } });
+    expect(only(empty, 'webhooks:backlog')).toMatchObject({ status: 'pass', observedValue: 0 });
+    const late = healthy({ webhooks: { endpoints: 2, backlog: { pending: 12, oldestAt: now - 16 * 60_000 } } });
+    expect(only(late, 'webhooks:backlog')).toMatchObject({ status: 'warn', observedValue: 960, output: '12 webhook deliveries pending; the oldest event has waited 960 s' });
+    const unknown = healthy({ webhooks: { endpoints: 1, backlog: null } });
+    expect(only(unknown, 'webhooks:backlog')).toMatchObject({ status: 'fail' });
   });
 
   it('worst: fail > warn > pass', () => {

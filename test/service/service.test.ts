@@ -244,7 +244,7 @@ describe('status report', () => {
     expect(report.failuresLast24h).toMatchObject({ rejected: 2, hard: 1 });
     expect(report.dueBacklog).toEqual({ count: 0, oldestDueAt: null, oldestDueAgeSeconds: null });
     expect(report.attempts).toMatchObject({ captured: 2, rejected: 2, pending: 2 });
-    expect(report.webhooks.deliveryBuilt).toBe(false);
+    expect(report.webhooks.deliveries).toEqual({ pending: 0, delivered: 0, failed: 0 });
     expect(report.webhooks.events).toBeGreaterThan(0);
 
     // Two days on: the soft decline's retry (P1D) and the pending polls are overdue; the declines are older than 24 h.

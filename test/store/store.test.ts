@@ -67,6 +67,7 @@ describe('migrations', () => {
         ['0001_initial', 'Success'],
         ['0002_attempt_outage', 'Success'],
         ['0003_idempotency_keys', 'Success'],
+        ['0004_webhook_deliveries', 'Success'],
       ]);
     } finally {
       await other.destroy();

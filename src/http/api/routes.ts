@@ -21,6 +21,8 @@ import {
   getSubscriptionView,
   listCharges,
   listEventBodies,
+  listWebhookDeliveries,
+  redeliverEventCommand,
   listSubscriptions,
   pauseSubscriptionCommand,
   planObject as renderPlan,
@@ -33,6 +35,9 @@ import { runWrite } from './idempotency.js';
 import {
   chargeListQuery,
   chargeObject,
+  deliveryListQuery,
+  deliveryObject,
+  eventIdParams,
   eventListQuery,
   eventObject,
   idParams,
@@ -243,6 +248,40 @@ export function registerRoutes(api: Api, deps: AdminApiDeps): void {
       },
     },
     async (request) => listEventBodies(db, request.query, clock.now()),
+  );
+
+  api.get(
+    '/webhook-deliveries',
+    {
+      config: read,
+      schema: {
+        operationId: 'listWebhookDeliveries',
+        summary: 'Webhook deliveries, one per endpoint and event, by event id',
+        tags: tags('events'),
+        querystring: deliveryListQuery,
+        response: { 200: page(deliveryObject), ...errors },
+      },
+    },
+    async (request) => listWebhookDeliveries(db, request.query),
+  );
+
+  api.post(
+    '/events/:id/redeliver',
+    {
+      config: write,
+      schema: {
+        operationId: 'redeliverEvent',
+        summary: "Send an event's webhooks again",
+        description: 'Its deliveries (delivered or failed) go back to pending, due now; they keep the same webhook-id.',
+        tags: tags('events'),
+        headers: idempotencyHeader,
+        querystring: noQuery,
+        params: eventIdParams,
+        body: emptyInputSchema.optional(),
+        response: { 200: z.object({ data: z.array(deliveryObject) }), ...writeErrors, 404: problemObject.meta({ description: 'no such event' }) },
+      },
+    },
+    (request, reply) => runWrite(request, reply, deps, async (trx, now) => ({ status: 200, body: await redeliverEventCommand(trx, request.params.id, now) })),
   );
 
   api.get(

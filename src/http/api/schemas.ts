@@ -43,6 +43,13 @@ export const eventListQuery = z.strictObject({
   limit: text('page size, 1..500 (default 100)'),
 });
 
+export const deliveryListQuery = z.strictObject({
+  status: text('pending | delivered | failed'),
+  endpoint: text('an endpoint id (we_..., a hash of its URL)'),
+  eventId: text('one event (evt_000000000042)'),
+  ...paging,
+});
+
 export const scheduleQuery = z.strictObject({ count: text('how many due dates, 1..100 (default 12)') });
 
 /** Routes that take no query parameters refuse any: `POST /v1/subscriptions?dryRun=true` must not create. */
@@ -118,6 +125,23 @@ export const eventObject = z
     data: z.object({ subscription: subscriptionObject.nullable().optional(), charge: chargeObject.optional(), link: z.object({ url: z.string() }).optional() }).loose(),
   })
   .register(apiRegistry, { id: 'Event' });
+
+export const deliveryObject = z
+  .object({
+    endpoint: z.string().meta({ description: 'endpoint id: a hash of its URL' }),
+    eventId: z.string(),
+    eventType: z.string(),
+    subscriptionId: z.string().nullable(),
+    status: z.enum(['pending', 'delivered', 'failed']),
+    attempts: z.number().int(),
+    nextAttemptAt: nullableInstant,
+    lastAttemptAt: nullableInstant,
+    lastStatusCode: z.number().int().nullable(),
+    lastDurationMs: z.number().int().nullable(),
+    lastError: z.string().nullable(),
+    deliveredAt: nullableInstant,
+  })
+  .register(apiRegistry, { id: 'WebhookDelivery' });
 
 export const planObject = z
   .object({
