@@ -3,9 +3,10 @@
  * cursor into the outbox and one delivery row per subscribed event; every
  * attempt is recorded. The relay (src/webhooks) decides what to send when.
  */
-import { sql } from 'kysely';
+import { sql, type Selectable } from 'kysely';
 import { fromDbTime, toDbTime, type Db } from './db.js';
 import type { Conn } from './repository.js';
+import type { WebhookDeliveryTable } from './schema.js';
 
 export type DeliveryState = 'pending' | 'delivered' | 'failed';
 
@@ -27,21 +28,7 @@ export interface DeliveryRow {
 
 const ms = (text: string | null): number | null => (text === null ? null : fromDbTime(text));
 
-function toRow(r: {
-  endpoint_id: string;
-  event_id: number;
-  subscription_id: string | null;
-  event_type: string;
-  event_at: string;
-  state: string;
-  attempts: number;
-  next_attempt_at: string | null;
-  last_attempt_at: string | null;
-  last_status: number | null;
-  last_duration_ms: number | null;
-  last_error: string | null;
-  delivered_at: string | null;
-}): DeliveryRow {
+function toRow(r: Selectable<WebhookDeliveryTable>): DeliveryRow {
   return {
     endpointId: r.endpoint_id,
     eventId: Number(r.event_id),
