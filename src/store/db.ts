@@ -134,23 +134,17 @@ function statOrUndefined(path: string): ReturnType<typeof statSync> | undefined 
   }
 }
 
-function writable(path: string): boolean {
+function hasAccess(path: string, mode: number): boolean {
   try {
-    accessSync(path, constants.W_OK);
+    accessSync(path, mode);
     return true;
   } catch {
     return false;
   }
 }
 
-function readable(path: string): boolean {
-  try {
-    accessSync(path, constants.R_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const writable = (path: string): boolean => hasAccess(path, constants.W_OK);
+const readable = (path: string): boolean => hasAccess(path, constants.R_OK);
 
 function corruptError(path: string, detail: string, cause?: unknown): RebillError {
   return new RebillError(
