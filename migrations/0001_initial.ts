@@ -4,14 +4,10 @@
  * Portable SQL only (SQLite and PostgreSQL): instants are fixed-width UTC ISO
  * text (`2025-01-31T00:00:00.000Z`, so text order is time order), money is
  * integer minor units, JSON is text. The one dialect difference, an
- * auto-incrementing key for the outbox, is chosen by `idColumnType`.
+ * auto-incrementing key for the outbox, is chosen by `serialKeyType`.
  */
 import { sql, type Kysely } from 'kysely';
-import { PostgresAdapter } from 'kysely';
-
-function idColumnType(db: Kysely<any>) {
-  return db.getExecutor().adapter instanceof PostgresAdapter ? sql`bigserial` : sql`integer`;
-}
+import { serialKeyType } from './dialect.js';
 
 export async function up(db: Kysely<any>): Promise<void> {
   await db.schema
@@ -125,7 +121,7 @@ export async function up(db: Kysely<any>): Promise<void> {
 
   await db.schema
     .createTable('events')
-    .addColumn('id', idColumnType(db), (c) => c.primaryKey())
+    .addColumn('id', serialKeyType(db), (c) => c.primaryKey())
     .addColumn('type', 'text', (c) => c.notNull())
     .addColumn('subscription_id', 'text')
     .addColumn('cycle', 'integer')

@@ -4,9 +4,12 @@
  * outbox, one row per (endpoint, event) the endpoint subscribes to, and one
  * row per delivery attempt (status, duration, error).
  *
- * Never edit once released: add a new numbered migration.
+ * Never edit once released: add a new numbered migration. (Edited once, for
+ * PostgreSQL, which no release ran it on: the SQL it runs on SQLite is the
+ * same as released; test/store/sqlite-schema.test.ts holds that schema.)
  */
 import type { Kysely } from 'kysely';
+import { eventIdType, isPostgres, serialKeyType } from './dialect.js';
 
 export async function up(db: Kysely<any>): Promise<void> {
   await db.schema
@@ -14,14 +17,14 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('id', 'text', (c) => c.primaryKey())
     .addColumn('url', 'text', (c) => c.notNull())
     // The last outbox event id scanned for this endpoint: later events get delivery rows in batches.
-    .addColumn('cursor', 'integer', (c) => c.notNull())
+    .addColumn('cursor', eventIdType(db), (c) => c.notNull())
     .addColumn('created_at', 'text', (c) => c.notNull())
     .addColumn('updated_at', 'text', (c) => c.notNull())
     .execute();
   await db.schema
     .createTable('webhook_deliveries')
     .addColumn('endpoint_id', 'text', (c) => c.notNull())
-    .addColumn('event_id', 'integer', (c) => c.notNull())
+    .addColumn('event_id', eventIdType(db), (c) => c.notNull())
     .addColumn('subscription_id', 'text')
     .addColumn('event_type', 'text', (c) => c.notNull())
     .addColumn('event_at', 'text', (c) => c.notNull())
@@ -42,9 +45,9 @@ export async function up(db: Kysely<any>): Promise<void> {
   await db.schema.createIndex('webhook_deliveries_state').on('webhook_deliveries').columns(['state', 'event_id']).execute();
   await db.schema
     .createTable('webhook_attempts')
-    .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+    .addColumn('id', serialKeyType(db), (c) => (isPostgres(db) ? c.primaryKey() : c.primaryKey().autoIncrement()))
     .addColumn('endpoint_id', 'text', (c) => c.notNull())
-    .addColumn('event_id', 'integer', (c) => c.notNull())
+    .addColumn('event_id', eventIdType(db), (c) => c.notNull())
     .addColumn('attempt', 'integer', (c) => c.notNull())
     .addColumn('at', 'text', (c) => c.notNull())
     .addColumn('status', 'integer')

@@ -4,10 +4,13 @@
 import { accessSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import SQLite from 'better-sqlite3';
+import pg from 'pg';
 import {
   CompiledQuery,
   Kysely,
   Migrator,
+  PostgresAdapter,
+  PostgresDialect,
   sql,
   SqliteAdapter,
   SqliteDialect,
@@ -25,8 +28,28 @@ import type { Database } from './schema.js';
 export type Db = Kysely<Database>;
 
 export interface OpenOptions {
-  /** `full` (default) fsyncs every commit: a money ledger must not lose an acknowledged write. */
+  /** SQLite: `full` (default) fsyncs every commit: a money ledger must not lose an acknowledged write. */
   readonly synchronous?: 'full' | 'normal';
+  /** PostgreSQL: most connections this process opens (default 10). */
+  readonly poolSize?: number;
+}
+
+/** Which database is underneath a Db. */
+export type Dialect = 'sqlite' | 'postgres';
+
+/** The dialect of an open database (from kysely's adapter: the one thing both dialects answer the same way). */
+export function dialectOf(db: Db): Dialect {
+  return db.getExecutor().adapter instanceof PostgresAdapter ? 'postgres' : 'sqlite';
+}
+
+/** True for a `postgres://` or `postgresql://` URL. */
+export function isPostgresUrl(url: string): boolean {
+  return /^postgres(ql)?:\/\//.test(url);
+}
+
+/** A database URL as it may be shown: a PostgreSQL password is replaced by `***`. */
+export function redactDatabaseUrl(url: string): string {
+  return url.replace(/^(postgres(?:ql)?:\/\/[^:@/]*):[^@/]*@/, '$1:***@');
 }
 
 /**
@@ -37,6 +60,7 @@ export interface OpenOptions {
  * not writable, parent missing, ...), not SQLite's bare "unable to open".
  */
 export function openDatabase(url: string, options: OpenOptions = {}): Db {
+  if (isPostgresUrl(url)) return openPostgres(url, options);
   const path = sqlitePath(url);
   if (path !== ':memory:') checkDatabasePath(path);
   let sqlite: SQLite.Database;
@@ -74,13 +98,31 @@ function kyselyOver(sqlite: SQLite.Database): Db {
   return new Kysely<Database>({ dialect: new TransactionalSqliteDialect({ database: withStatementCache(sqlite) }, sqlite) });
 }
 
-/** The file path of a `sqlite:` URL; PostgreSQL and anything else are refused (the config schema refuses them first). */
+/**
+ * Opens a pooled PostgreSQL database. Nothing connects until the first query.
+ * `bigint` columns (int8: amounts in minor units, outbox ids, counts) come back
+ * as JavaScript numbers, as they do from SQLite: every value rebill stores in
+ * one is far below 2^53. Instants stay fixed-width UTC ISO text in both
+ * dialects (see migrations/0001_initial.ts), so every query reads the same.
+ */
+function openPostgres(url: string, options: OpenOptions): Db {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize ?? 10,
+    types: { getTypeParser: (oid: number, format?: string) => (oid === INT8_OID ? parseInt8 : pg.types.getTypeParser(oid, format as 'text')) } as pg.CustomTypesConfig,
+  });
+  // An idle client that loses its server (a restart) must not crash the process; the next query reconnects.
+  pool.on('error', () => {});
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}
+
+const INT8_OID = 20;
+const parseInt8 = (text: string): number => Number(text);
+
+/** The file path of a `sqlite:` URL; anything else is refused (the config schema refuses it first). */
 function sqlitePath(url: string): string {
   if (url.startsWith('sqlite:')) return url.slice('sqlite:'.length);
-  if (/^postgres(ql)?:\/\//.test(url)) {
-    throw new RebillError('DATABASE_UNSUPPORTED', 'the PostgreSQL backend is not available in this version; use sqlite:<path>');
-  }
-  throw new RebillError('DATABASE_URL_INVALID', `database.url must be sqlite:<path> or postgres://...; got "${url}"`);
+  throw new RebillError('DATABASE_URL_INVALID', `database.url must be sqlite:<path> or postgres://...; got "${redactDatabaseUrl(url)}"`);
 }
 
 /**
@@ -273,8 +315,7 @@ function withStatementCache(sqlite: SQLite.Database, size = 500): SQLite.Databas
  * migrated by a newer rebill. Empty for a database never migrated.
  */
 export async function unknownMigrations(db: Db): Promise<string[]> {
-  const table = await sql<{ n: number }>`select count(*) as n from sqlite_master where type = 'table' and name = 'kysely_migration'`.execute(db);
-  if (Number(table.rows[0]?.n ?? 0) === 0) return [];
+  if (!(await tableExists(db, 'kysely_migration'))) return [];
   const applied = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(db);
   return applied.rows.map((r) => r.name).filter((name) => !Object.hasOwn(migrations, name));
 }
@@ -306,6 +347,16 @@ export async function migrateToLatest(db: Db): Promise<MigrationResultSet> {
     });
   }
   return result;
+}
+
+/** Whether a table exists (in PostgreSQL: in the connection's search path). Reads only the catalogue. */
+export async function tableExists(db: Db, name: string): Promise<boolean> {
+  const query =
+    dialectOf(db) === 'postgres'
+      ? sql<{ n: number }>`select count(*) as n from pg_catalog.pg_tables where tablename = ${name} and schemaname = any (current_schemas(false))`
+      : sql<{ n: number }>`select count(*) as n from sqlite_master where type = 'table' and name = ${name}`;
+  const rows = (await query.execute(db)).rows;
+  return Number(rows[0]?.n ?? 0) > 0;
 }
 
 /** Fixed-width UTC ISO text for an epoch-ms instant: the stored form of every timestamp. */

@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Transaction } from 'kysely';
-import { toDbTime, fromDbTime, type Db } from './db.js';
+import { dialectOf, toDbTime, fromDbTime, type Db } from './db.js';
 import type { Database } from './schema.js';
 
 type Trx = Transaction<Database>;
@@ -60,11 +60,25 @@ export async function claimIdempotencyKey(db: Db, request: IdempotencyRequest, n
     created_at: toDbTime(now),
     expires_at: toDbTime(now + times.ttlMs),
   };
+  // The insert decides a race for a new key: exactly one request inserts the row (the others
+  // find it). An existing key is then read under a row lock in PostgreSQL, so two requests that
+  // find it expired or abandoned take it over one at a time (SQLite's `begin immediate` already
+  // serialises the whole transaction).
   return db.transaction().execute(async (trx): Promise<IdempotencyClaim> => {
-    const row = await trx.selectFrom('idempotency_keys').selectAll().where('key', '=', request.key).executeTakeFirst();
+    const inserted = await trx
+      .insertInto('idempotency_keys')
+      .values({ key: request.key, ...claim })
+      .onConflict((oc) => oc.column('key').doNothing())
+      .returning('key')
+      .executeTakeFirst();
+    if (inserted) return { kind: 'claimed', token };
+    let read = trx.selectFrom('idempotency_keys').selectAll().where('key', '=', request.key);
+    if (dialectOf(db) === 'postgres') read = read.forUpdate();
+    const row = await read.executeTakeFirst();
     if (!row || fromDbTime(row.expires_at) <= now) {
-      if (row) await trx.deleteFrom('idempotency_keys').where('key', '=', request.key).execute();
-      await trx.insertInto('idempotency_keys').values({ key: request.key, ...claim }).execute();
+      // Expired (or purged between the two statements): this request starts the key afresh.
+      if (row) await trx.updateTable('idempotency_keys').set(claim).where('key', '=', request.key).execute();
+      else await trx.insertInto('idempotency_keys').values({ key: request.key, ...claim }).execute();
       return { kind: 'claimed', token };
     }
     if (row.request_hash !== request.requestHash) return { kind: 'mismatch', method: row.method, path: row.path };

@@ -21,7 +21,7 @@ import {
 } from '../domain/index.js';
 import { createSubscription as createTransition } from '../domain/index.js';
 import { RebillError } from '../errors.js';
-import { fromDbTime, toDbTime, type Db } from './db.js';
+import { dialectOf, fromDbTime, tableExists, toDbTime, type Db } from './db.js';
 import type { AttemptTable, Database, SubscriptionTable } from './schema.js';
 
 export type Trx = Transaction<Database>;
@@ -127,12 +127,19 @@ async function insertRows(trx: Trx, table: keyof Database, rows: ReadonlyArray<R
   if (rows.length === 0) return;
   const columns = Object.keys(rows[0]!);
   const head = `insert into "${table}" (${columns.map((c) => `"${c}"`).join(', ')}) values `;
+  // PostgreSQL numbers its parameters ($1, $2, ...); SQLite takes `?`.
+  const numbered = dialectOf(trx) === 'postgres';
   const tuple = `(${columns.map(() => '?').join(', ')})`;
   for (let i = 0; i < rows.length; i += perStatement) {
     const chunk = rows.slice(i, i + perStatement);
     const params: unknown[] = [];
     for (const row of chunk) for (const column of columns) params.push(row[column] ?? null);
-    await trx.executeQuery(CompiledQuery.raw(head + new Array<string>(chunk.length).fill(tuple).join(', '), params));
+    let text = head + new Array<string>(chunk.length).fill(tuple).join(', ');
+    if (numbered) {
+      let n = 0;
+      text = text.replace(/\?/g, () => `$${++n}`);
+    }
+    await trx.executeQuery(CompiledQuery.raw(text, params));
   }
 }
 
@@ -836,8 +843,7 @@ export async function liveUsage(db: Db, column: 'plan_id' | 'gateway'): Promise<
 
 /** Whether the schema has been created (a read-only check of a file that may never have been migrated). */
 export async function hasSubscriptionsTable(db: Db): Promise<boolean> {
-  const row = await sql<{ n: number }>`select count(*) as n from sqlite_master where type = 'table' and name = 'subscriptions'`.execute(db);
-  return Number(row.rows[0]?.n ?? 0) > 0;
+  return tableExists(db, 'subscriptions');
 }
 
 /** Work that is due and not yet done: how many rows, and since when the oldest has waited (readiness, metrics, `rebill status`). */

@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { toDbTime } from '../../src/store/index.js';
 import { expectProblem, expectRefused } from '../support/api-checks.js';
 import { startApi, type ApiHarness } from '../support/api-harness.js';
+import { refuseInserts } from '../support/db-faults.js';
 
 const CREATE = '/v1/subscriptions';
 const body = { planId: 'gold-monthly', paymentToken: 'tok_ok', startDate: '2026-04-01', metadata: { order: '1001' } };
@@ -171,7 +172,7 @@ describe('Idempotency-Key', () => {
 
   it('a 5xx is not stored: the change rolled back, the key is free, the client sees a title only', async () => {
     api = await startApi();
-    await sql`create trigger refuse_subscriptions before insert on subscriptions begin select raise(abort, 'disk on fire at /srv/rebill/secret.ts:12'); end`.execute(api.tmp.db);
+    const lift = await refuseInserts(api.tmp.db, 'subscriptions', 'disk on fire at /srv/rebill/secret.ts:12');
     const before = await api.dump();
     const failed = await api.call('POST', CREATE, { body, headers: key('k-500') });
     expectProblem(failed, 500);
@@ -179,7 +180,7 @@ describe('Idempotency-Key', () => {
     expect(await api.dump()).toEqual(before);
     const failedWithoutKey = await api.call('POST', CREATE, { body });
     expect(failedWithoutKey.body).toEqual({ type: 'about:blank', title: 'Internal Server Error', status: 500 });
-    await sql`drop trigger refuse_subscriptions`.execute(api.tmp.db);
+    await lift();
     const retried = await api.call('POST', CREATE, { body, headers: key('k-500') });
     expect(retried.status).toBe(201);
     expect(retried.headers.get('idempotent-replayed')).toBeNull();

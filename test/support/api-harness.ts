@@ -9,10 +9,8 @@ import { VirtualClock } from '../../src/clock.js';
 import { parseConfig, type Config } from '../../src/config/index.js';
 import type { Engine } from '../../src/engine/index.js';
 import { createHttpServer, type HttpServer } from '../../src/http/index.js';
-import { migrateToLatest, openDatabase } from '../../src/store/index.js';
 import { dumpTables, type TableDump } from './db-dump.js';
 import { daemonEngine, openTempDb, testServerDeps, type TempDb } from './engine-harness.js';
-import { removeDir } from './temp.js';
 
 export const WRITE_TOKEN = 'test-write-token-0123456789';
 export const READ_TOKEN = 'test-read-token-0123456789';
@@ -134,18 +132,7 @@ async function serve(config: Config, tmp: TempDb, clock: VirtualClock, options: 
     dump: (dumpOptions) => dumpTables(tmp.db, dumpOptions),
     async reopen() {
       await stop();
-      await tmp.db.destroy();
-      const db = openDatabase(`sqlite:${tmp.file}`);
-      await migrateToLatest(db);
-      const reopened: TempDb = {
-        db,
-        dir: tmp.dir,
-        file: tmp.file,
-        async close() {
-          await db.destroy();
-          removeDir(tmp.dir);
-        },
-      };
+      const reopened = await tmp.reopen();
       return serve(config, reopened, clock, { ...options, startEngine: options.startEngine ?? false });
     },
     async close() {

@@ -6,7 +6,18 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
-import { migrateToLatest, openDatabase, type Db, type OpenOptions } from '../../src/store/index.js';
+import { migrateToLatest, openDatabase, type Db, type Dialect, type OpenOptions } from '../../src/store/index.js';
+import { createTestPostgres } from './postgres.js';
+
+/** Both dialects, for `describe.each(DIALECTS)`: one suite, two databases. */
+export const DIALECTS: readonly Dialect[] = ['sqlite', 'postgres'];
+
+/**
+ * The dialect of this test run: vitest's `postgres` project (vitest.config.ts)
+ * runs the portable suites again with REBILL_TEST_DIALECT=postgres, so one
+ * suite serves both databases without a line of its own changing.
+ */
+export const TEST_DIALECT: Dialect = process.env.REBILL_TEST_DIALECT === 'postgres' ? 'postgres' : 'sqlite';
 
 /** A fresh directory `rebill-<name>-XXXXXX` under the OS temp dir; the caller removes it. */
 export function tempDir(name: string): string {
@@ -26,28 +37,58 @@ export function fileTempDir(name: string): string {
 
 export interface TempDb {
   readonly db: Db;
+  readonly dialect: Dialect;
+  /** The database's URL (`sqlite:<file>` or `postgres://.../<fresh database>`). */
+  readonly url: string;
   readonly dir: string;
-  /** Path of the SQLite file inside `dir`. */
+  /** Path of the SQLite file inside `dir` (PostgreSQL: unused, but inside `dir` too). */
   readonly file: string;
   close(): Promise<void>;
+  /** Closes this connection and opens the same database again (a restart); the new handle's close removes it all. */
+  reopen(): Promise<TempDb>;
 }
 
 /**
  * A migrated SQLite database at `<dir>/<file>` (default `x.db`) in a fresh temp directory
  * `rebill-<name>-` (default `engine`); `close` destroys it and removes the directory.
  */
-export async function openTempDb(options: OpenOptions = {}, where: { name?: string; file?: string } = {}): Promise<TempDb> {
+export async function openTempDb(options: OpenOptions = {}, where: { name?: string; file?: string; dialect?: Dialect } = {}): Promise<TempDb> {
+  const dialect = where.dialect ?? TEST_DIALECT;
   const dir = tempDir(where.name ?? 'engine');
   const file = join(dir, where.file ?? 'x.db');
-  const db = openDatabase(`sqlite:${file}`, options);
-  await migrateToLatest(db);
+  const server = dialect === 'postgres' ? await createTestPostgres(where.name ?? 'engine') : null;
+  const url = server ? server.url : `sqlite:${file}`;
+  const db = openDatabase(url, options);
+  try {
+    await migrateToLatest(db);
+  } catch (err) {
+    await db.destroy();
+    await server?.drop();
+    removeDir(dir);
+    throw err;
+  }
+  return handle(db, dialect, url, dir, file, options, async () => {
+    await server?.drop();
+    removeDir(dir);
+  });
+}
+
+function handle(db: Db, dialect: Dialect, url: string, dir: string, file: string, options: OpenOptions, remove: () => Promise<void>): TempDb {
   return {
     db,
+    dialect,
+    url,
     dir,
     file,
     async close() {
       await db.destroy();
-      removeDir(dir);
+      await remove();
+    },
+    async reopen() {
+      await db.destroy();
+      const again = openDatabase(url, options);
+      await migrateToLatest(again);
+      return handle(again, dialect, url, dir, file, options, remove);
     },
   };
 }
