@@ -6,7 +6,15 @@ import { defineConfig } from 'vitest/config';
  * (test/support/postgres.ts). A suite joins this list once everything it
  * touches works on PostgreSQL.
  */
-const PORTABLE_SUITES = ['test/store/store.test.ts', 'test/store/batch-rows.test.ts', 'test/store/postgres.test.ts', 'test/service/service.test.ts'];
+const PORTABLE_SUITES = [
+  'test/store/store.test.ts',
+  'test/store/batch-rows.test.ts',
+  'test/store/postgres.test.ts',
+  'test/service/service.test.ts',
+  'test/service/import.test.ts',
+  'test/http/api-*.test.ts',
+  'test/webhooks/*.test.ts',
+];
 
 export default defineConfig({
   test: {
