@@ -532,7 +532,7 @@ export function beginAttempt(
   reconcileAt: number,
 ): Transition & { key: string; cycle: number; attempt: number } {
   let cycle = sub.nextCycle;
-  if (sub.nextAttempt === 1 && !sub.schedule.backfill) {
+  if (sub.nextAttempt === 1 && !sub.schedule.backfill && laterCycleDue(sub, cycle, now)) {
     const current = currentCycle(sub, now);
     for (; cycle < current && exists(sub, cycle + 1); cycle++);
   }
@@ -549,8 +549,27 @@ export function beginAttempt(
   };
 }
 
+/** Canonical instant text: UTC ISO-8601 with `Z`, milliseconds only when not zero (`2025-01-31T00:00:00Z`). */
 export function iso(ms: number): string {
+  // Date's own formatting for years 0-9999 (the same text as luxon's, which costs a DateTime per log line).
+  const date = new Date(ms);
+  const year = date.getUTCFullYear();
+  if (year >= 0 && year <= 9999) {
+    const text = date.toISOString();
+    return text.endsWith('.000Z') ? `${text.slice(0, -5)}Z` : text;
+  }
   return DateTime.fromMillis(ms, { zone: 'utc' }).toISO({ suppressMilliseconds: true })!;
+}
+
+/**
+ * Whether a cycle after `n` is already due at `now`, i.e. whether the current
+ * period is past cycle n (due instants increase with the cycle number). Only
+ * then is the catch-up scan worth running: in the common case (the row's
+ * cycle is the current one) the memoised due instant of n + 1 answers it
+ * without building a DateTime and searching for the current cycle per charge.
+ */
+function laterCycleDue(sub: Subscription, n: number, now: number): boolean {
+  return cycleDueAt(sub, n + 1) <= now;
 }
 
 /**
@@ -562,7 +581,7 @@ export function iso(ms: number): string {
 export function advanceAfter(sub: Subscription, settledCycle: number, now: number): Transition {
   let next = settledCycle + 1;
   const first = next;
-  if (!sub.schedule.backfill && sub.status === 'active') {
+  if (!sub.schedule.backfill && sub.status === 'active' && laterCycleDue(sub, first, now)) {
     const current = currentCycle(sub, now);
     for (; next < current && exists(sub, next); next++);
   }

@@ -9,25 +9,34 @@ import type { PlanConfig, RetryConfig, SchedulerConfig, SeedSubscription } from 
 import { subscriptionFromPlan, type CollectionPolicy, type SubscriptionRequest } from '../domain/index.js';
 import { createGateways, type Gateway, type GatewayConfig, type SimLedgerEntry, type SimulatorLedger } from '../gateways/index.js';
 import { RebillError } from '../errors.js';
-import { createSubscriptionsBatch, getLedgerEntry, listLedgerEntries, liveUsage, putLedgerEntry, type Db } from '../store/index.js';
+import { createSubscriptionsBatch, hotPathStore, liveUsage, type Db } from '../store/index.js';
 import { formatAmount } from '../money/index.js';
 import type { EngineOptions } from './engine.js';
 
 /**
  * The simulator's ledger kept in the daemon's own database: a daemon that
  * restarts and re-sends a key gets the original result, as from a real gateway.
+ *
+ * An entry is not committed on its own (that was one fsync per charge): it is
+ * staged on the hot-path store and written by the engine's next commit, at
+ * the latest the group commit that records the outcome of the call it
+ * answered. A crash between the simulated call and that commit loses the
+ * entry AND the outcome together: the attempt is still in_flight, the
+ * restarted daemon asks the simulator, which says not_found, and the same key
+ * is sent again. Nothing was recorded as charged, so nothing is charged twice.
  */
 export function databaseSimulatorLedger(db: Db, clock: Clock, gateway: string): SimulatorLedger {
+  const store = hotPathStore(db);
   return {
     async get(key) {
-      const text = await getLedgerEntry(db, gateway, key);
+      const text = await store.ledgerEntry(gateway, key);
       return text === undefined ? undefined : (JSON.parse(text) as SimLedgerEntry);
     },
     async put(entry) {
-      await putLedgerEntry(db, gateway, entry.key, JSON.stringify(entry), clock.now());
+      store.stageLedgerEntry(gateway, entry.key, JSON.stringify(entry), clock.now());
     },
     async list() {
-      return (await listLedgerEntries(db, gateway)).map((text) => JSON.parse(text) as SimLedgerEntry);
+      return (await store.ledgerEntries(gateway)).map((text) => JSON.parse(text) as SimLedgerEntry);
     },
   };
 }

@@ -1,53 +1,44 @@
 /**
- * Group commit for attempt outcomes (DESIGN.md "Intent, call, outcome").
+ * Recording: group commit for attempt outcomes (DESIGN.md "Intent, call, outcome").
  *
- * Outcomes arriving within a few milliseconds are written in one transaction:
- * attempt state, the subscription's next step and the events. Each caller's
- * promise resolves only after that commit, so nothing that depends on an
- * outcome (a log line that says "captured", the next claim) runs before it is
- * durable. Each row is re-read inside the transaction and its lease checked:
- * an API pause/cancel made meanwhile is respected, and a daemon whose lease
- * expired (another daemon took over) records nothing.
+ * Outcomes arriving within a few milliseconds are written in one transaction
+ * at one instant: attempt state, the subscription's next step, the cycle rows
+ * and the events, plus the simulator ledger entries staged meanwhile. Each
+ * caller's promise resolves only after that commit, so nothing that depends
+ * on an outcome (a log line that says "captured", the next claim) runs before
+ * it is durable.
  *
- * The attempt row is re-read too. A gateway callback settles an attempt
- * without the lease (the gateway does not wait for it), so while this daemon
- * was asking the gateway about a pending attempt, the callback may already
- * have recorded the capture and moved the subscription on. Recording the
- * answer again would count the cycle twice and emit a second
- * charge.succeeded: an attempt that is no longer open (captured or rejected)
- * is left as it is and only the lease is given back.
+ * Each outcome is written only if the row still has this claim's lease and
+ * the version the engine last saw; otherwise the store re-reads it (see
+ * HotPathStore.recordOutcomes): a daemon whose lease expired (another daemon
+ * took over) records nothing, and an API pause/cancel made meanwhile is
+ * respected. A gateway callback settles an attempt without the lease (the
+ * gateway does not wait for it), and writes its subscription in the same
+ * transaction, so the version moved: while this daemon was asking the
+ * gateway about a pending attempt, the callback may already have recorded
+ * the capture and moved the subscription on. Recording the answer again
+ * would count the cycle twice and emit a second charge.succeeded: an attempt
+ * that is no longer open (captured or rejected) is left as it is and only
+ * the lease is given back.
  */
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
-import { isOpenAttemptState, settleAttempt, type AttemptInfo, type AttemptState, type CollectionPolicy, type Outcome, type Subscription } from '../domain/index.js';
-import { attemptStates, getRows, inTransaction, releaseLeases, updateAttempt, writeTransitions, type Db } from '../store/index.js';
-import type { DomainEvent, Transition } from '../domain/index.js';
+import { settleAttempt, type AttemptInfo, type CollectionPolicy, type Outcome, type Subscription } from '../domain/index.js';
+import type { HotPathStore, OutcomeWrite, OutcomeWritten } from '../store/index.js';
 
 export interface OutcomeItem {
-  readonly subscriptionId: string;
   /** The claim token that must still own the row's lease. */
   readonly token: string;
-  /** The attempt as this daemon knows it (only this lease holder changes it). */
+  /** The row as this daemon last wrote (intent) or claimed (status query) it, and its version then. */
+  readonly subscription: Subscription;
+  readonly version: number;
+  /** The attempt as this daemon knows it. */
   readonly attempt: AttemptInfo;
   readonly outcome: Outcome;
   readonly policy: CollectionPolicy;
 }
 
-export type OutcomeResult =
-  | {
-      readonly kind: 'written';
-      readonly subscription: Subscription;
-      readonly state: AttemptState;
-      readonly cycle: number;
-      readonly attempt: number;
-      /** The events written with it (the engine logs the cycle.skipped ones). */
-      readonly events: readonly DomainEvent[];
-    }
-  /** The gateway never saw the key: the lease is kept and the caller sends the same key again. */
-  | { readonly kind: 'resend' }
-  | { readonly kind: 'lease_lost' }
-  /** The attempt was settled meanwhile by someone else (a gateway callback): nothing written, the lease released. */
-  | { readonly kind: 'already_settled'; readonly state: AttemptState };
+export type OutcomeResult = OutcomeWritten;
 
 type Entry = { item: OutcomeItem; resolve: (r: OutcomeResult) => void; reject: (e: unknown) => void };
 
@@ -56,11 +47,15 @@ export class GroupCommitWriter {
   private timer: ReturnType<typeof setTimeout> | null = null;
   private flushing: Promise<void> = Promise.resolve();
 
+  /**
+   * @param maxBatch outcomes per commit at most: one claim batch fits in one commit.
+   * @param delayMs how long the first outcome of a batch waits for others.
+   */
   constructor(
-    private readonly db: Db,
+    private readonly store: HotPathStore,
     private readonly clock: Clock,
     private readonly logger: Logger,
-    private readonly maxBatch = 200,
+    private readonly maxBatch = 500,
     private readonly delayMs = 2,
   ) {}
 
@@ -73,7 +68,7 @@ export class GroupCommitWriter {
     });
   }
 
-  /** Writes everything buffered now; resolves when all earlier flushes are done too. */
+  /** Writes everything buffered now (and any staged ledger entry); resolves when all earlier flushes are done too. */
   flush(): Promise<void> {
     if (this.timer) {
       clearTimeout(this.timer);
@@ -81,21 +76,21 @@ export class GroupCommitWriter {
     }
     const batch = this.buffer;
     this.buffer = [];
-    this.flushing = this.flushing.then(() => (batch.length ? this.write(batch) : undefined));
+    this.flushing = this.flushing.then(() => (batch.length ? this.write(batch) : this.store.flushStaged()));
     return this.flushing;
   }
 
   private async write(batch: Entry[]): Promise<void> {
     try {
-      const results = await inTransaction(this.db, (trx) => this.apply(trx, batch.map((e) => e.item)));
-      batch.forEach((e, i) => e.resolve(results[i]!));
+      const results = await this.store.recordOutcomes(this.clock.now(), batch.map((e) => toWrite(e.item)));
+      batch.forEach((e, i) => e.resolve(this.logged(e.item, results[i]!)));
     } catch (err) {
       // One bad row must not hold back the others: retry each outcome in its own transaction.
       this.logger.warn({ err, batch: batch.length }, 'outcome batch failed; writing one by one');
       for (const e of batch) {
         try {
-          const [result] = await inTransaction(this.db, (trx) => this.apply(trx, [e.item]));
-          e.resolve(result!);
+          const [result] = await this.store.recordOutcomes(this.clock.now(), [toWrite(e.item)]);
+          e.resolve(this.logged(e.item, result!));
         } catch (itemErr) {
           e.reject(itemErr);
         }
@@ -103,45 +98,20 @@ export class GroupCommitWriter {
     }
   }
 
-  private async apply(trx: Parameters<Parameters<typeof inTransaction>[1]>[0], items: OutcomeItem[]): Promise<OutcomeResult[]> {
-    const now = this.clock.now();
-    const results: OutcomeResult[] = [];
-    const rows = await getRows(trx, items.map((i) => i.subscriptionId));
-    const states = await attemptStates(trx, items.map((i) => i.attempt.key));
-    const transitions: Transition[] = [];
-    const settledElsewhere = new Map<string, string[]>();
-    for (const item of items) {
-      const row = rows.get(item.subscriptionId);
-      if (row?.leaseOwner !== item.token) {
-        this.logger.warn({ subscriptionId: item.subscriptionId, key: item.attempt.key }, 'lease lost before the outcome was recorded; the new owner will reconcile');
-        results.push({ kind: 'lease_lost' });
-        continue;
-      }
-      // The state as stored now, not as this daemon last knew it: a callback may have settled it, or recorded it pending.
-      const attempt = { ...item.attempt, state: states.get(item.attempt.key) ?? item.attempt.state };
-      if (!isOpenAttemptState(attempt.state)) {
-        settledElsewhere.set(item.token, [...(settledElsewhere.get(item.token) ?? []), item.subscriptionId]);
-        results.push({ kind: 'already_settled', state: attempt.state });
-        continue;
-      }
-      const settlement = settleAttempt(row.subscription, attempt, item.outcome, now, item.policy);
-      await updateAttempt(trx, item.attempt.key, settlement.attempt, now, settlement.resend);
-      if (settlement.resend) {
-        results.push({ kind: 'resend' });
-        continue;
-      }
-      transitions.push(settlement);
-      results.push({
-        kind: 'written',
-        subscription: settlement.subscription,
-        state: settlement.attempt.state,
-        cycle: item.attempt.cycle,
-        attempt: item.attempt.attempt,
-        events: settlement.events,
-      });
+  private logged(item: OutcomeItem, result: OutcomeResult): OutcomeResult {
+    if (result.kind === 'lease_lost') {
+      this.logger.warn({ subscriptionId: item.subscription.id, key: item.attempt.key }, 'lease lost before the outcome was recorded; the new owner will reconcile');
     }
-    await writeTransitions(trx, transitions, now, 'release');
-    for (const [token, ids] of settledElsewhere) await releaseLeases(trx, token, ids);
-    return results;
+    return result;
   }
+}
+
+function toWrite(item: OutcomeItem): OutcomeWrite {
+  return {
+    token: item.token,
+    subscription: item.subscription,
+    version: item.version,
+    attempt: item.attempt,
+    settle: (subscription, attempt, now) => settleAttempt(subscription, attempt, item.outcome, now, item.policy),
+  };
 }

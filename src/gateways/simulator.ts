@@ -33,8 +33,11 @@ export interface SimLedgerEntry {
 
 /**
  * Where the simulator keeps its results. `put` replaces any entry with the
- * same key (a pending payment settling) and must be durable when it resolves:
- * the simulator answers only after it.
+ * same key (a pending payment settling); `get` sees it as soon as `put`
+ * resolves. The simulator answers only after `put`, so an entry must be
+ * durable no later than anything recorded from that answer: the file ledger
+ * fsyncs before `put` resolves; the daemon's database ledger is written by
+ * the same commit as the outcome the engine records (engine/runtime.ts).
  */
 export interface SimulatorLedger {
   get(key: string): Promise<SimLedgerEntry | undefined>;

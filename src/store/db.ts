@@ -95,7 +95,24 @@ export function openDatabaseReadOnly(url: string): Db | undefined {
 }
 
 function kyselyOver(sqlite: SQLite.Database): Db {
-  return new Kysely<Database>({ dialect: new TransactionalSqliteDialect({ database: withStatementCache(sqlite) }, sqlite) });
+  const db = new Kysely<Database>({ dialect: new TransactionalSqliteDialect({ database: withStatementCache(sqlite) }, sqlite) });
+  connections.set(db, sqlite);
+  return db;
+}
+
+/** The better-sqlite3 connection under each Db opened here. */
+const connections = new WeakMap<Db, SQLite.Database>();
+
+/**
+ * The better-sqlite3 connection under a Db opened by this module, for the
+ * engine's hot path (sqlite-hot-path.ts), which runs prepared statements in
+ * synchronous transactions on the SAME connection (never a second one to the
+ * same file: SQLite would make the two wait on each other's write lock).
+ * It must hold kysely's connection while it does (`db.connection()`), so no
+ * kysely transaction is ever open underneath it. Store modules only.
+ */
+export function sqliteConnectionOf(db: Db): SQLite.Database | undefined {
+  return connections.get(db);
 }
 
 /**

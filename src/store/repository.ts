@@ -30,6 +30,9 @@ export type Conn = Db | Trx;
 const t = (ms: number | null): string | null => (ms === null ? null : toDbTime(ms));
 const ms = (text: string | null): number | null => (text === null ? null : fromDbTime(text));
 
+/** `version = version + 1`: every write of a subscription's state (migration 0006). */
+const bumped = sql<number>`version + 1`;
+
 /** Maps a stored row to the domain type. */
 export function rowToSubscription(row: Selectable<SubscriptionTable>): Subscription {
   return {
@@ -175,7 +178,9 @@ export async function writeTransitions(trx: Trx, transitions: readonly Transitio
   const leaseColumns = lease === 'release' ? { lease_owner: null, lease_until: null } : {};
   for (const transition of transitions) {
     const sub = transition.subscription;
-    await trx.updateTable('subscriptions').set({ ...stateColumns(sub), ...leaseColumns }).where('id', '=', sub.id).execute();
+    // Every state write bumps the version: an engine outcome computed from the row as it was then
+    // (its conditional write names that version) finds it moved and settles against this one.
+    await trx.updateTable('subscriptions').set({ ...stateColumns(sub), ...leaseColumns, version: bumped }).where('id', '=', sub.id).execute();
     await writeCycles(trx, sub, transition.cycles, now);
   }
   const events = transitions.flatMap((t) => t.events);
@@ -453,7 +458,7 @@ export async function updateCustomerIn(trx: Trx, customerId: string | null, fiel
 
 /** Links a subscription to a customer (a PATCH that gave the first contact details). */
 export async function setSubscriptionCustomer(trx: Trx, id: string, customerId: string | null): Promise<void> {
-  await trx.updateTable('subscriptions').set({ customer_id: customerId }).where('id', '=', id).execute();
+  await trx.updateTable('subscriptions').set({ customer_id: customerId, version: bumped }).where('id', '=', id).execute();
 }
 
 /** True when a customer with this id exists. */
@@ -538,7 +543,8 @@ export async function getRows(trx: Conn, ids: readonly string[]): Promise<Map<st
  * so the next daemon picks them up at once instead of after the lease time.
  */
 export async function releaseLeases(db: Db, owner: string, ids?: readonly string[], dueNow?: number): Promise<void> {
-  const due = dueNow === undefined ? {} : { action_at: toDbTime(dueNow), work_at: toDbTime(dueNow) };
+  // Moving the work instant is a state write (it bumps the version); giving back a lease alone is not.
+  const due = dueNow === undefined ? {} : { action_at: toDbTime(dueNow), work_at: toDbTime(dueNow), version: bumped };
   let q = db.updateTable('subscriptions').set({ lease_owner: null, lease_until: null, ...due }).where('lease_owner', '=', owner);
   if (ids) {
     if (ids.length === 0) return;
@@ -575,7 +581,7 @@ export async function expireLeases(db: Db, ownerPrefix: string, now: number): Pr
   const nowText = toDbTime(now);
   await db
     .updateTable('subscriptions')
-    .set({ action_at: nowText, work_at: nowText })
+    .set({ action_at: nowText, work_at: nowText, version: bumped })
     .where(ownedBy(ownerPrefix))
     .where('next_action', '=', 'reconcile')
     .where('work_at', '>', nowText)
@@ -666,7 +672,8 @@ async function insertAttemptRows(trx: Trx, intents: readonly AttemptIntent[], at
     .execute();
 }
 
-function rowToAttempt(row: Selectable<AttemptTable>): AttemptInfo {
+/** Maps a stored attempt row to what the settlement logic reads. */
+export function rowToAttempt(row: Selectable<AttemptTable>): AttemptInfo {
   return {
     key: row.idempotency_key,
     cycle: Number(row.cycle),

@@ -46,6 +46,8 @@ export interface SubscriptionTable {
   metadata: string | null;
   created_at: string;
   updated_at: string;
+  /** Migration 0006: bumped by every write of the row's state (not by lease-only writes). */
+  version: Generated<number>;
 }
 
 export interface CycleTable {

@@ -1,0 +1,50 @@
+/**
+ * Recovery at start: leases held by dead daemons on this host are expired so
+ * their in-flight attempts are reconciled at once (the next sweep asks the
+ * gateway about the same key), and a clock behind the stored changes refuses
+ * to collect. The reconciliation itself is ordinary claiming: a row whose
+ * pointer says `reconcile` is claimed first and its status query made.
+ */
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import { iso } from '../domain/index.js';
+import { RebillError } from '../errors.js';
+import { expireLeases, latestChangeAt, leaseOwners, processAlive, type Db } from '../store/index.js';
+
+/**
+ * Expires leases held by dead processes on this host (a daemon killed with
+ * SIGKILL, or this container's previous run), so their in-flight attempts are
+ * reconciled now instead of after leaseSeconds. Returns how many rows.
+ */
+export async function recoverDeadOwners(db: Db, owner: string, now: number, logger: Logger): Promise<number> {
+  const host = `${hostname()}:`;
+  const dead = new Set<string>();
+  for (const claim of await leaseOwners(db, host)) {
+    const daemon = claim.split('/')[0]!;
+    if (daemon === owner) continue;
+    const pid = Number(daemon.slice(host.length).split(':')[0]);
+    // Our own pid under another name is a previous run of this process slot (pid 1 in a container).
+    if (Number.isInteger(pid) && (pid === process.pid || !processAlive(pid))) dead.add(daemon);
+  }
+  let expired = 0;
+  for (const daemon of dead) expired += await expireLeases(db, `${daemon}/`, now);
+  if (expired) logger.warn({ expired, owners: [...dead] }, 'expired the leases of dead daemons; their in-flight attempts will be reconciled');
+  return expired;
+}
+
+/**
+ * Start check (SPEC section 6): throws CLOCK_BEHIND_STORE when the clock
+ * reads earlier than the latest change stored (by more than the clock-jump
+ * limit): the clock went back, or another host with a clock ahead wrote last.
+ */
+export async function checkStartClock(db: Db, clock: Clock, maxClockJumpMs: number): Promise<void> {
+  const latest = await latestChangeAt(db);
+  const now = clock.now();
+  if (latest !== null && now + maxClockJumpMs < latest) {
+    throw new RebillError(
+      'CLOCK_BEHIND_STORE',
+      `refusing to collect: the clock reads ${iso(now)}, earlier than the latest change stored in the database (${iso(latest)}) by more than scheduler.maxClockJumpSeconds (${maxClockJumpMs / 1000} s); fix the clock (or wait until it passes that instant) and start again`,
+    );
+  }
+}

@@ -1,0 +1,356 @@
+/**
+ * The engine's hot path on SQLite (see hot-path.ts for the rules): prepared
+ * statements in synchronous better-sqlite3 transactions, on the daemon's one
+ * connection. kysely building and compiling each row's statement, and one
+ * awaited promise chain per statement, cost more than SQLite itself did
+ * (issue 10); here a whole claim or outcome batch is one synchronous call.
+ *
+ * Sharing the connection safely: every transaction here runs while holding
+ * kysely's connection (`db.connection()`), so it never starts inside a kysely
+ * transaction that is open between two awaits (an API request): better-sqlite3
+ * would make it a savepoint of that transaction, which could then roll it back.
+ * `begin immediate`, as kysely's driver does here: a CLI writer beside the
+ * daemon waits its busy_timeout instead of failing.
+ */
+import type SQLite from 'better-sqlite3';
+import type { Selectable } from 'kysely';
+import { isOpenAttemptState, type AttemptInfo, type AttemptUpdate, type CycleWrite, type DomainEvent, type Subscription } from '../domain/index.js';
+import { RebillError } from '../errors.js';
+import { sqliteConnectionOf, toDbTime, type Db } from './db.js';
+import {
+  ATTEMPT_UPDATE_COLUMNS,
+  attemptAfter,
+  changedColumns,
+  STATE_COLUMNS,
+  type Claimed,
+  type ClaimDecision,
+  type ClaimedRow,
+  type ClaimRequest,
+  type HotPathStore,
+  type OutcomeWrite,
+  type OutcomeWritten,
+} from './hot-path.js';
+import { rowToAttempt, rowToSubscription } from './repository.js';
+import type { AttemptTable, SubscriptionTable } from './schema.js';
+
+type SubscriptionRow = Selectable<SubscriptionTable>;
+type AttemptRow = Selectable<AttemptTable>;
+
+/** A simulator ledger entry waiting for the next hot-path commit. */
+interface StagedEntry {
+  readonly id: string;
+  readonly gateway: string;
+  readonly key: string;
+  readonly entry: string;
+  readonly at: number;
+}
+
+const UPSERT_CYCLE_HEAD = `insert into cycles (subscription_id, cycle, due_at, status, amount_minor, currency, attempts, settled_at, created_at)
+  values (?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (subscription_id, cycle) do update set status = excluded.status, `;
+const UPSERT_CYCLE = `${UPSERT_CYCLE_HEAD}attempts = excluded.attempts, settled_at = excluded.settled_at where cycles.status <> 'paid'`;
+const UPSERT_CYCLE_KEEP_ATTEMPTS = `${UPSERT_CYCLE_HEAD}settled_at = excluded.settled_at where cycles.status <> 'paid'`;
+
+const stores = new WeakMap<Db, HotPathStore>();
+
+/**
+ * The hot-path store of a Db: one per connection, shared by the engine and
+ * the simulator gateways built on the same Db, so a ledger entry the
+ * simulator stages is written by the engine's next commit.
+ */
+export function hotPathStore(db: Db): HotPathStore {
+  let store = stores.get(db);
+  if (!store) {
+    const sqlite = sqliteConnectionOf(db);
+    if (!sqlite) throw new RebillError('DATABASE_UNSUPPORTED', 'the engine hot path needs a database opened by openDatabase');
+    store = new SqliteHotPathStore(db, sqlite);
+    stores.set(db, store);
+  }
+  return store;
+}
+
+/** Thrown when a write that the transaction's own reads guarantee changes nothing: the batch rolls back. */
+function invariant(message: string): never {
+  throw new RebillError('STORE_INVARIANT', message);
+}
+
+class SqliteHotPathStore implements HotPathStore {
+  private readonly statements = new Map<string, SQLite.Statement>();
+  private readonly stagedEntries = new Map<string, StagedEntry>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly sqlite: SQLite.Database,
+  ) {}
+
+  get staged(): number {
+    return this.stagedEntries.size;
+  }
+
+  /** Prepared once per SQL text; a handful of texts in all (one per set of changed columns). */
+  private statement(source: string): SQLite.Statement {
+    let statement = this.statements.get(source);
+    if (!statement) {
+      statement = this.sqlite.prepare(source);
+      this.statements.set(source, statement);
+    }
+    return statement;
+  }
+
+  /**
+   * Runs `work` in one `begin immediate` transaction holding kysely's
+   * connection, after writing the staged ledger entries. They leave the stage
+   * only once committed: a failed transaction writes them again next time.
+   */
+  private exclusive<T>(work: () => T): Promise<T> {
+    return this.db.connection().execute(async () => {
+      if (this.sqlite.inTransaction) invariant('a transaction is already open on the connection');
+      const staged = [...this.stagedEntries.values()];
+      const result = this.sqlite
+        .transaction(() => {
+          for (const s of staged) this.writeLedgerEntry(s);
+          return work();
+        })
+        .immediate();
+      for (const s of staged) if (this.stagedEntries.get(s.id) === s) this.stagedEntries.delete(s.id);
+      return result;
+    });
+  }
+
+  claim(request: ClaimRequest, decide: (rows: readonly ClaimedRow[]) => readonly ClaimDecision[]): Promise<Claimed[]> {
+    if (request.limit <= 0) return Promise.resolve([]);
+    return this.exclusive(() => {
+      // Open attempts first (reconcile / poll: money may already be moving), then new collections:
+      // a restart after a shutdown with a backlog settles what it left behind before charging
+      // anyone new. RETURNING gives exactly the rows this statement leased, as they are now.
+      const open = this.claimRows(request, request.limit, true);
+      const fresh = open.length < request.limit ? this.claimRows(request, request.limit - open.length, false) : [];
+      const claimed: ClaimedRow[] = [...open, ...fresh].map((row) => ({ subscription: rowToSubscription(row), version: Number(row.version) }));
+      if (claimed.length === 0) return [];
+      const decisions = decide(claimed);
+      if (decisions.length !== claimed.length) invariant(`claim: ${decisions.length} decisions for ${claimed.length} rows`);
+      return claimed.map((row, i) => this.apply(row, decisions[i]!, request));
+    });
+  }
+
+  private claimRows(request: ClaimRequest, limit: number, openAttempts: boolean): SubscriptionRow[] {
+    const now = toDbTime(request.now);
+    const rows = this.statement(
+      `update subscriptions set lease_owner = ?, lease_until = ? where id in (
+         select id from subscriptions
+         where work_at <= ? and (lease_until is null or lease_until < ?) and next_action ${openAttempts ? 'in' : 'not in'} ('reconcile', 'poll')
+         order by work_at limit ?)
+       returning *`,
+    ).all(request.token, toDbTime(request.leaseUntil), now, now, limit) as SubscriptionRow[];
+    const order = (r: SubscriptionRow) => `${r.work_at ?? ''}\u0000${r.id}`;
+    return rows.sort((x, y) => (order(x) < order(y) ? -1 : order(x) > order(y) ? 1 : 0));
+  }
+
+  /** Writes one claimed row's decision inside the claim's transaction. */
+  private apply(row: ClaimedRow, decision: ClaimDecision, request: ClaimRequest): Claimed {
+    const { subscription: sub, version } = row;
+    switch (decision.kind) {
+      case 'begin': {
+        const next = decision.transition.subscription;
+        this.statement(
+          `insert into attempts (idempotency_key, subscription_id, cycle, attempt, gateway, mode, state, amount_minor, currency, sends, created_at, updated_at)
+           values (?, ?, ?, ?, ?, ?, 'in_flight', ?, ?, 1, ?, ?)`,
+        ).run(decision.attempt.key, sub.id, decision.attempt.cycle, decision.attempt.attempt, sub.gateway, sub.mode, sub.amount.amountMinor, sub.amount.currency, toDbTime(request.now), toDbTime(request.now));
+        if (!this.writeState(sub, version, next, request.token, false)) invariant(`claim: row ${sub.id} changed inside its own claim`);
+        this.writeCycles(next, decision.transition.cycles, request.now);
+        this.writeEvents(decision.transition.events);
+        return { subscription: sub, decision, version: version + 1 };
+      }
+      case 'settle': {
+        if (!this.writeState(sub, version, decision.transition.subscription, request.token, true)) invariant(`claim: row ${sub.id} changed inside its own claim`);
+        this.writeCycles(decision.transition.subscription, decision.transition.cycles, request.now);
+        this.writeEvents(decision.transition.events);
+        return { subscription: sub, decision, version: version + 1 };
+      }
+      case 'query': {
+        const stored = this.attemptRow(decision.key);
+        return { subscription: sub, decision, version, attempt: stored ? rowToAttempt(stored) : undefined };
+      }
+      case 'release':
+        this.releaseOne(request.token, sub.id, decision.dueAt);
+        return { subscription: sub, decision, version: decision.dueAt === undefined ? version : version + 1 };
+      case 'keep':
+        return { subscription: sub, decision, version };
+    }
+  }
+
+  recordOutcomes(now: number, items: readonly OutcomeWrite[]): Promise<OutcomeWritten[]> {
+    return this.exclusive(() => items.map((item) => this.recordOne(now, item)));
+  }
+
+  /**
+   * The common case costs no read: the row is written only if it still has
+   * this claim's lease and the version the engine last saw. Only when that
+   * changes 0 rows is the row read again (reread).
+   */
+  private recordOne(now: number, item: OutcomeWrite): OutcomeWritten {
+    const { subscription: sub, attempt } = item;
+    const settlement = item.settle(sub, attempt, now);
+    if (settlement.resend) {
+      const current = this.statement('select lease_owner, version from subscriptions where id = ?').get(sub.id) as Pick<SubscriptionRow, 'lease_owner' | 'version'> | undefined;
+      if (current?.lease_owner !== item.token || Number(current.version) !== item.version) return this.reread(now, item);
+      this.updateAttempt(attempt, settlement.attempt, true, now);
+      return { kind: 'resend', subscription: sub, version: item.version, attempt: attemptAfter(attempt, settlement.attempt, true) };
+    }
+    if (!this.writeState(sub, item.version, settlement.subscription, item.token, true)) return this.reread(now, item);
+    // Every writer that settles an attempt writes its subscription in the same transaction (and so bumps
+    // its version): with the version unchanged, the attempt is still as this daemon knows it.
+    this.updateAttempt(attempt, settlement.attempt, false, now);
+    this.writeCycles(settlement.subscription, settlement.cycles, now);
+    this.writeEvents(settlement.events);
+    return { kind: 'written', subscription: settlement.subscription, state: settlement.attempt.state, events: settlement.events };
+  }
+
+  /**
+   * The row was written meanwhile, or its lease moved. A daemon that lost its
+   * lease records nothing (the new owner reconciles the attempt). An attempt
+   * that is no longer open was settled by a gateway callback: its answer is
+   * not recorded twice, only the lease is given back. Otherwise the outcome
+   * is settled against the row and attempt as stored now (an API pause or
+   * cancel made meanwhile is respected).
+   */
+  private reread(now: number, item: OutcomeWrite): OutcomeWritten {
+    const id = item.subscription.id;
+    const row = this.statement('select * from subscriptions where id = ?').get(id) as SubscriptionRow | undefined;
+    if (row?.lease_owner !== item.token) return { kind: 'lease_lost' };
+    const stored = this.attemptRow(item.attempt.key);
+    const attempt: AttemptInfo = stored ? rowToAttempt(stored) : item.attempt;
+    if (!isOpenAttemptState(attempt.state)) {
+      this.releaseOne(item.token, id);
+      return { kind: 'already_settled', state: attempt.state };
+    }
+    const sub = rowToSubscription(row);
+    const version = Number(row.version);
+    const settlement = item.settle(sub, attempt, now);
+    if (settlement.resend) {
+      this.updateAttempt(attempt, settlement.attempt, true, now);
+      return { kind: 'resend', subscription: sub, version, attempt: attemptAfter(attempt, settlement.attempt, true) };
+    }
+    if (!this.writeState(sub, version, settlement.subscription, item.token, true)) invariant(`outcome: row ${id} changed between its read and its write`);
+    this.updateAttempt(attempt, settlement.attempt, false, now);
+    this.writeCycles(settlement.subscription, settlement.cycles, now);
+    this.writeEvents(settlement.events);
+    return { kind: 'written', subscription: settlement.subscription, state: settlement.attempt.state, events: settlement.events };
+  }
+
+  /**
+   * Writes the columns that differ between `before` (the row at `version`)
+   * and `after`, bumps the version and, with `release`, gives the lease back;
+   * only if the row still has this lease and version. False: 0 rows changed.
+   */
+  private writeState(before: Subscription, version: number, after: Subscription, token: string, release: boolean): boolean {
+    const { mask, values } = changedColumns(before, after);
+    const key = `state:${mask}:${release}`;
+    let statement = this.statements.get(key);
+    if (!statement) {
+      const set = STATE_COLUMNS.filter((_, i) => mask & (1 << i)).map((c) => `${c.column} = ?`);
+      set.push('version = version + 1');
+      if (release) set.push('lease_owner = null', 'lease_until = null');
+      statement = this.sqlite.prepare(`update subscriptions set ${set.join(', ')} where id = ? and lease_owner = ? and version = ?`);
+      this.statements.set(key, statement);
+    }
+    return statement.run(...values, before.id, token, version).changes === 1;
+  }
+
+  /** Writes an attempt's new state, only from the state this daemon knows (anything else is a broken invariant). */
+  private updateAttempt(attempt: AttemptInfo, update: AttemptUpdate, resend: boolean, now: number): void {
+    let mask = 0;
+    const values: unknown[] = [update.state];
+    for (let i = 0; i < ATTEMPT_UPDATE_COLUMNS.length; i++) {
+      const value = ATTEMPT_UPDATE_COLUMNS[i]!.value(update);
+      if (value === undefined) continue;
+      mask |= 1 << i;
+      values.push(value);
+    }
+    const key = `attempt:${mask}:${resend}`;
+    let statement = this.statements.get(key);
+    if (!statement) {
+      const set = ['state = ?', ...ATTEMPT_UPDATE_COLUMNS.filter((_, i) => mask & (1 << i)).map((c) => `${c.column} = ?`)];
+      if (resend) set.push('sends = sends + 1');
+      set.push('updated_at = ?');
+      statement = this.sqlite.prepare(`update attempts set ${set.join(', ')} where idempotency_key = ? and state = ?`);
+      this.statements.set(key, statement);
+    }
+    const changed = statement.run(...values, toDbTime(now), attempt.key, attempt.state).changes;
+    if (changed !== 1) invariant(`attempt ${attempt.key} is no longer ${attempt.state} although its subscription row was not written meanwhile`);
+  }
+
+  /** Upserts cycle history rows; a paid cycle never goes back to any other status. */
+  private writeCycles(sub: Subscription, cycles: readonly CycleWrite[], now: number): void {
+    for (const c of cycles) {
+      // A write without an attempt count (a cycle marked skipped) keeps the attempts already made.
+      const statement = this.statement(c.attempts !== undefined ? UPSERT_CYCLE : UPSERT_CYCLE_KEEP_ATTEMPTS);
+      statement.run(sub.id, c.cycle, toDbTime(c.dueAt), c.status, sub.amount.amountMinor, sub.amount.currency, c.attempts ?? 0, c.settledAt == null ? null : toDbTime(c.settledAt), toDbTime(now));
+    }
+  }
+
+  private writeEvents(events: readonly DomainEvent[]): void {
+    if (events.length === 0) return;
+    const statement = this.statement('insert into events (type, subscription_id, cycle, attempt, occurred_at, payload) values (?, ?, ?, ?, ?, ?)');
+    for (const e of events) statement.run(e.type, e.subscriptionId, e.cycle ?? null, e.attempt ?? null, toDbTime(e.at), JSON.stringify(e.data));
+  }
+
+  private attemptRow(key: string): AttemptRow | undefined {
+    return this.statement('select * from attempts where idempotency_key = ?').get(key) as AttemptRow | undefined;
+  }
+
+  /** Gives back one lease `token` holds; with `dueAt`, the row's work moves to that instant (a state write: version bumped). */
+  private releaseOne(token: string, id: string, dueAt?: number): void {
+    if (dueAt === undefined) {
+      this.statement('update subscriptions set lease_owner = null, lease_until = null where id = ? and lease_owner = ?').run(id, token);
+      return;
+    }
+    const at = toDbTime(dueAt);
+    this.statement('update subscriptions set lease_owner = null, lease_until = null, action_at = ?, work_at = ?, version = version + 1 where id = ? and lease_owner = ?').run(at, at, id, token);
+  }
+
+  release(token: string, ids: readonly string[], dueAt?: number): Promise<void> {
+    if (ids.length === 0) return Promise.resolve();
+    return this.exclusive(() => {
+      for (const id of ids) this.releaseOne(token, id, dueAt);
+    });
+  }
+
+  extendLeases(ownerPrefix: string, until: number): Promise<void> {
+    return this.exclusive(() => {
+      // Compared as text: LIKE would treat `_` and `%` in a host name as wildcards. `lease_owner is
+      // not null` lets the partial index subscriptions_leased narrow the rows first.
+      this.statement('update subscriptions set lease_until = ? where lease_owner is not null and substr(lease_owner, 1, ?) = ?').run(toDbTime(until), ownerPrefix.length, ownerPrefix);
+    });
+  }
+
+  stageLedgerEntry(gateway: string, key: string, entry: string, at: number): void {
+    const id = `${gateway}\u0000${key}`;
+    this.stagedEntries.set(id, { id, gateway, key, entry, at });
+  }
+
+  ledgerEntry(gateway: string, key: string): Promise<string | undefined> {
+    const staged = this.stagedEntries.get(`${gateway}\u0000${key}`);
+    if (staged) return Promise.resolve(staged.entry);
+    // A plain read needs no transaction: only this store writes the ledger, inside its own
+    // transactions, so no open kysely transaction can hold an uncommitted entry.
+    const row = this.statement('select entry from simulator_ledger where idempotency_key = ? and gateway = ?').get(key, gateway) as { entry: string } | undefined;
+    return Promise.resolve(row?.entry);
+  }
+
+  async ledgerEntries(gateway: string): Promise<string[]> {
+    await this.flushStaged();
+    const rows = this.statement('select entry from simulator_ledger where gateway = ? order by created_at').all(gateway) as Array<{ entry: string }>;
+    return rows.map((r) => r.entry);
+  }
+
+  async flushStaged(): Promise<void> {
+    if (this.stagedEntries.size > 0) await this.exclusive(() => undefined);
+  }
+
+  /** Inserts or replaces an entry (a pending payment settling replaces its entry). */
+  private writeLedgerEntry(s: StagedEntry): void {
+    this.statement(
+      'insert into simulator_ledger (idempotency_key, gateway, entry, created_at) values (?, ?, ?, ?) on conflict (idempotency_key) do update set entry = excluded.entry',
+    ).run(s.key, s.gateway, s.entry, toDbTime(s.at));
+  }
+}
