@@ -222,7 +222,7 @@ export function createEngine(deps: EngineDeps): Engine {
     loop.start();
     // Heartbeat: long queues and slow gateways must not let a held lease expire under us.
     heartbeat = setInterval(() => {
-      if (holdings.active > 0) store.extendLeases(`${owner}/`, guard.trustedNow() + options.leaseMs).catch((err: unknown) => failures.report('lease heartbeat failed', err));
+      if (holdings.active > 0) store.extendLeases(`${owner}/`, guard.trustedNow(), options.leaseMs).catch((err: unknown) => failures.report('lease heartbeat failed', err));
     }, Math.max(1000, Math.floor(options.leaseMs / 3)));
     heartbeat.unref?.();
   }

@@ -131,12 +131,13 @@ export class Sweeper {
     const refusals: Refusal[] = [];
     const steps = new Map<string, Step>();
     // A claim that fails writes nothing (not even the leases): the loop backs off and retries.
-    const claimed = await store.claim({ token, now, limit: room, leaseUntil: now + leaseMs }, (rows) =>
-      rows.map((row) => this.decide(row.subscription, now, refusals, steps)),
+    // The batch's instant is the store's: this clock on SQLite, the database's clock on PostgreSQL.
+    const { now: at, claimed } = await store.claim({ token, now, limit: room, leaseMs }, (rows, batchNow) =>
+      rows.map((row) => this.decide(row.subscription, batchNow, refusals, steps)),
     );
     holdings.hold(claimed.length);
     if (claimed.length === 0) return NOTHING;
-    return this.afterCommit(claimed, token, now, refusals, steps);
+    return this.afterCommit(claimed, token, at, refusals, steps);
   }
 
   /** What one claimed row needs; runs inside the claim's transaction, so it is pure and synchronous. */

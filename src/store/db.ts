@@ -32,6 +32,14 @@ export interface OpenOptions {
   readonly synchronous?: 'full' | 'normal';
   /** PostgreSQL: most connections this process opens (default 10). */
   readonly poolSize?: number;
+  /**
+   * PostgreSQL: whose clock judges due work, leases and the engine's
+   * timestamps. `database` (default): the server's, which every daemon on it
+   * shares. `caller`: the instant the engine passes in, for tests and
+   * simulations that run on a virtual clock (the server's clock means nothing
+   * to them). SQLite always uses the caller's: one daemon per file.
+   */
+  readonly time?: 'database' | 'caller';
 }
 
 /** Which database is underneath a Db. */
@@ -130,7 +138,16 @@ function openPostgres(url: string, options: OpenOptions): Db {
   });
   // An idle client that loses its server (a restart) must not crash the process; the next query reconnects.
   pool.on('error', () => {});
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  if (options.time === 'caller') callerTime.add(db);
+  return db;
+}
+
+const callerTime = new WeakSet<Db>();
+
+/** Whether the engine's instants on this Db are the database's clock (PostgreSQL opened with the default `time`). */
+export function usesDatabaseClock(db: Db): boolean {
+  return dialectOf(db) === 'postgres' && !callerTime.has(db);
 }
 
 const INT8_OID = 20;

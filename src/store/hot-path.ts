@@ -35,14 +35,24 @@ import {
 } from '../domain/index.js';
 import { toDbTime } from './db.js';
 
-/** One claim: lease up to `limit` due rows (open attempts first) to `token` until `leaseUntil`, as of `now`. */
+/** One claim: lease up to `limit` due rows (open attempts first) to `token` for `leaseMs`. */
 export interface ClaimRequest {
   /** The lease owner written on the rows: `<daemon>/<claim number>`, never reused. */
   readonly token: string;
-  /** The one instant of this batch: due check, intent, events. */
+  /**
+   * The daemon's instant. SQLite (one daemon per file) judges the batch by it;
+   * PostgreSQL (several daemons) by the database's own clock instead. Either
+   * way the instant used is the `now` given to `decide` and returned.
+   */
   readonly now: number;
   readonly limit: number;
-  readonly leaseUntil: number;
+  readonly leaseMs: number;
+}
+
+/** What a claim leased and wrote, and the one instant it judged the batch by. */
+export interface ClaimResult {
+  readonly now: number;
+  readonly claimed: Claimed[];
 }
 
 /** A row as the claim leased it. */
@@ -125,13 +135,17 @@ export interface HotPathStore {
    * `decide` (synchronous and pure: it runs inside the transaction) and
    * writes the decisions, all in one transaction. Results follow work_at order.
    */
-  claim(request: ClaimRequest, decide: (rows: readonly ClaimedRow[]) => readonly ClaimDecision[]): Promise<Claimed[]>;
-  /** Records a batch of outcomes in one transaction at instant `now`, each checked against its lease and version. */
+  claim(request: ClaimRequest, decide: (rows: readonly ClaimedRow[], now: number) => readonly ClaimDecision[]): Promise<ClaimResult>;
+  /**
+   * Records a batch of outcomes in one transaction, each checked against its
+   * lease and version, at instant `now` (SQLite) or the database's clock
+   * (PostgreSQL): the instant each `settle` is called with.
+   */
   recordOutcomes(now: number, items: readonly OutcomeWrite[]): Promise<OutcomeWritten[]>;
   /** Gives back the leases `token` holds on `ids`; with `dueAt`, the rows' pending step becomes due then. */
   release(token: string, ids: readonly string[], dueAt?: number): Promise<void>;
-  /** Moves the lease expiry of every row whose owner starts with `ownerPrefix` (heartbeat). */
-  extendLeases(ownerPrefix: string, until: number): Promise<void>;
+  /** Moves the lease expiry of every row whose owner starts with `ownerPrefix` to `leaseMs` after now (`now`, or the database's clock) (heartbeat). */
+  extendLeases(ownerPrefix: string, now: number, leaseMs: number): Promise<void>;
   /**
    * Stages a simulator ledger entry: it is written by the next hot-path
    * transaction, at the latest the one that records the call's outcome (the

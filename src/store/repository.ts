@@ -158,8 +158,25 @@ function eventRow(e: DomainEvent) {
   };
 }
 
+/** Any number that identifies rebill's outbox lock among the database's advisory locks. */
+const OUTBOX_LOCK = 0x7265_6269; // "rebi"
+
+/**
+ * Takes the outbox lock for the rest of the transaction (PostgreSQL; SQLite
+ * already runs one writer at a time). Event ids must increase in the order
+ * events are committed, or a relay that read past id 101 would never see an
+ * id 100 committed after it (SPEC section 8); a sequence alone gives no such
+ * order when transactions overlap. Every transaction that inserts events
+ * takes this lock right before, so ids are handed out and committed one
+ * transaction at a time.
+ */
+export async function lockOutbox(trx: Trx): Promise<void> {
+  if (dialectOf(trx) === 'postgres') await sql`select pg_advisory_xact_lock(${OUTBOX_LOCK})`.execute(trx);
+}
+
 async function writeEvents(trx: Trx, events: readonly DomainEvent[]): Promise<void> {
   if (events.length === 0) return;
+  await lockOutbox(trx);
   await trx.insertInto('events').values(events.map(eventRow)).execute();
 }
 
@@ -408,6 +425,7 @@ export async function createSubscriptionsBatch(db: Db, inputs: readonly NewInput
     );
     await insertRows(trx, 'cycles', cycles, 500);
     const events = transitions.flatMap((tr) => tr.events);
+    await lockOutbox(trx);
     await insertRows(trx, 'events', events.map(eventRow), 500);
     return outcomes;
   });

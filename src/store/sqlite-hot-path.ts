@@ -26,6 +26,7 @@ import {
   type ClaimDecision,
   type ClaimedRow,
   type ClaimRequest,
+  type ClaimResult,
   type HotPathStore,
   type OutcomeWrite,
   type OutcomeWritten,
@@ -50,22 +51,11 @@ const UPSERT_CYCLE_HEAD = `insert into cycles (subscription_id, cycle, due_at, s
 const UPSERT_CYCLE = `${UPSERT_CYCLE_HEAD}attempts = excluded.attempts, settled_at = excluded.settled_at where cycles.status <> 'paid'`;
 const UPSERT_CYCLE_KEEP_ATTEMPTS = `${UPSERT_CYCLE_HEAD}settled_at = excluded.settled_at where cycles.status <> 'paid'`;
 
-const stores = new WeakMap<Db, HotPathStore>();
-
-/**
- * The hot-path store of a Db: one per connection, shared by the engine and
- * the simulator gateways built on the same Db, so a ledger entry the
- * simulator stages is written by the engine's next commit.
- */
-export function hotPathStore(db: Db): HotPathStore {
-  let store = stores.get(db);
-  if (!store) {
-    const sqlite = sqliteConnectionOf(db);
-    if (!sqlite) throw new RebillError('DATABASE_UNSUPPORTED', 'the engine hot path needs a database opened by openDatabase');
-    store = new SqliteHotPathStore(db, sqlite);
-    stores.set(db, store);
-  }
-  return store;
+/** The SQLite hot-path store of a Db opened by openDatabase (hot-paths.ts picks it, one per Db). */
+export function sqliteHotPathStore(db: Db): HotPathStore {
+  const sqlite = sqliteConnectionOf(db);
+  if (!sqlite) throw new RebillError('DATABASE_UNSUPPORTED', 'the engine hot path needs a database opened by openDatabase');
+  return new SqliteHotPathStore(db, sqlite);
 }
 
 /** Thrown when a write that the transaction's own reads guarantee changes nothing: the batch rolls back. */
@@ -116,8 +106,8 @@ class SqliteHotPathStore implements HotPathStore {
     });
   }
 
-  claim(request: ClaimRequest, decide: (rows: readonly ClaimedRow[]) => readonly ClaimDecision[]): Promise<Claimed[]> {
-    if (request.limit <= 0) return Promise.resolve([]);
+  claim(request: ClaimRequest, decide: (rows: readonly ClaimedRow[], now: number) => readonly ClaimDecision[]): Promise<ClaimResult> {
+    if (request.limit <= 0) return Promise.resolve({ now: request.now, claimed: [] });
     return this.exclusive(() => {
       // Open attempts first (reconcile / poll: money may already be moving), then new collections:
       // a restart after a shutdown with a backlog settles what it left behind before charging
@@ -125,10 +115,10 @@ class SqliteHotPathStore implements HotPathStore {
       const open = this.claimRows(request, request.limit, true);
       const fresh = open.length < request.limit ? this.claimRows(request, request.limit - open.length, false) : [];
       const claimed: ClaimedRow[] = [...open, ...fresh].map((row) => ({ subscription: rowToSubscription(row), version: Number(row.version) }));
-      if (claimed.length === 0) return [];
-      const decisions = decide(claimed);
+      if (claimed.length === 0) return { now: request.now, claimed: [] };
+      const decisions = decide(claimed, request.now);
       if (decisions.length !== claimed.length) invariant(`claim: ${decisions.length} decisions for ${claimed.length} rows`);
-      return claimed.map((row, i) => this.apply(row, decisions[i]!, request));
+      return { now: request.now, claimed: claimed.map((row, i) => this.apply(row, decisions[i]!, request)) };
     });
   }
 
@@ -140,7 +130,7 @@ class SqliteHotPathStore implements HotPathStore {
          where work_at <= ? and (lease_until is null or lease_until < ?) and next_action ${openAttempts ? 'in' : 'not in'} ('reconcile', 'poll')
          order by work_at limit ?)
        returning *`,
-    ).all(request.token, toDbTime(request.leaseUntil), now, now, limit) as SubscriptionRow[];
+    ).all(request.token, toDbTime(request.now + request.leaseMs), now, now, limit) as SubscriptionRow[];
     const order = (r: SubscriptionRow) => `${r.work_at ?? ''}\u0000${r.id}`;
     return rows.sort((x, y) => (order(x) < order(y) ? -1 : order(x) > order(y) ? 1 : 0));
   }
@@ -315,7 +305,8 @@ class SqliteHotPathStore implements HotPathStore {
     });
   }
 
-  extendLeases(ownerPrefix: string, until: number): Promise<void> {
+  extendLeases(ownerPrefix: string, now: number, leaseMs: number): Promise<void> {
+    const until = now + leaseMs;
     return this.exclusive(() => {
       // Compared as text: LIKE would treat `_` and `%` in a host name as wildcards. `lease_owner is
       // not null` lets the partial index subscriptions_leased narrow the rows first.

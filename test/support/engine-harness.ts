@@ -9,7 +9,7 @@ import type { Clock } from '../../src/clock.js';
 import { subscriptionFromPlan, type CollectionPolicy, type FinalFailureAction, type PlanTerms, type SubscriptionRequest } from '../../src/domain/index.js';
 import { createEngine, daemonGateways, type Engine, type EngineOptions, type StopReport } from '../../src/engine/index.js';
 import type { Gateway } from '../../src/gateways/index.js';
-import { createSubscription, type Db } from '../../src/store/index.js';
+import { createSubscription, dialectOf, type Db } from '../../src/store/index.js';
 import { gold } from './plans.js';
 
 export { openTempDb, type TempDb } from './temp.js';
@@ -186,12 +186,18 @@ export async function ledgerOf(db: Db, subscriptionId: string): Promise<Array<{ 
  */
 export async function cloneSubscription(db: Db, templateId: string, prefix: string, from: number, to: number): Promise<void> {
   if (to <= from) return;
-  const newId = sql`printf('%s%05d', ${prefix}, seq.n)`;
-  const seq = sql`with recursive seq(n) as (select ${from} union all select n + 1 from seq where n + 1 < ${to})`;
+  const postgres = dialectOf(db) === 'postgres';
+  const newId = postgres ? sql`${prefix}::text || lpad(seq.n::text, 5, '0')` : sql`printf('%s%05d', ${prefix}, seq.n)`;
+  const seq = postgres
+    ? sql`with seq(n) as (select generate_series(${from}::int, ${to - 1}::int))`
+    : sql`with recursive seq(n) as (select ${from} union all select n + 1 from seq where n + 1 < ${to})`;
   await db.transaction().execute(async (trx) => {
     // Inside the transaction, every query must go through `trx`: SQLite has one connection, which the transaction holds.
     const columnsOf = async (table: string) =>
-      (await sql<{ name: string }>`select name from pragma_table_info(${table})`.execute(trx)).rows.map((r) => r.name);
+      (postgres
+        ? await sql<{ name: string }>`select column_name as name from information_schema.columns where table_name = ${table} and table_schema = current_schema() order by ordinal_position`.execute(trx)
+        : await sql<{ name: string }>`select name from pragma_table_info(${table})`.execute(trx)
+      ).rows.map((r) => r.name);
     const plan: Array<[table: string, key: string, skip: string[]]> = [
       ['subscriptions', 'id', []],
       ['cycles', 'subscription_id', []],

@@ -1,0 +1,500 @@
+/**
+ * The engine's hot path on PostgreSQL (see hot-path.ts for the rules every
+ * implementation keeps). Several daemons share one database, so:
+ *
+ * - Time is the database's. Each transaction reads `clock_timestamp()` once
+ *   and judges everything in it by that instant: what is due, lease expiry,
+ *   the intent's and the outcome's timestamps. A daemon whose own clock is
+ *   off can neither steal a live lease nor charge early.
+ * - A claim selects due rows `FOR UPDATE SKIP LOCKED`: two daemons claiming
+ *   at once get disjoint rows without waiting on each other, and a row
+ *   another daemon is writing is simply left for later.
+ * - Batches are one statement each (`unnest` of arrays): the attempt rows of
+ *   a claim, the subscription rows' new state, cycles, events, attempt
+ *   outcomes. A PostgreSQL update writes a whole new row version whatever
+ *   columns change (MVCC), so every state column is written; what keeps an
+ *   outcome from overwriting someone else's write is its condition
+ *   `lease_owner = token AND version = v`.
+ * - Outbox ids must increase in commit order (SPEC section 8), which a
+ *   sequence alone does not give when transactions overlap: every
+ *   transaction takes the outbox lock (`lockOutbox`) just before it inserts
+ *   events, so ids are handed out and committed one transaction at a time.
+ */
+import { CompiledQuery, type Selectable, type Transaction } from 'kysely';
+import { isOpenAttemptState, type AttemptInfo, type AttemptUpdate, type CycleWrite, type DomainEvent, type Settlement, type Subscription } from '../domain/index.js';
+import { RebillError } from '../errors.js';
+import { toDbTime, usesDatabaseClock, type Db } from './db.js';
+import {
+  ATTEMPT_UPDATE_COLUMNS,
+  attemptAfter,
+  STATE_COLUMNS,
+  type Claimed,
+  type ClaimDecision,
+  type ClaimedRow,
+  type ClaimRequest,
+  type ClaimResult,
+  type HotPathStore,
+  type OutcomeWrite,
+  type OutcomeWritten,
+} from './hot-path.js';
+import { lockOutbox, rowToAttempt, rowToSubscription } from './repository.js';
+import type { AttemptTable, Database, SubscriptionTable } from './schema.js';
+
+type Trx = Transaction<Database>;
+type SubscriptionRow = Selectable<SubscriptionTable>;
+type AttemptRow = Selectable<AttemptTable>;
+
+interface StagedEntry {
+  readonly id: string;
+  readonly gateway: string;
+  readonly key: string;
+  readonly entry: string;
+  readonly at: number;
+}
+
+function invariant(message: string): never {
+  throw new RebillError('STORE_INVARIANT', message);
+}
+
+async function query<R>(trx: Trx | Db, text: string, params: readonly unknown[] = []): Promise<R[]> {
+  return (await trx.executeQuery<R>(CompiledQuery.raw(text, [...params]))).rows;
+}
+
+/** The database's clock now, in epoch ms: the one instant of a transaction. */
+export async function databaseNow(conn: Trx | Db): Promise<number> {
+  const [row] = await query<{ ms: string | number }>(conn, 'select floor(extract(epoch from clock_timestamp()) * 1000)::bigint as ms');
+  return Number(row!.ms);
+}
+
+/** `set col = v.col, ...` over every state column, for the unnest updates. */
+const STATE_SET = STATE_COLUMNS.map((c) => `${c.column} = v.${c.column}`).join(', ');
+/** `$1::text[], $2::int[], ...`: the state columns' array parameters, numbered from `first`. */
+function stateTypes(first: number): string {
+  return STATE_COLUMNS.map((c, i) => `$${first + i}::${INTEGER_COLUMNS.has(c.column) ? 'int' : 'text'}[]`).join(', ');
+}
+const INTEGER_COLUMNS = new Set(['completed_cycles', 'last_paid_cycle', 'next_cycle', 'next_attempt']);
+
+/** Each state column of each row, column-major, as the unnest parameters want them. */
+function stateArrays(subs: readonly Subscription[]): unknown[][] {
+  return STATE_COLUMNS.map((c) => subs.map((s) => (c.store ? c.store(c.read(s)) : c.read(s))));
+}
+
+class PostgresHotPathStore implements HotPathStore {
+  private readonly stagedEntries = new Map<string, StagedEntry>();
+
+  /** false: the instants the engine passes in are used instead of the server's clock (OpenOptions.time). */
+  private readonly databaseClock: boolean;
+
+  constructor(private readonly db: Db) {
+    this.databaseClock = usesDatabaseClock(db);
+  }
+
+  get staged(): number {
+    return this.stagedEntries.size;
+  }
+
+  /** One transaction at the database's instant; the staged ledger entries are written first and leave the stage once committed. */
+  private async transaction<T>(callerNow: number, work: (trx: Trx, now: number) => Promise<T>): Promise<T> {
+    const staged = [...this.stagedEntries.values()];
+    const result = await this.db.transaction().execute(async (trx) => {
+      const now = this.databaseClock ? await databaseNow(trx) : callerNow;
+      if (staged.length) await this.writeLedgerEntries(trx, staged);
+      return work(trx, now);
+    });
+    for (const s of staged) if (this.stagedEntries.get(s.id) === s) this.stagedEntries.delete(s.id);
+    return result;
+  }
+
+  async claim(request: ClaimRequest, decide: (rows: readonly ClaimedRow[], now: number) => readonly ClaimDecision[]): Promise<ClaimResult> {
+    if (request.limit <= 0) return { now: request.now, claimed: [] };
+    return this.transaction(request.now, async (trx, now) => {
+      const leaseUntil = now + request.leaseMs;
+      // Open attempts first (reconcile / poll: money may already be moving), then new collections.
+      const open = await this.claimRows(trx, request.token, now, leaseUntil, request.limit, true);
+      const fresh = open.length < request.limit ? await this.claimRows(trx, request.token, now, leaseUntil, request.limit - open.length, false) : [];
+      const rows: ClaimedRow[] = [...open, ...fresh].map((row) => ({ subscription: rowToSubscription(row), version: Number(row.version) }));
+      if (rows.length === 0) return { now, claimed: [] };
+      const decisions = decide(rows, now);
+      if (decisions.length !== rows.length) invariant(`claim: ${decisions.length} decisions for ${rows.length} rows`);
+      return { now, claimed: await this.applyDecisions(trx, request.token, now, rows, decisions) };
+    });
+  }
+
+  /**
+   * Leases up to `limit` due rows in work_at order. SKIP LOCKED: rows another
+   * daemon is claiming or writing right now are left to it, not waited for.
+   * The update cannot touch a row twice (ids are unique), and RETURNING gives
+   * the rows as this statement left them.
+   */
+  private async claimRows(trx: Trx, token: string, now: number, leaseUntil: number, limit: number, openAttempts: boolean): Promise<SubscriptionRow[]> {
+    const at = toDbTime(now);
+    const rows = await query<SubscriptionRow>(
+      trx,
+      `update subscriptions s set lease_owner = $1, lease_until = $2
+       from (select id from subscriptions
+             where work_at <= $3 and (lease_until is null or lease_until < $3) and next_action ${openAttempts ? 'in' : 'not in'} ('reconcile', 'poll')
+             order by work_at limit $4 for update skip locked) due
+       where s.id = due.id
+       returning s.*`,
+      [token, toDbTime(leaseUntil), at, limit],
+    );
+    const order = (r: SubscriptionRow) => `${r.work_at ?? ''}\u0000${r.id}`;
+    return rows.sort((x, y) => (order(x) < order(y) ? -1 : order(x) > order(y) ? 1 : 0));
+  }
+
+  /** Writes a claim's decisions: one statement per kind of write for the whole batch. */
+  private async applyDecisions(trx: Trx, token: string, now: number, rows: readonly ClaimedRow[], decisions: readonly ClaimDecision[]): Promise<Claimed[]> {
+    const at = toDbTime(now);
+    const begins: Array<{ row: ClaimedRow; decision: Extract<ClaimDecision, { kind: 'begin' }> }> = [];
+    const written: Array<{ before: Subscription; version: number; after: Subscription; release: boolean }> = [];
+    const cycles: Array<{ sub: Subscription; cycles: readonly CycleWrite[] }> = [];
+    const events: DomainEvent[] = [];
+    const queries: string[] = [];
+    const releases = new Map<number | undefined, string[]>();
+    rows.forEach((row, i) => {
+      const d = decisions[i]!;
+      switch (d.kind) {
+        case 'begin':
+          begins.push({ row, decision: d });
+          written.push({ before: row.subscription, version: row.version, after: d.transition.subscription, release: false });
+          cycles.push({ sub: d.transition.subscription, cycles: d.transition.cycles });
+          events.push(...d.transition.events);
+          break;
+        case 'settle':
+          written.push({ before: row.subscription, version: row.version, after: d.transition.subscription, release: true });
+          cycles.push({ sub: d.transition.subscription, cycles: d.transition.cycles });
+          events.push(...d.transition.events);
+          break;
+        case 'query':
+          queries.push(d.key);
+          break;
+        case 'release':
+          releases.set(d.dueAt, [...(releases.get(d.dueAt) ?? []), row.subscription.id]);
+          break;
+        case 'keep':
+          break;
+      }
+    });
+    if (begins.length) {
+      await query(
+        trx,
+        `insert into attempts (idempotency_key, subscription_id, cycle, attempt, gateway, mode, state, amount_minor, currency, sends, created_at, updated_at)
+         select k, s, c, a, g, m, 'in_flight', amt, cur, 1, $9, $9 from unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[], $6::text[], $7::bigint[], $8::text[]) as v(k, s, c, a, g, m, amt, cur)`,
+        [
+          begins.map((b) => b.decision.attempt.key),
+          begins.map((b) => b.row.subscription.id),
+          begins.map((b) => b.decision.attempt.cycle),
+          begins.map((b) => b.decision.attempt.attempt),
+          begins.map((b) => b.row.subscription.gateway),
+          begins.map((b) => b.row.subscription.mode),
+          begins.map((b) => b.row.subscription.amount.amountMinor),
+          begins.map((b) => b.row.subscription.amount.currency),
+          at,
+        ],
+      );
+    }
+    // The claim holds these rows locked (FOR UPDATE above): nobody can have written them since.
+    const changed = await this.writeStates(trx, token, written);
+    if (changed.size !== written.length) invariant('claim: a row changed inside its own claim');
+    await this.writeCycles(trx, cycles, now);
+    for (const [dueAt, ids] of releases) await this.releaseRows(trx, token, ids, dueAt);
+    const attempts = queries.length ? await this.attemptRows(trx, queries) : new Map<string, AttemptRow>();
+    await this.writeEvents(trx, events);
+    return rows.map((row, i) => {
+      const decision = decisions[i]!;
+      const { subscription, version } = row;
+      switch (decision.kind) {
+        case 'begin':
+        case 'settle':
+          return { subscription, decision, version: version + 1 };
+        case 'query': {
+          const stored = attempts.get(decision.key);
+          return { subscription, decision, version, attempt: stored ? rowToAttempt(stored) : undefined };
+        }
+        case 'release':
+          return { subscription, decision, version: decision.dueAt === undefined ? version : version + 1 };
+        case 'keep':
+          return { subscription, decision, version };
+      }
+    });
+  }
+
+  /**
+   * Writes the new state of many rows in one statement, each only if it still
+   * has `token`'s lease and the version the engine saw; bumps the version and,
+   * where asked, gives the lease back. Returns the ids written.
+   */
+  private async writeStates(trx: Trx, token: string, rows: ReadonlyArray<{ before: Subscription; version: number; after: Subscription; release: boolean }>): Promise<Set<string>> {
+    if (rows.length === 0) return new Set();
+    const n = STATE_COLUMNS.length;
+    // One unnest call over every array, so the arrays' elements pair up by position.
+    const result = await query<{ id: string }>(
+      trx,
+      `update subscriptions s set ${STATE_SET}, version = s.version + 1,
+         lease_owner = case when v.release_lease then null else s.lease_owner end,
+         lease_until = case when v.release_lease then null else s.lease_until end
+       from unnest(${stateTypes(1)}, $${n + 1}::text[], $${n + 2}::int[], $${n + 3}::boolean[])
+         as v(${STATE_COLUMNS.map((c) => c.column).join(', ')}, row_id, row_version, release_lease)
+       where s.id = v.row_id and s.lease_owner = $${n + 4} and s.version = v.row_version
+       returning s.id`,
+      [...stateArrays(rows.map((r) => r.after)), rows.map((r) => r.before.id), rows.map((r) => r.version), rows.map((r) => r.release), token],
+    );
+    return new Set(result.map((r) => r.id));
+  }
+
+  async recordOutcomes(callerNow: number, items: readonly OutcomeWrite[]): Promise<OutcomeWritten[]> {
+    if (items.length === 0) return [];
+    return this.transaction(callerNow, async (trx, now) => {
+      const results: Array<OutcomeWritten | undefined> = new Array(items.length);
+      const settlements = items.map((item) => item.settle(item.subscription, item.attempt, now));
+      // The common case, in one statement per table: rows still leased by this claim at the version it saw.
+      const direct = items.map((item, i) => ({ item, settlement: settlements[i]!, index: i })).filter((x) => !x.settlement.resend);
+      const written = await this.writeOutcomeStates(trx, direct);
+      const attemptUpdates: Array<{ attempt: AttemptInfo; update: AttemptUpdate; resend: boolean }> = [];
+      const cycles: Array<{ sub: Subscription; cycles: readonly CycleWrite[] }> = [];
+      const events: DomainEvent[] = [];
+      for (const { item, settlement, index } of direct) {
+        if (!written.has(`${item.subscription.id}\u0000${item.token}`)) continue;
+        attemptUpdates.push({ attempt: item.attempt, update: settlement.attempt, resend: false });
+        cycles.push({ sub: settlement.subscription, cycles: settlement.cycles });
+        events.push(...settlement.events);
+        results[index] = { kind: 'written', subscription: settlement.subscription, state: settlement.attempt.state, events: settlement.events };
+      }
+      // Everything else, one row at a time under a row lock: re-sends, and rows written or re-leased meanwhile (rare).
+      for (let i = 0; i < items.length; i++) {
+        if (results[i]) continue;
+        const one = await this.reread(trx, now, items[i]!);
+        results[i] = one.result;
+        if (one.attempt) attemptUpdates.push(one.attempt);
+        if (one.cycles) cycles.push(one.cycles);
+        events.push(...(one.events ?? []));
+      }
+      await this.updateAttempts(trx, attemptUpdates, now);
+      await this.writeCycles(trx, cycles, now);
+      await this.writeEvents(trx, events);
+      return results as OutcomeWritten[];
+    });
+  }
+
+  /** writeStates for outcomes, which may come from several claims (tokens): returns `<id>\0<token>` of the rows written. */
+  private async writeOutcomeStates(trx: Trx, rows: ReadonlyArray<{ item: OutcomeWrite; settlement: Settlement }>): Promise<Set<string>> {
+    const byToken = new Map<string, Array<{ before: Subscription; version: number; after: Subscription; release: boolean }>>();
+    for (const { item, settlement } of rows) {
+      const list = byToken.get(item.token) ?? [];
+      list.push({ before: item.subscription, version: item.version, after: settlement.subscription, release: true });
+      byToken.set(item.token, list);
+    }
+    const out = new Set<string>();
+    for (const [token, list] of byToken) for (const id of await this.writeStates(trx, token, list)) out.add(`${id}\u0000${token}`);
+    return out;
+  }
+
+  /**
+   * One outcome whose row was not written by the batch statement (or a
+   * re-send): the row is read under a lock and the outcome settled against
+   * it, as the SQLite store's reread does. A lost lease records nothing; an
+   * attempt a gateway callback settled meanwhile is not recorded twice.
+   */
+  private async reread(
+    trx: Trx,
+    now: number,
+    item: OutcomeWrite,
+  ): Promise<{
+    result: OutcomeWritten;
+    attempt?: { attempt: AttemptInfo; update: AttemptUpdate; resend: boolean };
+    cycles?: { sub: Subscription; cycles: readonly CycleWrite[] };
+    events?: readonly DomainEvent[];
+  }> {
+    const id = item.subscription.id;
+    const [row] = await query<SubscriptionRow>(trx, 'select * from subscriptions where id = $1 for update', [id]);
+    if (row?.lease_owner !== item.token) return { result: { kind: 'lease_lost' } };
+    const stored = (await this.attemptRows(trx, [item.attempt.key])).get(item.attempt.key);
+    const attempt: AttemptInfo = stored ? rowToAttempt(stored) : item.attempt;
+    if (!isOpenAttemptState(attempt.state)) {
+      await this.releaseRows(trx, item.token, [id]);
+      return { result: { kind: 'already_settled', state: attempt.state } };
+    }
+    const sub = rowToSubscription(row);
+    const version = Number(row.version);
+    const settlement = item.settle(sub, attempt, now);
+    if (settlement.resend) {
+      return {
+        result: { kind: 'resend', subscription: sub, version, attempt: attemptAfter(attempt, settlement.attempt, true) },
+        attempt: { attempt, update: settlement.attempt, resend: true },
+      };
+    }
+    const written = await this.writeStates(trx, item.token, [{ before: sub, version, after: settlement.subscription, release: true }]);
+    if (!written.has(id)) invariant(`outcome: row ${id} changed between its locked read and its write`);
+    return {
+      result: { kind: 'written', subscription: settlement.subscription, state: settlement.attempt.state, events: settlement.events },
+      attempt: { attempt, update: settlement.attempt, resend: false },
+      cycles: { sub: settlement.subscription, cycles: settlement.cycles },
+      events: settlement.events,
+    };
+  }
+
+  /**
+   * Writes attempts' new states in one statement, each only from the state
+   * this daemon knows. An optional column a settlement leaves undefined keeps
+   * what is stored (a `set_<column>` flag per row says which were given).
+   */
+  private async updateAttempts(trx: Trx, updates: ReadonlyArray<{ attempt: AttemptInfo; update: AttemptUpdate; resend: boolean }>, now: number): Promise<void> {
+    if (updates.length === 0) return;
+    const columns = ATTEMPT_UPDATE_COLUMNS;
+    const params: unknown[] = [
+      updates.map((u) => u.attempt.key),
+      updates.map((u) => u.attempt.state),
+      updates.map((u) => u.update.state),
+      updates.map((u) => u.resend),
+      toDbTime(now),
+    ];
+    const sets: string[] = [];
+    const unnestTypes = ['$1::text[]', '$2::text[]', '$3::text[]', '$4::boolean[]'];
+    const unnestNames = ['k', 'expected', 'next', 'resend'];
+    columns.forEach((c, i) => {
+      const values = updates.map((u) => c.value(u.update));
+      const type = c.column === 'hard_decline' || c.column === 'unavailable_count' ? 'int' : 'text';
+      params.push(values.map((v) => (v === undefined ? null : v)), values.map((v) => v !== undefined));
+      unnestTypes.push(`$${params.length - 1}::${type}[]`, `$${params.length}::boolean[]`);
+      unnestNames.push(`v${i}`, `s${i}`);
+      sets.push(`${c.column} = case when v.s${i} then v.v${i} else a.${c.column} end`);
+    });
+    const rows = await query<{ k: string }>(
+      trx,
+      `update attempts a set state = v.next, ${sets.join(', ')}, sends = a.sends + case when v.resend then 1 else 0 end, updated_at = $5
+       from unnest(${unnestTypes.join(', ')}) as v(${unnestNames.join(', ')})
+       where a.idempotency_key = v.k and a.state = v.expected
+       returning a.idempotency_key as k`,
+      params,
+    );
+    if (rows.length !== updates.length) {
+      const done = new Set(rows.map((r) => r.k));
+      const lost = updates.find((u) => !done.has(u.attempt.key));
+      invariant(`attempt ${lost?.attempt.key} is no longer ${lost?.attempt.state} although its subscription row was not written meanwhile`);
+    }
+  }
+
+  /** Upserts cycle rows in one statement per shape; a paid cycle never goes back to any other status. */
+  private async writeCycles(trx: Trx, batches: ReadonlyArray<{ sub: Subscription; cycles: readonly CycleWrite[] }>, now: number): Promise<void> {
+    const withAttempts: Array<{ sub: Subscription; c: CycleWrite }> = [];
+    const keepAttempts: Array<{ sub: Subscription; c: CycleWrite }> = [];
+    for (const { sub, cycles } of batches) for (const c of cycles) (c.attempts !== undefined ? withAttempts : keepAttempts).push({ sub, c });
+    for (const [list, keep] of [
+      [withAttempts, false],
+      [keepAttempts, true],
+    ] as const) {
+      if (list.length === 0) continue;
+      await query(
+        trx,
+        `insert into cycles (subscription_id, cycle, due_at, status, amount_minor, currency, attempts, settled_at, created_at)
+         select * from unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::int[], $8::text[], $9::text[])
+         on conflict (subscription_id, cycle) do update set status = excluded.status,
+           ${keep ? '' : 'attempts = excluded.attempts, '}settled_at = excluded.settled_at
+         where cycles.status <> 'paid'`,
+        [
+          list.map((x) => x.sub.id),
+          list.map((x) => x.c.cycle),
+          list.map((x) => toDbTime(x.c.dueAt)),
+          list.map((x) => x.c.status),
+          list.map((x) => x.sub.amount.amountMinor),
+          list.map((x) => x.sub.amount.currency),
+          list.map((x) => x.c.attempts ?? 0),
+          list.map((x) => (x.c.settledAt == null ? null : toDbTime(x.c.settledAt))),
+          list.map(() => toDbTime(now)),
+        ],
+      );
+    }
+  }
+
+  /** Inserts events in one statement, in their order, under the outbox lock (ids in commit order). */
+  private async writeEvents(trx: Trx, events: readonly DomainEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    await lockOutbox(trx);
+    await query(
+      trx,
+      `insert into events (type, subscription_id, cycle, attempt, occurred_at, payload)
+       select t, s, c, a, o, p from unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[], $6::text[]) with ordinality as v(t, s, c, a, o, p, n) order by n`,
+      [
+        events.map((e) => e.type),
+        events.map((e) => e.subscriptionId),
+        events.map((e) => e.cycle ?? null),
+        events.map((e) => e.attempt ?? null),
+        events.map((e) => toDbTime(e.at)),
+        events.map((e) => JSON.stringify(e.data)),
+      ],
+    );
+  }
+
+  private async attemptRows(trx: Trx, keys: readonly string[]): Promise<Map<string, AttemptRow>> {
+    const rows = await query<AttemptRow>(trx, 'select * from attempts where idempotency_key = any($1::text[])', [keys]);
+    return new Map(rows.map((r) => [r.idempotency_key, r]));
+  }
+
+  /** Gives back leases `token` holds; with `dueAt`, the rows' work moves to that instant (a state write: version bumped). */
+  private async releaseRows(trx: Trx | Db, token: string, ids: readonly string[], dueAt?: number): Promise<void> {
+    if (ids.length === 0) return;
+    if (dueAt === undefined) {
+      await query(trx, 'update subscriptions set lease_owner = null, lease_until = null where id = any($1::text[]) and lease_owner = $2', [ids, token]);
+      return;
+    }
+    await query(
+      trx,
+      'update subscriptions set lease_owner = null, lease_until = null, action_at = $3, work_at = $3, version = version + 1 where id = any($1::text[]) and lease_owner = $2',
+      [ids, token, toDbTime(dueAt)],
+    );
+  }
+
+  release(token: string, ids: readonly string[], dueAt?: number): Promise<void> {
+    if (ids.length === 0) return Promise.resolve();
+    return this.transaction(0, (trx) => this.releaseRows(trx, token, ids, dueAt));
+  }
+
+  extendLeases(ownerPrefix: string, callerNow: number, leaseMs: number): Promise<void> {
+    return this.transaction(callerNow, async (trx, now) => {
+      // Compared as text: LIKE would treat `_` and `%` in a host name as wildcards.
+      await query(trx, 'update subscriptions set lease_until = $1 where lease_owner is not null and substr(lease_owner, 1, $2) = $3', [
+        toDbTime(now + leaseMs),
+        ownerPrefix.length,
+        ownerPrefix,
+      ]);
+    });
+  }
+
+  stageLedgerEntry(gateway: string, key: string, entry: string, at: number): void {
+    const id = `${gateway}\u0000${key}`;
+    this.stagedEntries.set(id, { id, gateway, key, entry, at });
+  }
+
+  async ledgerEntry(gateway: string, key: string): Promise<string | undefined> {
+    const staged = this.stagedEntries.get(`${gateway}\u0000${key}`);
+    if (staged) return staged.entry;
+    const [row] = await query<{ entry: string }>(this.db, 'select entry from simulator_ledger where idempotency_key = $1 and gateway = $2', [key, gateway]);
+    return row?.entry;
+  }
+
+  async ledgerEntries(gateway: string): Promise<string[]> {
+    await this.flushStaged();
+    const rows = await query<{ entry: string }>(this.db, 'select entry from simulator_ledger where gateway = $1 order by created_at', [gateway]);
+    return rows.map((r) => r.entry);
+  }
+
+  async flushStaged(): Promise<void> {
+    if (this.stagedEntries.size > 0) await this.transaction(0, async () => undefined);
+  }
+
+  /** Inserts or replaces entries (a pending payment settling replaces its entry). */
+  private async writeLedgerEntries(trx: Trx, entries: readonly StagedEntry[]): Promise<void> {
+    await query(
+      trx,
+      `insert into simulator_ledger (idempotency_key, gateway, entry, created_at)
+       select * from unnest($1::text[], $2::text[], $3::text[], $4::text[])
+       on conflict (idempotency_key) do update set entry = excluded.entry`,
+      [entries.map((e) => e.key), entries.map((e) => e.gateway), entries.map((e) => e.entry), entries.map((e) => toDbTime(e.at))],
+    );
+  }
+}
+
+/** The PostgreSQL hot-path store of a Db (one per Db, shared by the engine and its simulator gateways). */
+export function postgresHotPathStore(db: Db): HotPathStore {
+  return new PostgresHotPathStore(db);
+}
