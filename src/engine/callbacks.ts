@@ -56,9 +56,12 @@ export async function settleFromCallback(deps: CallbackDeps, gateway: string, re
   const key = report.key;
   const now = clock.now();
   const settlement = await inTransaction(db, async (trx): Promise<CallbackSettlement & { subscriptionId?: string; cycle?: number; attempt?: number }> => {
-    const owned = await findAttempt(trx, key);
-    if (!owned || owned.gateway !== gateway) return { kind: 'unknown_key', key };
-    const row = (await getRows(trx, [owned.subscriptionId])).get(owned.subscriptionId);
+    const found = await findAttempt(trx, key);
+    if (!found || found.gateway !== gateway) return { kind: 'unknown_key', key };
+    // The subscription row is locked first (PostgreSQL: until commit), then the attempt read again:
+    // a replay of this callback arriving at once waits here and then finds the attempt settled.
+    const row = (await getRows(trx, [found.subscriptionId])).get(found.subscriptionId);
+    const owned = (await findAttempt(trx, key)) ?? found;
     const attempt = owned.attempt;
     const where = { subscriptionId: owned.subscriptionId, cycle: attempt.cycle, attempt: attempt.attempt };
     if (!row || !isOpenAttemptState(attempt.state) || !pointsAt(row.subscription, attempt)) {

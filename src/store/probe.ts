@@ -14,7 +14,7 @@
 import { statSync, type Stats } from 'node:fs';
 import { sql } from 'kysely';
 import type { Db } from './db.js';
-import { sqliteFile } from './db.js';
+import { dialectOf, sqliteFile } from './db.js';
 
 /** How long the probe waits for a lock held elsewhere (the daemon's own busy_timeout is 5 s). */
 export const PROBE_BUSY_TIMEOUT_MS = 250;
@@ -40,7 +40,8 @@ export function databaseProbe(db: Db, url: string, monotonic: () => number = () 
       if (now.ino !== identity.ino || now.dev !== identity.dev) return done(`database file ${file} was replaced by another file`);
     }
     try {
-      await sql`select count(*) as n from sqlite_master`.execute(db);
+      if (dialectOf(db) === 'postgres') await withTimeout(sql`select 1`.execute(db), POSTGRES_PROBE_TIMEOUT_MS);
+      else await sql`select count(*) as n from sqlite_master`.execute(db);
       if (file) await writeLockProbe(db);
       return done(null);
     } catch (err) {
@@ -71,8 +72,20 @@ function identityOf(file: string): Stats | undefined {
   }
 }
 
+/** PostgreSQL: a server that does not answer a trivial query within this long is down for readiness. */
+export const POSTGRES_PROBE_TIMEOUT_MS = 2000;
+
+function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(Object.assign(new Error('no answer'), { code: 'PROBE_TIMEOUT' })), ms);
+  });
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
+}
+
 function describe(err: unknown): string {
   const code = (err as { code?: unknown }).code;
+  if (code === 'PROBE_TIMEOUT') return `database did not answer within ${POSTGRES_PROBE_TIMEOUT_MS} ms`;
   if (code === 'SQLITE_BUSY') return `database is locked by another process (no write lock within ${PROBE_BUSY_TIMEOUT_MS} ms)`;
   return `database query failed${typeof code === 'string' ? ` (${code})` : ''}`;
 }

@@ -431,9 +431,21 @@ export async function createSubscriptionsBatch(db: Db, inputs: readonly NewInput
   });
 }
 
-/** Reads one subscription, or throws NotFoundError. */
+/**
+ * A read of rows the transaction will write back. In a PostgreSQL
+ * transaction the rows are locked (`FOR UPDATE`) until it commits: a
+ * concurrent writer (another request, a callback, another daemon's outcome)
+ * waits, then reads what this one wrote, instead of overwriting it with what
+ * it read before. SQLite needs no lock: `begin immediate` already runs one
+ * writing transaction at a time.
+ */
+function forWrite<Q extends { forUpdate(): Q }>(conn: Conn, query: Q): Q {
+  return conn.isTransaction && dialectOf(conn) === 'postgres' ? query.forUpdate() : query;
+}
+
+/** Reads one subscription (locked for the rest of a PostgreSQL transaction, see forWrite), or throws NotFoundError. */
 export async function getSubscription(db: Conn, id: string): Promise<Subscription> {
-  const row = await db.selectFrom('subscriptions').selectAll().where('id', '=', id).executeTakeFirst();
+  const row = await forWrite(db, db.selectFrom('subscriptions').selectAll().where('id', '=', id)).executeTakeFirst();
   if (!row) throw new NotFoundError('SUBSCRIPTION_NOT_FOUND', `no subscription with id "${id}"`);
   return rowToSubscription(row);
 }
@@ -545,11 +557,11 @@ export interface LeasedRow {
   readonly leaseOwner: string | null;
 }
 
-/** Reads many rows in one statement per 500 ids (inside the caller's transaction), keyed by id. */
+/** Reads many rows in one statement per 500 ids (inside the caller's transaction, locked as forWrite says), keyed by id. */
 export async function getRows(trx: Conn, ids: readonly string[]): Promise<Map<string, LeasedRow>> {
   const out = new Map<string, LeasedRow>();
   for (let i = 0; i < ids.length; i += 500) {
-    const rows = await trx.selectFrom('subscriptions').selectAll().where('id', 'in', ids.slice(i, i + 500)).execute();
+    const rows = await forWrite(trx, trx.selectFrom('subscriptions').selectAll().where('id', 'in', ids.slice(i, i + 500)).orderBy('id')).execute();
     for (const row of rows) out.set(row.id, { subscription: rowToSubscription(row), leaseOwner: row.lease_owner });
   }
   return out;

@@ -217,13 +217,13 @@ export async function cloneSubscription(db: Db, templateId: string, prefix: stri
  * on a free port, the engine and database of the test, a 60 s sweep interval
  * for readiness, no webhooks.
  */
-export function testServerDeps(tmp: { db: Db; file: string }, clock: Clock, engine: Engine) {
+export function testServerDeps(tmp: { db: Db; url: string }, clock: Clock, engine: Engine) {
   return {
     config: { host: '127.0.0.1', port: 0 },
     engine,
     db: tmp.db,
     clock,
     logger: silentLogger,
-    readiness: { databaseUrl: `sqlite:${tmp.file}`, sweepIntervalMs: 60_000, queueBound: 100, webhookEndpoints: 0 },
+    readiness: { databaseUrl: tmp.url, sweepIntervalMs: 60_000, queueBound: 100, webhookEndpoints: 0 },
   };
 }
