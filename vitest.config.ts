@@ -13,8 +13,18 @@ const PORTABLE_SUITES = [
   'test/service/service.test.ts',
   'test/service/import.test.ts',
   'test/http/api-*.test.ts',
+  'test/http/callbacks.test.ts',
+  'test/http/metrics.test.ts',
+  'test/http/server.test.ts',
   'test/webhooks/*.test.ts',
+  'test/engine/backpressure.test.ts',
+  'test/engine/containment.test.ts',
+  'test/engine/logging.test.ts',
+  'test/engine/seeds.test.ts',
 ];
+// Not here: the suites driven by @sinonjs/fake-timers (test/engine/fake-timers, outage, engine-faults)
+// advance time without waiting for network I/O, which a PostgreSQL connection needs; what they
+// test (the retry policy, the calendar, the clock guard) does not depend on the database.
 
 export default defineConfig({
   test: {

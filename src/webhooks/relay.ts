@@ -31,6 +31,7 @@ import {
   type DeliveryRow,
   type DeliveryState,
   type RecordedAttempt,
+  runExclusively,
 } from '../store/index.js';
 
 /** How long an idle endpoint trusts its earliest-retry instant before reading it again. */
@@ -247,7 +248,15 @@ export function createRelay(deps: RelayDeps): Relay {
       return counts.reduce((a, b) => a + b, 0);
     },
     start() {
-      loops = active.map(loop);
+      // Several daemons on one PostgreSQL database: one of them relays each endpoint at a time
+      // (order per subscription needs one sender); another takes over if it dies.
+      loops = active.map((ep) =>
+        runExclusively(db, `rebill:webhooks:${ep.id}`, () => loop(ep), {
+          stopped: () => stopping,
+          wait: (ms) => clock.sleepUntil(clock.now() + ms, halt.signal),
+          onWaiting: () => logger.info({ endpoint: ep.id }, 'another daemon relays this webhook endpoint; taking over if it stops'),
+        }),
+      );
     },
     kick() {
       const previous = wake;

@@ -1,0 +1,48 @@
+/**
+ * Work that one daemon at a time may do across every daemon on one database
+ * (a webhook endpoint's delivery stream, the link e-mail sender): keeping
+ * order per stream needs a single sender, and "at least once" survives the
+ * sender's death because another daemon takes over.
+ *
+ * PostgreSQL: a session advisory lock, taken with `pg_try_advisory_lock` on a
+ * connection held for as long as the work runs. When the daemon dies, its
+ * session ends and the server drops the lock, so a waiting daemon (which
+ * retries every `retryMs`) takes over; nothing to expire or clean up.
+ * SQLite: one daemon per file already (store/lock.ts), so the work just runs.
+ */
+import { sql } from 'kysely';
+import { dialectOf, type Db } from './db.js';
+
+/** How often a daemon that did not get the lock asks again. */
+export const EXCLUSIVE_RETRY_MS = 5_000;
+
+/**
+ * Runs `work` while holding the lock called `name`; a daemon that does not
+ * get it waits and asks again until `stopped()` says to give up. Resolves
+ * when `work` resolves (or when stopped before it ever ran).
+ */
+export async function runExclusively(
+  db: Db,
+  name: string,
+  work: () => Promise<void>,
+  options: { stopped: () => boolean; wait: (ms: number) => Promise<void>; retryMs?: number; onWaiting?: () => void },
+): Promise<void> {
+  if (dialectOf(db) !== 'postgres') return work();
+  let told = false;
+  while (!options.stopped()) {
+    const ran = await db.connection().execute(async (conn) => {
+      const { rows } = await sql<{ ok: boolean }>`select pg_try_advisory_lock(hashtext(${name})) as ok`.execute(conn);
+      if (!rows[0]?.ok) return false;
+      try {
+        await work();
+      } finally {
+        await sql`select pg_advisory_unlock(hashtext(${name}))`.execute(conn).catch(() => undefined);
+      }
+      return true;
+    });
+    if (ran) return;
+    if (!told) options.onWaiting?.();
+    told = true;
+    await options.wait(options.retryMs ?? EXCLUSIVE_RETRY_MS);
+  }
+}
