@@ -8,3 +8,4 @@ export * from './probe.js';
 export * from './idempotency.js';
 export * from './backup.js';
 export * from './webhooks.js';
+export * from './link-emails.js';
