@@ -643,7 +643,9 @@ const linkEmailSchema = z
     const { smtp, password } = email as Record<string, unknown>;
     if (typeof smtp !== 'string' || typeof password !== 'string') return;
     try {
-      if (new URL(smtp).password !== '') ctx.addIssue({ code: 'custom', input: undefined, path: ['password'], message: 'the smtp URL has a password already; give it in one place' });
+      const url = new URL(smtp);
+      // An smtp value that is no SMTP URL is reported on smtp alone.
+      if (/^smtps?:$/.test(url.protocol) && url.password !== '') ctx.addIssue({ code: 'custom', input: undefined, path: ['password'], message: 'the smtp URL has a password already; give it in one place' });
     } catch {
       // An unparsable URL is reported on smtp.
     }
