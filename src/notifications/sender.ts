@@ -141,7 +141,16 @@ export function createLinkEmailSender(deps: LinkEmailSenderDeps): LinkEmailSende
     const message = linkEmailMessage({ ...row, email: row.email }, email);
     const tries = row.tries + 1;
     try {
-      const info = await transport.sendMail({ from: email.from, to: message.to, subject: message.subject, text: message.text, messageId: message.messageId, headers: message.headers });
+      const info = await transport.sendMail({
+        from: email.from,
+        to: message.to,
+        subject: message.subject,
+        text: message.text,
+        messageId: message.messageId,
+        headers: message.headers,
+        // The Date header from rebill's clock, like every other instant it records.
+        date: new Date(clock.now()),
+      });
       const at = clock.now();
       logger.info({ ...where, messageId: message.messageId, tries }, 'payment link e-mailed');
       deps.observer?.outcome('sent');

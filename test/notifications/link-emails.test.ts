@@ -129,6 +129,8 @@ describe('payment-link e-mails', () => {
     expect(mail!.text).toBe(`Hello Ann Lee, 9.99 USD is due on 2025-01-15 (cycle 1 of ann).\nPay here: ${link}\n`);
     expect(mail!.headers.get('message-id')).toBe(linkEmailMessageId('ann:1:1', 'billing@example.com'));
     expect(mail!.headers.get('x-rebill-attempt')).toBe('ann:1:1');
+    // The Date header comes from rebill's clock (virtual here), not the machine's.
+    expect(Date.parse(mail!.headers.get('date')!)).toBe(clock.now());
 
     const charge = await chargeOf('ann');
     expect(charge.linkUrl).toBe(link);
