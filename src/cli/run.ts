@@ -128,9 +128,9 @@ export function registerRun(program: Command, ctx: CommandContext): void {
         logger.info({ signal: stopSignal }, 'stopping: HTTP server closing, no new claims, draining in-flight attempts');
         await server.close();
         await sweep.stop();
-        const report = await engine.stop(config.scheduler.drainSeconds * 1000);
-        // Links the engine recorded while draining are queued: the next start e-mails them.
-        const [, mail] = await Promise.all([relay.stop(), linkEmails?.stop(config.scheduler.drainSeconds * 1000)]);
+        // The sender drains beside the engine, within the same limit; links the engine records meanwhile stay queued for the next start.
+        const [report, mail] = await Promise.all([engine.stop(config.scheduler.drainSeconds * 1000), linkEmails?.stop(config.scheduler.drainSeconds * 1000)]);
+        await relay.stop();
         if (mail && !mail.drained) logger.warn(mail, `${mail.abandoned} payment-link e-mails cut off by the drain limit; sent again at the next start`);
         const { drained } = report;
         for (const gateway of gateways.values()) await gateway.close?.();

@@ -51,6 +51,12 @@ function countingGateways(t: TempDb, clock: VirtualClock): { gateways: Map<strin
   return { gateways: new Map([['sim', counted]]), links };
 }
 
+/** Polls `condition` every 10 ms (real time: the SMTP conversation runs on real sockets), for up to 10 s. */
+async function waitUntil(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 1000 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  expect(condition()).toBe(true);
+}
+
 /** A logger whose lines the test reads. */
 function capturingLogger() {
   const lines: Array<Record<string, unknown>> = [];
@@ -295,6 +301,36 @@ describe('payment-link e-mails', () => {
     expect(await sender(catcher.port, { smtp: `smtp://rebill@127.0.0.1:${catcher.port}`, password: 'p/ss@w:rd' }).tick()).toBe(1);
     const mails = await catcher.waitFor(2);
     expect(mails.map((m) => m.user)).toEqual(['rebill', 'rebill']);
+  });
+
+  it('stop() lets a conversation in flight finish and records it (the loop takes nothing new)', async () => {
+    const catcher = await smtp();
+    catcher.hold = true;
+    await linkSubscription('kim', { email: 'kim@example.com' });
+    await engine.sweepUntilIdle();
+    const mailer = sender(catcher.port);
+    mailer.start();
+    await waitUntil(() => catcher.held === 1);
+    const stopped = mailer.stop(60_000);
+    setTimeout(() => catcher.release(), 100);
+    expect(await stopped).toEqual({ drained: true, abandoned: 0 });
+    expect((await chargeOf('kim')).linkEmail).toMatchObject({ status: 'sent', tries: 1 });
+    expect(catcher.received).toHaveLength(1);
+  });
+
+  it('stop() past its drain limit cuts the conversation off: not counted as a try, left pending for the next start', async () => {
+    const catcher = await smtp();
+    catcher.hold = true;
+    closers.unshift(async () => catcher.release());
+    await linkSubscription('lou', { email: 'lou@example.com' });
+    await engine.sweepUntilIdle();
+    const mailer = sender(catcher.port);
+    mailer.start();
+    await waitUntil(() => catcher.held === 1);
+    const stopped = mailer.stop(5_000);
+    clock.advance(5_000); // the drain limit runs on rebill's clock
+    expect(await stopped).toEqual({ drained: false, abandoned: 1 });
+    expect((await chargeOf('lou')).linkEmail).toMatchObject({ status: 'pending', tries: 0, error: null });
   });
 
   it('a plan that starts e-mailing its links applies to its existing subscriptions (syncPlanEmailLinks), and the metrics count the outcomes', async () => {

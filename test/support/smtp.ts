@@ -28,6 +28,12 @@ export interface SmtpCatcher {
   /** Messages refused so far (answer was a code). */
   readonly refused: number;
   answer: SmtpAnswer;
+  /** true: a message's data is read, then the reply waits until release() (a conversation in flight). */
+  hold: boolean;
+  /** Messages whose reply is being held. */
+  readonly held: number;
+  /** Sends the held replies. */
+  release(): void;
   /** Resolves once `count` messages were accepted. */
   waitFor(count: number, timeoutMs?: number): Promise<ReceivedMail[]>;
   close(): Promise<void>;
@@ -68,13 +74,23 @@ export async function startSmtpCatcher(options: { port?: number; auth?: { user: 
   const received: ReceivedMail[] = [];
   const waiters = new Set<() => void>();
   let refused = 0;
+  let heldReplies: Array<() => void> = [];
   const catcher = {
     port: 0,
     received,
     get refused() {
       return refused;
     },
+    get held() {
+      return heldReplies.length;
+    },
     answer: options.answer ?? ('accept' as SmtpAnswer),
+    hold: false,
+    release() {
+      const replies = heldReplies;
+      heldReplies = [];
+      for (const reply of replies) reply();
+    },
   };
   const server = new SMTPServer({
     logger: false,
@@ -89,6 +105,13 @@ export async function startSmtpCatcher(options: { port?: number; auth?: { user: 
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('end', () => {
+        if (catcher.hold) {
+          heldReplies.push(() => reply());
+          return;
+        }
+        reply();
+      });
+      const reply = () => {
         const answer = catcher.answer;
         if (answer !== 'accept') {
           refused++;
@@ -106,7 +129,7 @@ export async function startSmtpCatcher(options: { port?: number; auth?: { user: 
         });
         for (const wake of waiters) wake();
         callback(null, 'Message queued as test-' + received.length);
-      });
+      };
     },
   });
   await new Promise<void>((resolve, reject) => {
