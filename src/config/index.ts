@@ -44,7 +44,6 @@ export {
   DEFAULT_WEBHOOK_RETRY_SCHEDULE,
   DEFAULT_LINK_EMAIL_RETRY_SCHEDULE,
   linkEmailProblems,
-  fromAddressOf,
   type LinkEmailConfig,
   type Config,
   type PlanConfig,

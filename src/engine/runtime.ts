@@ -208,7 +208,7 @@ export async function removedButInUse(
         section: 'notifications',
         id: 'email',
         count,
-        message: `notifications.email is not configured but ${subs(count)} with an inline schedule e-mail their payment links (emailLinks: true); configure it, or their links would never reach the customer`,
+        message: `notifications.email is not configured but ${subs(count)} with an inline schedule ${count === 1 ? 'e-mails its' : 'e-mail their'} payment links (emailLinks: true); configure it, or ${count === 1 ? 'its' : 'their'} links would never reach the customer`,
       });
     }
   }

@@ -9,13 +9,14 @@ import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { VirtualClock } from '../../src/clock.js';
 import type { LinkEmailConfig } from '../../src/config/index.js';
-import { daemonGateways, type Engine } from '../../src/engine/index.js';
+import { subscriptionFromPlan } from '../../src/domain/index.js';
+import { daemonGateways, removedButInUse, type Engine } from '../../src/engine/index.js';
 import type { Gateway } from '../../src/gateways/index.js';
 import { createMetrics } from '../../src/http/index.js';
 import { createLinkEmailSender, linkEmailMessageId, type LinkEmailSender } from '../../src/notifications/index.js';
 import { listCharges } from '../../src/service/index.js';
-import { syncPlanEmailLinks } from '../../src/store/index.js';
-import { addSubscription, attemptsOf, daemonEngine, eventsOf, ledgerOf, ms, openTempDb, silentLogger, type TempDb } from '../support/engine-harness.js';
+import { createSubscription, syncPlanEmailLinks } from '../../src/store/index.js';
+import { addSubscription, attemptsOf, daemonEngine, eventsOf, ledgerOf, ms, openTempDb, planTerms, silentLogger, type TempDb } from '../support/engine-harness.js';
 import { freePort, startSmtpCatcher, type SmtpCatcher } from '../support/smtp.js';
 
 const FROM = 'Example Billing <billing@example.com>';
@@ -331,6 +332,22 @@ describe('payment-link e-mails', () => {
     clock.advance(5_000); // the drain limit runs on rebill's clock
     expect(await stopped).toEqual({ drained: false, abandoned: 1 });
     expect((await chargeOf('lou')).linkEmail).toMatchObject({ status: 'pending', tries: 0, error: null });
+  });
+
+  it('live inline schedules that e-mail their links need notifications.email at start (removedButInUse); a plan sync leaves them alone', async () => {
+    const inline = subscriptionFromPlan(planTerms({ id: '', mode: 'link', emailLinks: true }), { id: 'inline-1', startDate: '2030-01-01', customer: { email: 'i@example.com' } });
+    await createSubscription(t.db, { ...inline, planId: null, planVersion: null }, clock.now());
+    expect(await syncPlanEmailLinks(t.db, [{ id: 'gold-monthly', emailLinks: false }])).toBe(0);
+    const without = await removedButInUse(t.db, { plans: [], gateways: { sim: {} }, notifications: {} });
+    expect(without).toEqual([
+      {
+        section: 'notifications',
+        id: 'email',
+        count: 1,
+        message: 'notifications.email is not configured but 1 live subscription with an inline schedule e-mails its payment links (emailLinks: true); configure it, or its links would never reach the customer',
+      },
+    ]);
+    expect(await removedButInUse(t.db, { plans: [], gateways: { sim: {} }, notifications: { email: emailConfig(25) } })).toEqual([]);
   });
 
   it('a plan that starts e-mailing its links applies to its existing subscriptions (syncPlanEmailLinks), and the metrics count the outcomes', async () => {
