@@ -4,6 +4,7 @@ import * as m0001 from './0001_initial.js';
 import * as m0002 from './0002_attempt_outage.js';
 import * as m0003 from './0003_idempotency_keys.js';
 import * as m0004 from './0004_webhook_deliveries.js';
+import * as m0005 from './0005_link_emails.js';
 import * as m0006 from './0006_hot_path.js';
 
 export const migrations: Record<string, Migration> = {
@@ -11,5 +12,6 @@ export const migrations: Record<string, Migration> = {
   '0002_attempt_outage': m0002,
   '0003_idempotency_keys': m0003,
   '0004_webhook_deliveries': m0004,
+  '0005_link_emails': m0005,
   '0006_hot_path': m0006,
 };

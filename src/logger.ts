@@ -16,6 +16,8 @@ export const SECRET_KEYS: ReadonlySet<string> = new Set([
   'authorization',
   'password',
   'cookie',
+  // An SMTP connection URL (`smtp://user:password@host`) is a credential as a whole.
+  'smtp',
 ]);
 
 /**
@@ -33,8 +35,23 @@ export function isSecretKey(key: string): boolean {
 const CENSOR = '[redacted]';
 const MAX_DEPTH = 12;
 
-/** A copy of `value` with every secret-named key masked; plain objects and arrays only. */
+/** `scheme://user:password@`: the password part of a URL's userinfo. */
+const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^\s:@/?#]*):[^\s@/?#]*@/gi;
+
+/**
+ * `text` with the password of every URL in it masked
+ * (`smtp://billing:[redacted]@mail.example:587`). A URL under a key that is not
+ * secret-named (`notifications.email.smtp`, `database.url`) still carries a
+ * password; the logger applies this to every string it logs, and messages
+ * that quote such a URL apply it themselves.
+ */
+export function redactUrlPasswords(text: string): string {
+  return text.includes('://') ? text.replace(URL_PASSWORD, `$1:${CENSOR}@`) : text;
+}
+
+/** A copy of `value` with every secret-named key and every URL password masked; plain objects and arrays only. */
 export function redactSecrets(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string') return redactUrlPasswords(value);
   if (depth > MAX_DEPTH || value === null || typeof value !== 'object') return value;
   if (Array.isArray(value)) return value.map((v) => redactSecrets(v, depth + 1));
   const proto = Object.getPrototypeOf(value) as unknown;

@@ -9,7 +9,9 @@ import { RebillError } from '../errors.js';
 import { createHttpServer, createMetrics, type HttpServer } from '../http/index.js';
 import { createLogger } from '../logger.js';
 import { createRelay, endpointId } from '../webhooks/index.js';
-import { lastEventId, migrateToLatest, toDbTime, type DaemonLock, type Db } from '../store/index.js';
+import { createLinkEmailSender, type LinkEmailObserver, type LinkEmailSender } from '../notifications/index.js';
+import { catalogOf } from '../service/index.js';
+import { lastEventId, linkEmailBacklog, migrateToLatest, syncPlanEmailLinks, toDbTime, type DaemonLock, type Db } from '../store/index.js';
 import { checkRemovedInUse, lockDatabaseOrReport, openDatabaseOrReport, printableUrl, verifyDatabaseOrReport } from './database.js';
 import { packageVersion, type CommandContext } from './index.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
@@ -80,6 +82,7 @@ export function registerRun(program: Command, ctx: CommandContext): void {
         const relay = createRelay({ db, clock, logger, webhooks: config.webhooks, observer: metrics.webhookObserver });
         await relay.init();
         const created = await seed(db, config, logger, clock);
+        const linkEmails = await linkEmailSender(db, config, logger, clock, metrics.linkEmailObserver);
         await engine.recoverDeadOwners();
         // The cron sweep is the safety net; the engine's own timer wakes it for the earliest due instant.
         const sweep = cron.schedule(config.scheduler.sweep, () => engine.kick(), { noOverlap: true });
@@ -92,7 +95,7 @@ export function registerRun(program: Command, ctx: CommandContext): void {
           metrics,
           adminApi: {
             tokens: config.http.tokens,
-            catalog: { plans: config.plans, gateways: Object.keys(config.gateways) },
+            catalog: catalogOf(config),
             // A create with a past start or a retry-now makes work due before the engine's timer would wake it.
             wake: () => engine.kick(),
             version: packageVersion(),
@@ -115,6 +118,7 @@ export function registerRun(program: Command, ctx: CommandContext): void {
         }
         engine.start();
         relay.start();
+        linkEmails?.start();
         logger.info(
           { config: file, database: printableUrl(config.database.url), http: address, plans: config.plans.length, seeded: created, gateways: [...gateways.keys()] },
           'rebill ready',
@@ -124,8 +128,10 @@ export function registerRun(program: Command, ctx: CommandContext): void {
         logger.info({ signal: stopSignal }, 'stopping: HTTP server closing, no new claims, draining in-flight attempts');
         await server.close();
         await sweep.stop();
-        const report = await engine.stop(config.scheduler.drainSeconds * 1000);
+        // The sender drains beside the engine, within the same limit; links the engine records meanwhile stay queued for the next start.
+        const [report, mail] = await Promise.all([engine.stop(config.scheduler.drainSeconds * 1000), linkEmails?.stop(config.scheduler.drainSeconds * 1000)]);
         await relay.stop();
+        if (mail && !mail.drained) logger.warn(mail, `${mail.abandoned} payment-link e-mails cut off by the drain limit; sent again at the next start`);
         const { drained } = report;
         for (const gateway of gateways.values()) await gateway.close?.();
         logger.info(report, drained ? 'stopped cleanly' : `stopped; ${report.leftForReconciliation} attempts left for reconciliation on the next start`);
@@ -205,6 +211,23 @@ async function prepareDatabase(db: Db, config: Config, file: string): Promise<nu
     return 1;
   }
   return checkRemovedInUse(db, config, file);
+}
+
+/**
+ * The payment-link e-mail sender when `notifications.email` is configured.
+ * First the plans' `emailLinks` are applied to their existing subscriptions;
+ * without the section, e-mails still queued from an earlier run wait (logged).
+ */
+async function linkEmailSender(db: Db, config: Config, logger: Logger, clock: Clock, observer: LinkEmailObserver): Promise<LinkEmailSender | undefined> {
+  const changed = await syncPlanEmailLinks(db, config.plans);
+  if (changed > 0) logger.info({ subscriptions: changed }, 'plans\' emailLinks applied to their existing subscriptions');
+  const email = config.notifications.email;
+  if (email === undefined) {
+    const { pending } = await linkEmailBacklog(db);
+    if (pending > 0) logger.warn({ pending }, `${pending} payment-link e-mails are waiting but notifications.email is not configured; they are sent once it is`);
+    return undefined;
+  }
+  return createLinkEmailSender({ db, clock, logger, email, observer });
 }
 
 /** Upserts the config's seed subscriptions in batches, logging progress and the edits not applied; returns how many were created. */

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { systemClock } from '../clock.js';
-import { importSubscriptions, ImportFileError, type RejectedLine } from '../service/index.js';
+import { catalogOf, importSubscriptions, ImportFileError, type RejectedLine } from '../service/index.js';
 import type { CommandContext } from './index.js';
 import { lineOutput } from './output.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
@@ -61,7 +61,7 @@ async function runImport(file: string, flags: ImportFlags): Promise<number> {
   const progress = progressReporter(size, input, !flags.json && process.stderr.isTTY === true);
   let report: CsvWriter | undefined;
   try {
-    const summary = await importSubscriptions(db, { plans: config.plans, gateways: Object.keys(config.gateways) }, input, {
+    const summary = await importSubscriptions(db, catalogOf(config), input, {
       now: systemClock.now(),
       dryRun: flags.dryRun === true,
       onHeader: async (columns) => {

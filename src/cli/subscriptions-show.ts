@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { systemClock } from '../clock.js';
-import { getSubscriptionDetail, parseCount, type SubscriptionDetail } from '../service/index.js';
+import { getSubscriptionDetail, parseCount, type Charge, type SubscriptionDetail } from '../service/index.js';
 import { NotFoundError } from '../store/index.js';
 import type { CommandContext } from './index.js';
 import { lineOutput } from './output.js';
@@ -44,6 +44,8 @@ export function registerSubscriptionsShow(group: Command, ctx: CommandContext): 
           return;
         }
         const s = subscription;
+        // The link e-mail column only for a subscription whose links were e-mailed.
+        const emailed = charges.some((c) => c.linkEmail !== null);
         const customer = s.customer ? [s.customer.email, s.customer.phone, [s.customer.firstName, s.customer.lastName].filter(Boolean).join(' ')].filter(Boolean).join(', ') : null;
         const lines = [
           ...keyValues([
@@ -70,7 +72,7 @@ export function registerSubscriptionsShow(group: Command, ctx: CommandContext): 
           ...(charges.length === 0
             ? ['  none']
             : table(
-                ['CYCLE', 'ATTEMPT', 'OPERATION', 'STATUS', 'AMOUNT', 'DUE AT', 'CREATED', 'EXTERNAL ID', 'DECLINE'],
+                ['CYCLE', 'ATTEMPT', 'OPERATION', 'STATUS', 'AMOUNT', 'DUE AT', 'CREATED', 'EXTERNAL ID', 'DECLINE', ...(emailed ? ['LINK E-MAIL'] : [])],
                 charges.map((c) => [
                   c.cycle,
                   c.attempt,
@@ -81,6 +83,7 @@ export function registerSubscriptionsShow(group: Command, ctx: CommandContext): 
                   c.createdAt,
                   c.externalPaymentId,
                   c.declineCode ? `${c.declineCode}${c.hardDecline ? ' (hard)' : ''}: ${c.rejectedReason}` : null,
+                  ...(emailed ? [linkEmailCell(c.linkEmail)] : []),
                 ]),
               ).map((l) => `  ${l}`)),
           '',
@@ -94,4 +97,14 @@ export function registerSubscriptionsShow(group: Command, ctx: CommandContext): 
         ctx.exitCode = 0;
       });
     });
+}
+
+/** `sent 2025-01-31T10:00:01Z`, `pending (2 tries, next 2025-...): <error>`, `skipped: <reason>`. */
+function linkEmailCell(e: Charge['linkEmail']): string | null {
+  if (e === null) return null;
+  if (e.status === 'sent') return `sent ${e.sentAt}`;
+  const tries = e.tries > 0 ? `${e.tries} ${e.tries === 1 ? 'try' : 'tries'}` : '';
+  const next = e.status === 'pending' && e.nextTryAt ? `next ${e.nextTryAt}` : '';
+  const detail = [tries, next].filter(Boolean).join(', ');
+  return `${e.status}${detail ? ` (${detail})` : ''}${e.error ? `: ${e.error}` : ''}`;
 }

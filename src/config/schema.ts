@@ -32,6 +32,7 @@ import {
   type MonthEndPolicy,
 } from '../calendar/index.js';
 import { currencyExponent, formatAmount, MoneyError, parseAmount } from '../money/index.js';
+import { DEFAULT_LINK_EMAIL_SUBJECT, DEFAULT_LINK_EMAIL_TEMPLATE, templateProblems } from '../notifications/template.js';
 import { exposureProblems } from './exposure.js';
 import { isSecretPath, unknownKeyMessage, type PathSegment } from './problems.js';
 
@@ -300,6 +301,13 @@ const planFieldsSchema = z.strictObject({
   maxCycles: wholeNumber(1).nullable().default(null),
   endDate: localDateSchema.nullable().default(null),
   backfill: flag().default(false),
+  /**
+   * Link mode only: rebill e-mails each payment link to the customer itself
+   * (needs notifications.email). A notification setting, not a billing term:
+   * it is not part of the plan's version, and it follows the plan for the
+   * plan's existing subscriptions too.
+   */
+  emailLinks: flag().default(false),
 });
 
 /**
@@ -565,6 +573,103 @@ const loggingSchema = z.strictObject({
 });
 
 // ---------------------------------------------------------------------------
+// Notifications: payment links by e-mail
+
+/** The default retry schedule of a link e-mail (the last step repeats until maxAgeHours). */
+export const DEFAULT_LINK_EMAIL_RETRY_SCHEDULE = ['PT1M', 'PT5M', 'PT30M', 'PT2H', 'PT5H', 'PT10H'] as const;
+
+/**
+ * A URL as a message may show it: the scheme and what follows the last `@`,
+ * never the user or password before it (`"smtp://***@mail.example:587"`).
+ */
+function describeCredentialUrl(value: string): string {
+  const at = value.lastIndexOf('@');
+  if (at < 0) return JSON.stringify(value);
+  const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.exec(value)?.[0] ?? '';
+  return JSON.stringify(`${scheme}***${value.slice(at)}`);
+}
+
+/** `smtp://[user[:password]@]host[:port]` or `smtps://...` (TLS from the first byte), as nodemailer takes it. */
+const smtpUrlSchema = z.string().superRefine((value, ctx) => {
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    url = undefined;
+  }
+  if (!url || !/^smtps?:$/.test(url.protocol) || url.hostname === '') {
+    // The value is a credential (smtp is a secret key): the message shows its shape, never the user or password.
+    const reason = url && url.hostname !== '' ? '' : ' (a password with "/", "@", "?" or "#" must be percent-encoded, or given as password:)';
+    ctx.addIssue({ code: 'custom', input: value, message: `expected smtp://[user[:password]@]host[:port] or smtps://...; got ${describeCredentialUrl(value)}${reason}` });
+  }
+});
+
+/** `billing@example.com` or `Example Billing <billing@example.com>`: the bare address, or undefined. */
+export function fromAddressOf(value: string): string | undefined {
+  const match = /^\s*(?:[^<>]*<\s*([^<>\s@]+@[^<>\s@]+\.[^<>\s@]+)\s*>|([^<>\s@"]+@[^<>\s@]+\.[^<>\s@]+))\s*$/.exec(value);
+  return match ? (match[1] ?? match[2]) : undefined;
+}
+
+/** A subject or body template: its placeholders must all be known (templateProblems). */
+function linkEmailTemplate() {
+  return z.string().superRefine((value, ctx) => {
+    for (const message of templateProblems(value)) ctx.addIssue({ code: 'custom', input: value, message });
+  });
+}
+
+/**
+ * `notifications.email`: the SMTP server and the message that carries a
+ * payment link to the customer (plans opt in with `emailLinks: true`).
+ */
+const linkEmailSchema = z
+  .strictObject({
+    /** `smtp://user:password@host:587` (STARTTLS when offered) or `smtps://...:465`; `${SMTP_PASSWORD}` expands like any secret. */
+    smtp: smtpUrlSchema,
+    /** The SMTP password, when it is not in the URL (any characters, no percent-encoding). */
+    password: text().optional(),
+    from: z.string().refine((value) => fromAddressOf(value) !== undefined, {
+      error: (issue) => `expected an address such as billing@example.com or "Example Billing <billing@example.com>"; got ${describeValue(issue.input)}`,
+    }),
+    subject: linkEmailTemplate().default(DEFAULT_LINK_EMAIL_SUBJECT),
+    /** The plain-text body, inline or from a file with `${file:./link-email.txt}`. */
+    template: linkEmailTemplate().default(DEFAULT_LINK_EMAIL_TEMPLATE),
+    retrySchedule: z.array(isoDuration(false)).min(1).default([...DEFAULT_LINK_EMAIL_RETRY_SCHEDULE]),
+    /** After this long from the link, an e-mail that still could not be sent is `failed`. */
+    maxAgeHours: positiveNumber().default(72),
+    /** Connect, greeting and idle-socket timeout of one SMTP conversation. */
+    timeoutSeconds: wholeNumber(1, 600).default(30),
+  })
+  .superRefine((email, ctx) => {
+    const { smtp, password } = email as Record<string, unknown>;
+    if (typeof smtp !== 'string' || typeof password !== 'string') return;
+    try {
+      const url = new URL(smtp);
+      // An smtp value that is no SMTP URL is reported on smtp alone.
+      if (/^smtps?:$/.test(url.protocol) && url.password !== '') ctx.addIssue({ code: 'custom', input: undefined, path: ['password'], message: 'the smtp URL has a password already; give it in one place' });
+    } catch {
+      // An unparsable URL is reported on smtp.
+    }
+  }, { when: () => true })
+  .transform((email) => ({ ...email, fromAddress: fromAddressOf(email.from)! }));
+
+const notificationsSchema = z.strictObject({
+  email: linkEmailSchema.optional(),
+});
+
+/**
+ * Why a plan (or an inline schedule) may not opt in to link e-mails: only a
+ * link has something to e-mail, and only a configured SMTP server can send it.
+ * One rule for the config's plans and for API / CSV subscriptions.
+ */
+export function linkEmailProblems(emailLinks: unknown, mode: unknown, emailConfigured: boolean): SubscriptionProblem[] {
+  if (emailLinks !== true) return [];
+  const problems: SubscriptionProblem[] = [];
+  if (mode !== 'link') problems.push({ path: ['emailLinks'], message: `only applies to mode: link (an e-mailed payment link); got mode: ${typeof mode === 'string' ? mode : 'charge'}` });
+  if (!emailConfigured) problems.push({ path: ['emailLinks'], message: 'needs notifications.email (the SMTP server that sends the links); configure it or remove emailLinks' });
+  return problems;
+}
+
+// ---------------------------------------------------------------------------
 // Subscriptions
 
 const customerSchema = z.strictObject({
@@ -646,7 +751,7 @@ export const scenarioSubscriptionSchema = z
 // A subscription as an integrator gives it (API body, CSV line)
 
 /** The plan fields a subscription may carry inline instead of a `planId` (SPEC section 5). */
-export const INLINE_PLAN_KEYS = ['description', 'amount', 'currency', 'every', 'sendEvery', 'monthEnd', 'mode', 'gateway', 'trial', 'maxCycles'] as const;
+export const INLINE_PLAN_KEYS = ['description', 'amount', 'currency', 'every', 'sendEvery', 'monthEnd', 'mode', 'gateway', 'trial', 'maxCycles', 'emailLinks'] as const;
 
 const inlineShape = planFieldsSchema.shape;
 
@@ -674,6 +779,8 @@ export const subscriptionInputSchema = z
     gateway: text().optional(),
     trial: inlineShape.trial.unwrap().unwrap().nullable().optional(),
     maxCycles: inlineShape.maxCycles.unwrap().unwrap().nullable().optional(),
+    /** Link mode: rebill e-mails each payment link to the customer (needs notifications.email). */
+    emailLinks: inlineShape.emailLinks.unwrap().optional(),
   })
   .superRefine((sub, ctx) => {
     // A body that is no object (or none at all) is reported as the wrong type; there is nothing to cross-check.
@@ -733,6 +840,7 @@ export function inlinePlanOf(input: SubscriptionInput): Omit<PlanConfig, 'gatewa
     maxCycles: input.maxCycles ?? null,
     endDate: null,
     backfill: false,
+    emailLinks: input.emailLinks ?? false,
   };
   return { ...fields, version: planVersion(fields) };
 }
@@ -896,6 +1004,19 @@ function checkSubscriptions(root: Record<string, unknown>, ctx: Ctx): void {
   });
 }
 
+/** Plans that opt in to link e-mails are link-mode plans, and notifications.email is configured (linkEmailProblems). */
+function checkLinkEmails(root: Record<string, unknown>, ctx: Ctx): void {
+  const notifications = isPlainObject(root.notifications) ? root.notifications : undefined;
+  // A present but invalid email section is reported where it is wrong, not here as missing.
+  const configured = notifications !== undefined && notifications.email !== undefined && notifications.email !== null;
+  records(root.plans).forEach((plan, i) => {
+    if (!plan) return;
+    for (const problem of linkEmailProblems(plan.emailLinks, plan.mode ?? 'charge', configured)) {
+      ctx.addIssue({ code: 'custom', input: plan.emailLinks, path: ['plans', i, ...problem.path], message: problem.message });
+    }
+  });
+}
+
 /** Fills each plan's gateway with the only configured one when it was not named (checked above). */
 function resolvePlanGateways<P extends { gateway: string | null }>(
   plans: P[],
@@ -926,12 +1047,14 @@ export const configSchema = z
     // No implicit gateway: without the section every plan is refused (checkBilling).
     gateways: gatewaysSchema.default({}),
     webhooks: z.array(webhookSchema).default([]),
+    notifications: notificationsSchema.prefault({}),
     logging: loggingSchema.prefault({}),
     subscriptions: z.array(seedSubscriptionSchema).default([]),
   })
   .superRefine((root, ctx) => {
     checkBilling(root, ctx);
     checkSubscriptions(root, ctx);
+    checkLinkEmails(root, ctx);
   }, always)
   .transform((config) => ({ ...config, plans: resolvePlanGateways(config.plans, config.gateways) }));
 
@@ -1022,6 +1145,8 @@ export type DatabaseConfig = Config['database'];
 export type HttpConfig = Config['http'];
 /** One outgoing webhook endpoint. */
 export type WebhookConfig = Config['webhooks'][number];
+/** The SMTP server and message of payment-link e-mails (`notifications.email`). */
+export type LinkEmailConfig = z.output<typeof linkEmailSchema>;
 /** A validated simulate scenario. */
 export type Scenario = z.output<typeof scenarioSchema>;
 /** A subscription in a scenario, startDate resolved. */

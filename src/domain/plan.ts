@@ -24,6 +24,8 @@ export interface PlanTerms {
   readonly maxCycles?: number | null;
   readonly endDate?: string | null;
   readonly backfill?: boolean;
+  /** Link mode: the payment links are e-mailed to the customer (a notification setting, stored beside the snapshot). */
+  readonly emailLinks?: boolean;
 }
 
 /** Per-subscription fields given at creation (API body, CSV line, seed entry). */
@@ -45,7 +47,7 @@ export interface SubscriptionRequest {
 export function subscriptionFromPlan(
   plan: PlanTerms,
   request: SubscriptionRequest,
-): Omit<NewSubscription, 'customerId'> & { customerId: string | null; customer: CustomerInput | null } {
+): Omit<NewSubscription, 'customerId'> & { customerId: string | null; customer: CustomerInput | null; emailLinks: boolean } {
   return {
     id: request.id,
     externalId: request.externalId ?? null,
@@ -71,5 +73,6 @@ export function subscriptionFromPlan(
       backfill: plan.backfill ?? false,
     },
     metadata: { ...(request.metadata ?? {}) },
+    emailLinks: plan.emailLinks ?? false,
   };
 }

@@ -9,7 +9,7 @@ import type { PlanConfig, RetryConfig, SchedulerConfig, SeedSubscription } from 
 import { subscriptionFromPlan, type CollectionPolicy, type SubscriptionRequest } from '../domain/index.js';
 import { createGateways, type Gateway, type GatewayConfig, type SimLedgerEntry, type SimulatorLedger } from '../gateways/index.js';
 import { RebillError } from '../errors.js';
-import { createSubscriptionsBatch, hotPathStore, liveUsage, type Db } from '../store/index.js';
+import { createSubscriptionsBatch, hotPathStore, inlineEmailLinkSubscriptions, liveUsage, type Db } from '../store/index.js';
 import { formatAmount } from '../money/index.js';
 import type { EngineOptions } from './engine.js';
 
@@ -174,9 +174,9 @@ export function seedWarnings(report: SeedReport, plans: readonly PlanConfig[]): 
   return warnings;
 }
 
-/** A plan or gateway removed from the config while live subscriptions still use it. */
+/** A plan or gateway removed from the config while live subscriptions still use it (or notifications.email, while they e-mail their links). */
 export interface RemovedInUse {
-  readonly section: 'plans' | 'gateways';
+  readonly section: 'plans' | 'gateways' | 'notifications';
   readonly id: string;
   /** Subscriptions (not terminated) that use it. */
   readonly count: number;
@@ -191,7 +191,7 @@ export interface RemovedInUse {
  */
 export async function removedButInUse(
   db: Db,
-  config: { readonly plans: readonly PlanConfig[]; readonly gateways: Readonly<Record<string, unknown>> },
+  config: { readonly plans: readonly PlanConfig[]; readonly gateways: Readonly<Record<string, unknown>>; readonly notifications?: { readonly email?: unknown } },
 ): Promise<RemovedInUse[]> {
   const out: RemovedInUse[] = [];
   const subs = (n: number) => `${n} live subscription${n === 1 ? '' : 's'}`;
@@ -208,6 +208,18 @@ export async function removedButInUse(
       count,
       message: `gateway "${id}" was removed or renamed but ${subs(count)} still ${count === 1 ? 'uses' : 'use'} it (their attempts could never be sent); put it back under that name`,
     });
+  }
+  // Plans are checked by the schema (emailLinks needs notifications.email); inline schedules opted in through the API or an import.
+  if (config.notifications?.email === undefined) {
+    const count = await inlineEmailLinkSubscriptions(db);
+    if (count > 0) {
+      out.push({
+        section: 'notifications',
+        id: 'email',
+        count,
+        message: `notifications.email is not configured but ${subs(count)} with an inline schedule ${count === 1 ? 'e-mails its' : 'e-mail their'} payment links (emailLinks: true); configure it, or ${count === 1 ? 'its' : 'their'} links would never reach the customer`,
+      });
+    }
   }
   return out;
 }

@@ -17,7 +17,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Clock } from '../clock.js';
 import type { Outcome } from '../domain/index.js';
 import type { CircuitState, Engine, EngineObserver } from '../engine/index.js';
-import { countByStatus, dueBacklog, webhookBacklog, type Db, type DueBacklog } from '../store/index.js';
+import type { LinkEmailObserver, LinkEmailOutcome } from '../notifications/index.js';
+import { countByStatus, dueBacklog, linkEmailBacklog, webhookBacklog, type Db, type DueBacklog } from '../store/index.js';
 
 /** Prefix of every metric, the process defaults included. */
 export const METRIC_PREFIX = 'rebill_';
@@ -64,6 +65,8 @@ export interface Metrics {
   readonly engineObserver: EngineObserver;
   /** Pass as the relay's observer. */
   readonly webhookObserver: WebhookObserver;
+  /** Pass as the link e-mail sender's observer. */
+  readonly linkEmailObserver: LinkEmailObserver;
   /** Gives the scrape-time gauges their engine (when it was not in deps). */
   attach(engine: EngineView): void;
 }
@@ -273,6 +276,29 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     },
   };
 
+  const LINK_EMAIL_OUTCOMES: readonly LinkEmailOutcome[] = ['sent', 'retry', 'failed', 'skipped'];
+  const linkEmails = new Counter({
+    name: `${p}link_emails_total`,
+    help: 'Payment-link e-mail tries by outcome (sent; retry: failed and rescheduled; failed: past maxAgeHours; skipped: no address, or the link was no longer open).',
+    labelNames: ['outcome'] as const,
+    registers,
+  });
+  for (const outcome of LINK_EMAIL_OUTCOMES) linkEmails.inc({ outcome }, 0);
+  new Gauge({
+    name: `${p}link_emails_pending`,
+    help: 'Payment-link e-mails not sent yet (due now or waiting for a retry).',
+    registers,
+    async collect() {
+      const backlog = await linkEmailBacklog(deps.db).catch(() => null);
+      this.set(backlog ? backlog.pending : NaN);
+    },
+  });
+  const linkEmailObserver: LinkEmailObserver = {
+    outcome(outcome) {
+      linkEmails.inc({ outcome });
+    },
+  };
+
   const engineObserver: EngineObserver = {
     gatewayCallStarted({ gateway, kind, lagSeconds }) {
       if (kind === 'send' && lagSeconds !== null) lag.observe({ gateway }, lagSeconds);
@@ -296,6 +322,7 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     registry,
     engineObserver,
     webhookObserver,
+    linkEmailObserver,
     attach(next) {
       engine = next;
     },

@@ -4,7 +4,7 @@
 import { formatAmount } from '../money/index.js';
 import { iso } from '../domain/index.js';
 import { ACQUIRER_CODES } from '../gateways/index.js';
-import { attemptsByKeys, cycleDueDates, listAttemptRows, type AttemptRecord, type Db } from '../store/index.js';
+import { attemptsByKeys, cycleDueDates, linkEmailsByKeys, listAttemptRows, type AttemptRecord, type Db, type LinkEmailRecord, type LinkEmailState } from '../store/index.js';
 import { CHARGE_STATUSES, decodeCursor, encodeCursor, parseEnum, parseInstant, parseLimit, parseText, type ChargeStatus } from './filters.js';
 import type { Page } from './subscriptions.js';
 
@@ -26,9 +26,32 @@ export interface Charge {
   rejectedReason: string | null;
   hardDecline: boolean | null;
   linkUrl: string | null;
+  /** The e-mail that carries linkUrl to the customer; null when the attempt's link is not e-mailed. */
+  linkEmail: LinkEmail | null;
   dueAt: string | null;
   createdAt: string;
   updatedAt: string;
+}
+
+/** A payment-link e-mail as recorded on its attempt. */
+export interface LinkEmail {
+  /** pending (queued or waiting for a retry), sent, failed (gave up after maxAgeHours), skipped (final, see error). */
+  status: LinkEmailState;
+  /** SMTP conversations so far (a skip is not one). */
+  tries: number;
+  to: string | null;
+  lastTryAt: string | null;
+  nextTryAt: string | null;
+  sentAt: string | null;
+  messageId: string | null;
+  /** The last failure, or why it was skipped. */
+  error: string | null;
+}
+
+function toLinkEmail(e: LinkEmailRecord | undefined): LinkEmail | null {
+  if (e === undefined) return null;
+  const at = (ms: number | null) => (ms === null ? null : iso(ms));
+  return { status: e.state, tries: e.tries, to: e.recipient, lastTryAt: at(e.lastTryAt), nextTryAt: at(e.nextTryAt), sentAt: at(e.sentAt), messageId: e.messageId, error: e.error };
 }
 
 /** The words for a decline code: the acquirer's text where known, else the code itself spelled out. */
@@ -40,7 +63,7 @@ export function rejectedReason(code: string | null): string | null {
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
 
-function toCharge(a: AttemptRecord, dueAt: number | undefined): Charge {
+function toCharge(a: AttemptRecord, dueAt: number | undefined, email: LinkEmailRecord | undefined): Charge {
   return {
     id: a.key,
     subscriptionId: a.subscriptionId,
@@ -56,6 +79,7 @@ function toCharge(a: AttemptRecord, dueAt: number | undefined): Charge {
     rejectedReason: a.state === 'rejected' ? rejectedReason(a.declineCode) : null,
     hardDecline: a.hardDecline,
     linkUrl: a.linkUrl,
+    linkEmail: toLinkEmail(email),
     dueAt: dueAt === undefined ? null : iso(dueAt),
     createdAt: iso(a.createdAt),
     updatedAt: iso(a.updatedAt),
@@ -66,7 +90,14 @@ function toCharge(a: AttemptRecord, dueAt: number | undefined): Charge {
 export async function chargesByIds(db: Db, ids: readonly string[]): Promise<Map<string, Charge>> {
   const attempts = await attemptsByKeys(db, ids);
   const due = await cycleDueDates(db, [...attempts.values()].map((a) => a.subscriptionId));
-  return new Map([...attempts].map(([key, a]) => [key, toCharge(a, due.get(`${a.subscriptionId}:${a.cycle}`))]));
+  const emails = await linkEmailsOf(db, [...attempts.values()]);
+  return new Map([...attempts].map(([key, a]) => [key, toCharge(a, due.get(`${a.subscriptionId}:${a.cycle}`), emails.get(key))]));
+}
+
+/** The link e-mails of these attempts; only link-mode attempts can have one, so a page of card charges costs no query. */
+function linkEmailsOf(db: Db, attempts: readonly AttemptRecord[]): Promise<Map<string, LinkEmailRecord>> {
+  const keys = attempts.filter((a) => a.mode === 'link').map((a) => a.key);
+  return keys.length === 0 ? Promise.resolve(new Map()) : linkEmailsByKeys(db, keys);
 }
 
 /** The filters of `GET /v1/charges`, `GET /v1/subscriptions/{id}/charges` and `rebill subscriptions show`. */
@@ -92,9 +123,10 @@ export async function listCharges(db: Db, query: ChargeListQuery): Promise<Page<
   const rows = await listAttemptRows(db, defined, limit + 1, after);
   const page = rows.slice(0, limit);
   const due = await cycleDueDates(db, page.map((a) => a.subscriptionId));
+  const emails = await linkEmailsOf(db, page);
   const last = page.at(-1);
   return {
-    data: page.map((a) => toCharge(a, due.get(`${a.subscriptionId}:${a.cycle}`))),
+    data: page.map((a) => toCharge(a, due.get(`${a.subscriptionId}:${a.cycle}`), emails.get(a.key))),
     nextCursor: rows.length > limit && last ? encodeCursor({ createdAt: last.createdAt, id: last.key }) : null,
   };
 }

@@ -15,8 +15,10 @@ import { DateTime } from 'luxon';
 import {
   inlineGatewayProblems,
   inlinePlanOf,
+  linkEmailProblems,
   planReferenceProblems,
   tokenProblems,
+  type Config,
   type PlanConfig,
   type SubscriptionInput,
   type SubscriptionProblem,
@@ -61,6 +63,13 @@ export interface Catalog {
   readonly plans: readonly PlanConfig[];
   /** Configured gateway names. */
   readonly gateways: readonly string[];
+  /** notifications.email is configured, so an inline link schedule may set emailLinks (default false). */
+  readonly linkEmails?: boolean;
+}
+
+/** The catalog of a loaded configuration (the daemon's API and `subscriptions import` alike). */
+export function catalogOf(config: Pick<Config, 'plans' | 'gateways' | 'notifications'>): Catalog {
+  return { plans: config.plans, gateways: Object.keys(config.gateways), linkEmails: config.notifications.email !== undefined };
 }
 
 export interface CreateOutcome {
@@ -89,7 +98,11 @@ export function subscriptionDraft(catalog: Catalog, input: SubscriptionInput, no
   } else {
     const inline = inlinePlanOf(input)!;
     const gatewayProblems = inlineGatewayProblems(inline.gateway, catalog.gateways);
-    problems.push(...gatewayProblems, ...tokenProblems(input.paymentToken, inline.mode, 'the schedule uses mode charge'));
+    problems.push(
+      ...gatewayProblems,
+      ...tokenProblems(input.paymentToken, inline.mode, 'the schedule uses mode charge'),
+      ...linkEmailProblems(inline.emailLinks, inline.mode, catalog.linkEmails ?? false),
+    );
     // An inline schedule belongs to no plan: its id is dropped below.
     if (gatewayProblems.length === 0) terms = { ...inline, id: '', gateway: inline.gateway ?? catalog.gateways[0]! };
   }

@@ -20,6 +20,7 @@ import {
   type Driver,
   type MigrationResultSet,
   type SqliteDialectConfig,
+  type Transaction,
 } from 'kysely';
 import { migrations } from '../../migrations/index.js';
 import { RebillError } from '../errors.js';
@@ -391,6 +392,15 @@ export async function tableExists(db: Db, name: string): Promise<boolean> {
       : sql<{ n: number }>`select count(*) as n from sqlite_master where type = 'table' and name = ${name}`;
   const rows = (await query.execute(db)).rows;
   return Number(rows[0]?.n ?? 0) > 0;
+}
+
+/** Whether a table has a column (a database read before it was migrated). Reads only the catalogue. */
+export async function columnExists(db: Kysely<Database> | Transaction<Database>, table: string, column: string): Promise<boolean> {
+  const query =
+    dialectOf(db) === 'postgres'
+      ? sql<{ n: number }>`select count(*) as n from information_schema.columns where table_name = ${table} and column_name = ${column} and table_schema = any (current_schemas(false))`
+      : sql<{ n: number }>`select count(*) as n from pragma_table_info(${table}) where name = ${column}`;
+  return Number((await query.execute(db)).rows[0]?.n ?? 0) > 0;
 }
 
 /** Fixed-width UTC ISO text for an epoch-ms instant: the stored form of every timestamp. */

@@ -11,3 +11,4 @@ export * from './idempotency.js';
 export * from './backup.js';
 export * from './webhooks.js';
 export * from './exclusive.js';
+export * from './link-emails.js';

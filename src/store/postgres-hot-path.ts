@@ -37,6 +37,7 @@ import {
   type OutcomeWrite,
   type OutcomeWritten,
 } from './hot-path.js';
+import { linkEvents } from './link-emails.js';
 import { lockOutbox, rowToAttempt, rowToSubscription } from './repository.js';
 import type { AttemptTable, Database, SubscriptionTable } from './schema.js';
 
@@ -199,7 +200,7 @@ class PostgresHotPathStore implements HotPathStore {
     await this.writeCycles(trx, cycles, now);
     for (const [dueAt, ids] of releases) await this.releaseRows(trx, token, ids, dueAt);
     const attempts = queries.length ? await this.attemptRows(trx, queries) : new Map<string, AttemptRow>();
-    await this.writeEvents(trx, events);
+    await this.writeEvents(trx, events, now);
     return rows.map((row, i) => {
       const decision = decisions[i]!;
       const { subscription, version } = row;
@@ -271,7 +272,7 @@ class PostgresHotPathStore implements HotPathStore {
       }
       await this.updateAttempts(trx, attemptUpdates, now);
       await this.writeCycles(trx, cycles, now);
-      await this.writeEvents(trx, events);
+      await this.writeEvents(trx, events, now);
       return results as OutcomeWritten[];
     });
   }
@@ -406,9 +407,24 @@ class PostgresHotPathStore implements HotPathStore {
     }
   }
 
-  /** Inserts events in one statement, in their order, under the outbox lock (ids in commit order). */
-  private async writeEvents(trx: Trx, events: readonly DomainEvent[]): Promise<void> {
+  /**
+   * Inserts events in one statement, in their order, under the outbox lock
+   * (ids in commit order), and queues the link e-mail of each
+   * `payment_link.sent` whose subscription opts in (link-emails.ts).
+   */
+  private async writeEvents(trx: Trx, events: readonly DomainEvent[], now: number): Promise<void> {
     if (events.length === 0) return;
+    const links = linkEvents(events);
+    if (links.length) {
+      const at = toDbTime(now);
+      await query(
+        trx,
+        `insert into link_emails (attempt_key, subscription_id, state, next_try_at, created_at, updated_at)
+         select v.k, s.id, 'pending', $3, $3, $3 from unnest($1::text[], $2::text[]) as v(k, sid) join subscriptions s on s.id = v.sid and s.email_links = 1
+         on conflict (attempt_key) do nothing`,
+        [links.map((e) => e.data.idempotencyKey), links.map((e) => e.subscriptionId), at],
+      );
+    }
     await lockOutbox(trx);
     await query(
       trx,

@@ -22,6 +22,7 @@ import {
 import { createSubscription as createTransition } from '../domain/index.js';
 import { RebillError } from '../errors.js';
 import { dialectOf, fromDbTime, tableExists, toDbTime, type Db } from './db.js';
+import { queueLinkEmails } from './link-emails.js';
 import type { AttemptTable, Database, SubscriptionTable } from './schema.js';
 
 export type Trx = Transaction<Database>;
@@ -190,7 +191,13 @@ export async function writeTransition(trx: Trx, transition: Transition, now: num
   await writeTransitions(trx, [transition], now, lease);
 }
 
-/** writeTransition for a batch: one row update and its cycles each, then one insert for all the events. */
+/**
+ * writeTransition for a batch: one row update and its cycles each, then one
+ * insert for all the events. A `payment_link.sent` event of a subscription
+ * that e-mails its links also queues that e-mail here, in the same
+ * transaction: every path that records a link (an outcome, a callback) comes
+ * through this function, and a crash can never keep the link but lose its e-mail.
+ */
 export async function writeTransitions(trx: Trx, transitions: readonly Transition[], now: number, lease: 'release' | 'keep' | 'ignore'): Promise<void> {
   const leaseColumns = lease === 'release' ? { lease_owner: null, lease_until: null } : {};
   for (const transition of transitions) {
@@ -202,6 +209,7 @@ export async function writeTransitions(trx: Trx, transitions: readonly Transitio
   }
   const events = transitions.flatMap((t) => t.events);
   for (let i = 0; i < events.length; i += 100) await writeEvents(trx, events.slice(i, i + 100));
+  await queueLinkEmails(trx, events, now);
 }
 
 /** Finds a customer by id, then email, then phone; creates one otherwise (SPEC section 5). */
@@ -308,17 +316,17 @@ export async function createSubscriptionIn(trx: Trx, input: NewInput, now: numbe
     if (byExternal) return { subscription: rowToSubscription(byExternal), created: false };
   }
   const customerId = input.customerId ?? (await resolveCustomer(trx, input.customer, now));
-  const { customer: _customer, ...rest } = input;
+  const { customer: _customer, emailLinks = false, ...rest } = input;
   const transition = createTransition({ ...rest, customerId }, now);
   const sub = transition.subscription;
-  await trx.insertInto('subscriptions').values(subscriptionRow(sub)).execute();
+  await trx.insertInto('subscriptions').values(subscriptionRow(sub, emailLinks)).execute();
   await writeCycles(trx, sub, transition.cycles, now);
   await writeEvents(trx, transition.events);
   return { subscription: sub, created: true };
 }
 
-/** The full row of a new subscription. */
-function subscriptionRow(sub: Subscription) {
+/** The full row of a new subscription; `emailLinks`: its payment links are e-mailed (migration 0005). */
+function subscriptionRow(sub: Subscription, emailLinks: boolean) {
   return {
     id: sub.id,
     external_id: sub.externalId,
@@ -336,6 +344,7 @@ function subscriptionRow(sub: Subscription) {
     lease_until: null,
     created_at: toDbTime(sub.createdAt),
     ...stateColumns(sub),
+    email_links: emailLinks ? 1 : 0,
   };
 }
 
@@ -347,7 +356,12 @@ export interface BatchCreateOutcome {
   readonly stored?: { readonly paymentToken: string | null; readonly amountMinor: number; readonly currency: string };
 }
 
-type NewInput = Omit<NewSubscription, 'customerId'> & { customerId?: string | null; customer?: CustomerInput | null };
+type NewInput = Omit<NewSubscription, 'customerId'> & {
+  customerId?: string | null;
+  customer?: CustomerInput | null;
+  /** Its payment links are e-mailed (the plan's emailLinks, or the inline schedule's); default false. */
+  emailLinks?: boolean;
+};
 
 /**
  * createSubscription for many inputs in ONE transaction (config seeds at
@@ -385,6 +399,7 @@ export async function createSubscriptionsBatch(db: Db, inputs: readonly NewInput
     const customers = await customerResolver(trx, inputs.filter((i) => !i.customerId && !byId.has(i.id)).map((i) => i.customer), now);
     const outcomes: BatchCreateOutcome[] = [];
     const transitions: Transition[] = [];
+    const emailing = new Set<string>();
     for (const input of inputs) {
       const key = input.externalId ? externalKey(input.source, input.externalId) : undefined;
       const found = byId.get(input.id) ?? (key === undefined ? undefined : byExternal.get(key));
@@ -393,9 +408,10 @@ export async function createSubscriptionsBatch(db: Db, inputs: readonly NewInput
         continue;
       }
       const customerId = input.customerId ?? customers.resolve(input.customer);
-      const { customer: _customer, ...rest } = input;
+      const { customer: _customer, emailLinks = false, ...rest } = input;
       const transition = createTransition({ ...rest, customerId }, now);
       const sub = transition.subscription;
+      if (emailLinks) emailing.add(sub.id);
       // A later input with the same id or live externalId in this batch finds this one.
       const mine = stored({ payment_token: sub.paymentToken, amount_minor: sub.amount.amountMinor, currency: sub.amount.currency });
       byId.set(sub.id, mine);
@@ -407,7 +423,7 @@ export async function createSubscriptionsBatch(db: Db, inputs: readonly NewInput
     await insertRows(
       trx,
       'subscriptions',
-      transitions.map((tr) => subscriptionRow(tr.subscription)),
+      transitions.map((tr) => subscriptionRow(tr.subscription, emailing.has(tr.subscription.id))),
       100,
     );
     const cycles = transitions.flatMap((tr) =>

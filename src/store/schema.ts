@@ -46,6 +46,8 @@ export interface SubscriptionTable {
   metadata: string | null;
   created_at: string;
   updated_at: string;
+  /** Migration 0005: 1 when its payment links are e-mailed (the plan's emailLinks, or its own inline). */
+  email_links: Generated<number>;
   /** Migration 0006: bumped by every write of the row's state (not by lease-only writes). */
   version: Generated<number>;
 }
@@ -157,6 +159,23 @@ export interface WebhookAttemptTable {
   error: string | null;
 }
 
+/** Migration 0005: one payment-link e-mail per attempt (issue 9, item 2). */
+export interface LinkEmailTable {
+  attempt_key: string;
+  subscription_id: string;
+  state: string;
+  tries: Generated<number>;
+  next_try_at: string | null;
+  last_try_at: string | null;
+  last_error: string | null;
+  recipient: string | null;
+  message_id: string | null;
+  smtp_response: string | null;
+  sent_at: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
 export interface Database {
   customers: CustomerTable;
   subscriptions: SubscriptionTable;
@@ -168,4 +187,5 @@ export interface Database {
   webhook_endpoints: WebhookEndpointTable;
   webhook_deliveries: WebhookDeliveryTable;
   webhook_attempts: WebhookAttemptTable;
+  link_emails: LinkEmailTable;
 }

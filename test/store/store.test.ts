@@ -72,6 +72,7 @@ describe('migrations', () => {
         ['0002_attempt_outage', 'Success'],
         ['0003_idempotency_keys', 'Success'],
         ['0004_webhook_deliveries', 'Success'],
+        ['0005_link_emails', 'Success'],
         ['0006_hot_path', 'Success'],
       ]);
     } finally {

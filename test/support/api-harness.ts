@@ -9,6 +9,7 @@ import { VirtualClock } from '../../src/clock.js';
 import { parseConfig, type Config } from '../../src/config/index.js';
 import type { Engine } from '../../src/engine/index.js';
 import { createHttpServer, type HttpServer } from '../../src/http/index.js';
+import { catalogOf } from '../../src/service/index.js';
 import { dumpTables, type TableDump } from './db-dump.js';
 import { daemonEngine, openTempDb, testServerDeps, type TempDb } from './engine-harness.js';
 
@@ -87,7 +88,7 @@ async function serve(config: Config, tmp: TempDb, clock: VirtualClock, options: 
     ...testServerDeps(tmp, clock, engine),
     adminApi: {
       tokens: config.http.tokens,
-      catalog: { plans: config.plans, gateways: Object.keys(config.gateways) },
+      catalog: catalogOf(config),
       wake: () => {
         wakes++;
         engine.kick();

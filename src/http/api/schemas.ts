@@ -111,6 +111,19 @@ export const chargeObject = z
     rejectedReason: z.string().nullable(),
     hardDecline: z.boolean().nullable(),
     linkUrl: z.string().nullable(),
+    linkEmail: z
+      .object({
+        status: z.enum(['pending', 'sent', 'failed', 'skipped']),
+        tries: z.number().int().meta({ description: 'SMTP conversations so far' }),
+        to: z.string().nullable(),
+        lastTryAt: nullableInstant,
+        nextTryAt: nullableInstant,
+        sentAt: nullableInstant,
+        messageId: z.string().nullable(),
+        error: z.string().nullable().meta({ description: 'the last failure, or why it was skipped' }),
+      })
+      .nullable()
+      .meta({ description: 'the e-mail that carries linkUrl to the customer (plans with emailLinks); null otherwise' }),
     dueAt: nullableInstant,
     createdAt: instant,
     updatedAt: instant,

@@ -20,9 +20,9 @@ import {
 /** The daemon's ready line (pino JSON on stdout). */
 export const READY = /"msg":"rebill ready"/;
 
-/** Starts `rebill run --config <config>`, logging to `logFile`, and waits for its ready line. */
-export async function startDaemon(config: string, logFile: string): Promise<Child> {
-  const daemon = spawnRebill(['run', '--config', config], { logFile });
+/** Starts `rebill run --config <config>`, logging to `logFile` (with `env` added to its environment), and waits for its ready line. */
+export async function startDaemon(config: string, logFile: string, env?: Record<string, string>): Promise<Child> {
+  const daemon = spawnRebill(['run', '--config', config], { logFile, ...(env ? { env } : {}) });
   await daemon.waitForStdout(READY, 30_000);
   return daemon;
 }

@@ -69,15 +69,30 @@ export function clearSecretLeaks(): void {
   leaks.length = 0;
 }
 
-/** Every string under a secret-named key of a parsed YAML document, with its key path. */
+/** Every string under a secret-named key of a parsed YAML document, and every URL's password, with its key path. */
 function secretValues(value: unknown, path: string, out: Map<string, string>): void {
   if (Array.isArray(value)) value.forEach((v, i) => secretValues(v, `${path}[${i}]`, out));
   else if (value !== null && typeof value === 'object') {
     for (const [key, v] of Object.entries(value)) {
       const at = path ? `${path}.${key}` : key;
+      if (typeof v === 'string' && !v.includes('${')) {
+        const password = urlPassword(v);
+        if (password !== undefined && password.length >= 6) out.set(password, `the password in ${at}`);
+      }
       if (isSecretKey(key) && typeof v === 'string' && v.length >= 6 && !v.includes('${')) out.set(v, at);
       else secretValues(v, at, out);
     }
+  }
+}
+
+/** The password of a URL with credentials (`smtp://user:password@host`), decoded; undefined for anything else. */
+function urlPassword(text: string): string | undefined {
+  if (!text.includes('://')) return undefined;
+  try {
+    const password = new URL(text).password;
+    return password === '' ? undefined : decodeURIComponent(password);
+  } catch {
+    return undefined;
   }
 }
 
