@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { backupDatabase, sqliteFile } from '../store/index.js';
+import { backupDatabase, isPostgresUrl, sqliteFile } from '../store/index.js';
 import type { CommandContext } from './index.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
 
@@ -26,7 +26,11 @@ export function registerBackup(program: Command, ctx: CommandContext): void {
       }
       const source = sqliteFile(config.database.url);
       if (source === undefined) {
-        process.stderr.write('backup: database.url is not a SQLite file (sqlite::memory: has nothing on disk to copy)\n');
+        process.stderr.write(
+          isPostgresUrl(config.database.url)
+            ? 'backup: database.url is PostgreSQL: back it up with pg_dump (README, "Scaling out on PostgreSQL")\n'
+            : 'backup: database.url is not a SQLite file (sqlite::memory: has nothing on disk to copy)\n',
+        );
         ctx.exitCode = 1;
         return;
       }

@@ -8,6 +8,7 @@ import { LineCounter, parseDocument, isMap, isScalar } from 'yaml';
 import { formatProblems, type Config } from '../config/index.js';
 import { removedButInUse, type RemovedInUse } from '../engine/index.js';
 import { EXIT_CONFIG, RebillError } from '../errors.js';
+import { redactUrlPasswords } from '../logger.js';
 import {
   acquireDaemonLock,
   hasSubscriptionsTable,
@@ -18,21 +19,27 @@ import {
   verifyDatabase,
   type DaemonLock,
   type Db,
+  type OpenOptions,
 } from '../store/index.js';
 
-/** The URL as it may be printed: a PostgreSQL password is masked. */
+/** The URL as it may be printed: a PostgreSQL password is masked (the logger's rule). */
 export function printableUrl(url: string): string {
-  return url.replace(/\/\/[^@]*@/, '//***@');
+  return redactUrlPasswords(url);
 }
 
 function reason(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** How `config.database` is opened (SQLite's synchronous, PostgreSQL's pool size). */
+export function openOptions(config: Config): OpenOptions {
+  return { synchronous: config.database.synchronous, poolSize: config.database.poolSize };
+}
+
 /** Opens `config.database`, or prints why not and returns exit code 1. */
 export function openDatabaseOrReport(config: Config): Db | 1 {
   try {
-    return openDatabase(config.database.url, { synchronous: config.database.synchronous });
+    return openDatabase(config.database.url, openOptions(config));
   } catch (err) {
     // Our own errors already name the file and the cause.
     const message = err instanceof RebillError ? reason(err) : `cannot open database ${printableUrl(config.database.url)}: ${reason(err)}`;

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import type { Config } from '../config/index.js';
 import { FilterError } from '../service/index.js';
 import { openDatabase, openDatabaseReadOnly, pendingMigrations, refuseNewerSchema, sqliteFile, type Db } from '../store/index.js';
-import { printableUrl } from './database.js';
+import { openOptions, printableUrl } from './database.js';
 import { UsageError, type CommandContext } from './index.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
 
@@ -62,7 +62,7 @@ async function openExisting(config: Config, purpose: 'read' | 'write'): Promise<
   }
   let db: Db | undefined;
   try {
-    db = purpose === 'read' ? openDatabaseReadOnly(url) : openDatabase(url, { synchronous: config.database.synchronous });
+    db = purpose === 'read' ? openDatabaseReadOnly(url) : openDatabase(url, openOptions(config));
     if (!db) throw new Error(`cannot open database ${printableUrl(url)}`);
     await refuseNewerSchema(db);
     const pending = await pendingMigrations(db);

@@ -4,16 +4,14 @@
  * `redeliver` writes one small transaction (the daemon's relay picks it up
  * within a poll; a stopped daemon sends it at its next start).
  */
-import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { systemClock } from '../clock.js';
 import { listWebhookDeliveries, redeliverEventCommand, type DeliveryObject } from '../service/index.js';
-import { NotFoundError, openDatabase, pendingMigrations, sqliteFile } from '../store/index.js';
+import { NotFoundError } from '../store/index.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
-import { printableUrl } from './database.js';
 import type { CommandContext } from './index.js';
 import { lineOutput } from './output.js';
-import { asUsageError, withReadDatabase } from './read-database.js';
+import { asUsageError, openForWriting, withReadDatabase } from './read-database.js';
 import { table } from './table.js';
 
 const PAGE = 500;
@@ -84,20 +82,13 @@ export function registerWebhooks(program: Command, ctx: CommandContext): void {
         ctx.exitCode = config;
         return;
       }
-      const file = sqliteFile(config.database.url);
-      if (file === undefined || !existsSync(file)) {
-        process.stderr.write(`no database at ${file ?? printableUrl(config.database.url)}: start \`rebill run\` first, or check database.url / REBILL_DATABASE_URL\n`);
-        ctx.exitCode = 1;
+      // The same checks as every command that writes beside a running daemon (an existing, migrated database).
+      const db = await openForWriting(config);
+      if (typeof db === 'number') {
+        ctx.exitCode = db;
         return;
       }
-      const db = openDatabase(config.database.url);
       try {
-        const pending = await pendingMigrations(db);
-        if (pending.length > 0) {
-          process.stderr.write(`database ${file} has an older schema (missing ${pending.join(', ')}): run \`rebill migrate\`\n`);
-          ctx.exitCode = 1;
-          return;
-        }
         let result: { data: DeliveryObject[] };
         try {
           result = await db.transaction().execute((trx) => redeliverEventCommand(trx, event, systemClock.now()));

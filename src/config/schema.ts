@@ -34,6 +34,7 @@ import {
 import { currencyExponent, formatAmount, MoneyError, parseAmount } from '../money/index.js';
 import { DEFAULT_LINK_EMAIL_SUBJECT, DEFAULT_LINK_EMAIL_TEMPLATE, templateProblems } from '../notifications/template.js';
 import { exposureProblems } from './exposure.js';
+import { redactUrlPasswords } from '../logger.js';
 import { isSecretPath, unknownKeyMessage, type PathSegment } from './problems.js';
 
 // ---------------------------------------------------------------------------
@@ -487,24 +488,20 @@ export const schedulerSchema = z.strictObject({
   maxClockJumpSeconds: wholeNumber(1).default(300),
 });
 
-/** Whether this build has the PostgreSQL backend (SPEC section 4 names it; it is not written yet). */
-const POSTGRES_AVAILABLE = false;
-
 const databaseSchema = z.strictObject({
   url: z
     .string()
     .superRefine((url, ctx) => {
-      if (/^postgres(ql)?:\/\/./.test(url)) {
-        // The URL is refused here, not when the database is opened, so `check-config` says it too, at file:line.
-        // The value is not echoed: a PostgreSQL URL carries a password.
-        if (!POSTGRES_AVAILABLE) ctx.addIssue({ code: 'custom', input: url, message: 'the PostgreSQL backend is not available in this version; use sqlite:<path>' });
-      } else if (!/^sqlite:.+/.test(url)) {
-        ctx.addIssue({ code: 'custom', input: url, message: `expected sqlite:<path> or postgres://...; got ${describeValue(url.replace(/\/\/[^@/]*@/, '//***@'))}` });
+      // The value is not echoed whole: a PostgreSQL URL carries a password.
+      if (!/^postgres(ql)?:\/\/./.test(url) && !/^sqlite:.+/.test(url)) {
+        ctx.addIssue({ code: 'custom', input: url, message: `expected sqlite:<path> or postgres://...; got ${describeValue(redactUrlPasswords(url))}` });
       }
     })
     .default('sqlite:./data/rebill.db'),
   /** SQLite only: FULL survives power loss, which a money ledger needs; NORMAL is faster. */
   synchronous: z.enum(['full', 'normal']).default('full'),
+  /** PostgreSQL only: most connections one daemon opens (the engine, the API, the relay and the e-mail sender share them). */
+  poolSize: wholeNumber(2, 200).default(10),
 });
 
 /** Where the listener binds when the config does not say: every interface, as operators and the Docker image expect. */

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { iso } from '../domain/index.js';
 import { RebillError } from '../errors.js';
-import { expireLeases, latestChangeAt, leaseOwners, processAlive, type Db } from '../store/index.js';
+import { databaseNow, expireLeases, latestChangeAt, leaseOwners, processAlive, usesDatabaseClock, type Db } from '../store/index.js';
 
 /**
  * Expires leases held by dead processes on this host (a daemon killed with
@@ -37,10 +37,24 @@ export async function recoverDeadOwners(db: Db, owner: string, now: number, logg
  * Start check (SPEC section 6): throws CLOCK_BEHIND_STORE when the clock
  * reads earlier than the latest change stored (by more than the clock-jump
  * limit): the clock went back, or another host with a clock ahead wrote last.
+ * On PostgreSQL, whose clock judges due work, it throws CLOCK_SKEW when this
+ * host's clock and the database's are further apart than that limit.
  */
 export async function checkStartClock(db: Db, clock: Clock, maxClockJumpMs: number): Promise<void> {
-  const latest = await latestChangeAt(db);
   const now = clock.now();
+  if (usesDatabaseClock(db)) {
+    // Several daemons share the database's clock for due work and leases; one whose own clock is far
+    // off would still stamp logs, metrics and circuit breakers wrongly, and says a host is misconfigured.
+    const databaseAt = await databaseNow(db);
+    if (Math.abs(now - databaseAt) > maxClockJumpMs) {
+      throw new RebillError(
+        'CLOCK_SKEW',
+        `refusing to collect: the clock reads ${iso(now)}, the database's ${iso(databaseAt)}, more than scheduler.maxClockJumpSeconds (${maxClockJumpMs / 1000} s) apart; fix this host's clock (NTP) and start again`,
+      );
+    }
+    return;
+  }
+  const latest = await latestChangeAt(db);
   if (latest !== null && now + maxClockJumpMs < latest) {
     throw new RebillError(
       'CLOCK_BEHIND_STORE',

@@ -7,7 +7,7 @@
 import { sql, type Selectable } from 'kysely';
 import { migrations } from '../../migrations/index.js';
 import type { Subscription } from '../domain/index.js';
-import { fromDbTime, toDbTime, type Db } from './db.js';
+import { fromDbTime, tableExists, toDbTime, type Db } from './db.js';
 import { rowToSubscription } from './repository.js';
 import type { AttemptTable, CustomerTable, Database } from './schema.js';
 import type { Kysely, Transaction } from 'kysely';
@@ -188,8 +188,7 @@ export async function countEvents(db: Conn): Promise<number> {
  */
 export async function pendingMigrations(db: Db): Promise<string[]> {
   const known = Object.keys(migrations);
-  const table = await sql<{ n: number }>`select count(*) as n from sqlite_master where type = 'table' and name = 'kysely_migration'`.execute(db);
-  if (Number(table.rows[0]?.n ?? 0) === 0) return known;
+  if (!(await tableExists(db, 'kysely_migration'))) return known;
   const applied = await sql<{ name: string }>`select name from kysely_migration`.execute(db);
   const done = new Set(applied.rows.map((r) => r.name));
   return known.filter((name) => !done.has(name));

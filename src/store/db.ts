@@ -19,11 +19,13 @@ import {
   type DialectAdapter,
   type Driver,
   type MigrationResultSet,
+  type RawBuilder,
   type SqliteDialectConfig,
   type Transaction,
 } from 'kysely';
 import { migrations } from '../../migrations/index.js';
 import { RebillError } from '../errors.js';
+import { redactUrlPasswords } from '../logger.js';
 import type { Database } from './schema.js';
 
 export type Db = Kysely<Database>;
@@ -56,10 +58,6 @@ export function isPostgresUrl(url: string): boolean {
   return /^postgres(ql)?:\/\//.test(url);
 }
 
-/** A database URL as it may be shown: a PostgreSQL password is replaced by `***`. */
-export function redactDatabaseUrl(url: string): string {
-  return url.replace(/^(postgres(?:ql)?:\/\/[^:@/]*):[^@/]*@/, '$1:***@');
-}
 
 /**
  * Opens `sqlite:<path>` (`sqlite::memory:` for tests). SQLite runs in WAL
@@ -91,6 +89,8 @@ export function openDatabase(url: string, options: OpenOptions = {}): Db {
  * migrates or writes the file. Undefined when the file does not exist.
  */
 export function openDatabaseReadOnly(url: string): Db | undefined {
+  // PostgreSQL: every transaction of this pool is read-only (the server refuses writes).
+  if (isPostgresUrl(url)) return openPostgres(url, { poolSize: 2, readOnly: true });
   const path = sqlitePath(url);
   if (path === ':memory:' || !existsSync(path)) return undefined;
   let sqlite: SQLite.Database;
@@ -131,10 +131,11 @@ export function sqliteConnectionOf(db: Db): SQLite.Database | undefined {
  * one is far below 2^53. Instants stay fixed-width UTC ISO text in both
  * dialects (see migrations/0001_initial.ts), so every query reads the same.
  */
-function openPostgres(url: string, options: OpenOptions): Db {
+function openPostgres(url: string, options: OpenOptions & { readOnly?: boolean }): Db {
   const pool = new pg.Pool({
     connectionString: url,
     max: options.poolSize ?? 10,
+    ...(options.readOnly ? { options: '-c default_transaction_read_only=on' } : {}),
     types: { getTypeParser: (oid: number, format?: string) => (oid === INT8_OID ? parseInt8 : pg.types.getTypeParser(oid, format as 'text')) } as pg.CustomTypesConfig,
   });
   // An idle client that loses its server (a restart) must not crash the process; the next query reconnects.
@@ -157,7 +158,7 @@ const parseInt8 = (text: string): number => Number(text);
 /** The file path of a `sqlite:` URL; anything else is refused (the config schema refuses it first). */
 function sqlitePath(url: string): string {
   if (url.startsWith('sqlite:')) return url.slice('sqlite:'.length);
-  throw new RebillError('DATABASE_URL_INVALID', `database.url must be sqlite:<path> or postgres://...; got "${redactDatabaseUrl(url)}"`);
+  throw new RebillError('DATABASE_URL_INVALID', `database.url must be sqlite:<path> or postgres://...; got "${redactUrlPasswords(url)}"`);
 }
 
 /**
@@ -392,6 +393,11 @@ export async function tableExists(db: Db, name: string): Promise<boolean> {
       : sql<{ n: number }>`select count(*) as n from sqlite_master where type = 'table' and name = ${name}`;
   const rows = (await query.execute(db)).rows;
   return Number(rows[0]?.n ?? 0) > 0;
+}
+
+/** A text field of a JSON text column (`payload`), as either dialect reads it: `json_extract` or `->>`. */
+export function jsonField(db: Kysely<Database> | Transaction<Database>, column: string, key: string): RawBuilder<string> {
+  return dialectOf(db) === 'postgres' ? sql<string>`(${sql.ref(column)}::jsonb ->> ${sql.lit(key)})` : sql<string>`json_extract(${sql.ref(column)}, ${sql.lit(`$.${key}`)})`;
 }
 
 /** Whether a table has a column (a database read before it was migrated). Reads only the catalogue. */

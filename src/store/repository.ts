@@ -21,7 +21,7 @@ import {
 } from '../domain/index.js';
 import { createSubscription as createTransition } from '../domain/index.js';
 import { RebillError } from '../errors.js';
-import { dialectOf, fromDbTime, tableExists, toDbTime, type Db } from './db.js';
+import { dialectOf, fromDbTime, jsonField, tableExists, toDbTime, type Db } from './db.js';
 import { queueLinkEmails } from './link-emails.js';
 import type { AttemptTable, Database, SubscriptionTable } from './schema.js';
 
@@ -164,7 +164,8 @@ const OUTBOX_LOCK = 0x7265_6269; // "rebi"
 
 /**
  * Takes the outbox lock for the rest of the transaction (PostgreSQL; SQLite
- * already runs one writer at a time). Event ids must increase in the order
+ * already runs one writer at a time); a second take in the same transaction
+ * is free. Event ids must increase in the order
  * events are committed, or a relay that read past id 101 would never see an
  * id 100 committed after it (SPEC section 8); a sequence alone gives no such
  * order when transactions overlap. Every transaction that inserts events
@@ -303,6 +304,9 @@ export async function createSubscription(db: Db, input: NewInput, now: number): 
 
 /** createSubscription inside the caller's transaction (the API stores its idempotent response in the same one). */
 export async function createSubscriptionIn(trx: Trx, input: NewInput, now: number): Promise<CreateResult> {
+  // PostgreSQL: creations run one at a time from here on, so two requests with the same id or
+  // externalId cannot both find nothing and both insert (the second would fail on the unique index).
+  await lockOutbox(trx);
   const byId = await trx.selectFrom('subscriptions').selectAll().where('id', '=', input.id).executeTakeFirst();
   if (byId) return { subscription: rowToSubscription(byId), created: false };
   if (input.externalId) {
@@ -372,6 +376,8 @@ type NewInput = Omit<NewSubscription, 'customerId'> & {
  */
 export async function createSubscriptionsBatch(db: Db, inputs: readonly NewInput[], now: number): Promise<BatchCreateOutcome[]> {
   return db.transaction().execute(async (trx) => {
+    // As in createSubscriptionIn: daemons seeding the same config at once create each seed once.
+    await lockOutbox(trx);
     type Stored = NonNullable<BatchCreateOutcome['stored']>;
     const stored = (r: { payment_token: string | null; amount_minor: number | bigint; currency: string }): Stored => ({
       paymentToken: r.payment_token,
@@ -441,7 +447,6 @@ export async function createSubscriptionsBatch(db: Db, inputs: readonly NewInput
     );
     await insertRows(trx, 'cycles', cycles, 500);
     const events = transitions.flatMap((tr) => tr.events);
-    await lockOutbox(trx);
     await insertRows(trx, 'events', events.map(eventRow), 500);
     return outcomes;
   });
@@ -841,22 +846,24 @@ export async function skippedCyclesSince(
   limit: number,
 ): Promise<{ groups: Array<{ subscriptionId: string; reason: string; first: number; last: number; count: number; firstDueAt: string; lastDueAt: string }>; total: number }> {
   const base = db.selectFrom('events').where('id', '>', afterId).where('type', '=', 'cycle.skipped');
+  const reason = jsonField(db, 'payload', 'reason');
+  const dueAt = jsonField(db, 'payload', 'dueAt');
   const rows = await base
     .select([
       'subscription_id',
-      sql<string>`json_extract(payload, '$.reason')`.as('reason'),
+      sql<string>`${reason}`.as('reason'),
       sql<number>`min(cycle)`.as('first'),
       sql<number>`max(cycle)`.as('last'),
       sql<number>`count(*)`.as('count'),
-      sql<string>`min(json_extract(payload, '$.dueAt'))`.as('firstDueAt'),
-      sql<string>`max(json_extract(payload, '$.dueAt'))`.as('lastDueAt'),
+      sql<string>`min(${dueAt})`.as('firstDueAt'),
+      sql<string>`max(${dueAt})`.as('lastDueAt'),
     ])
-    .groupBy(['subscription_id', sql`json_extract(payload, '$.reason')`])
+    .groupBy(['subscription_id', reason])
     .orderBy('subscription_id')
     .limit(limit)
     .execute();
   const total = await db
-    .selectFrom(base.select(['subscription_id', sql`json_extract(payload, '$.reason')`.as('reason')]).groupBy(['subscription_id', sql`json_extract(payload, '$.reason')`]).as('g'))
+    .selectFrom(base.select(['subscription_id', sql`${reason}`.as('reason')]).groupBy(['subscription_id', reason]).as('g'))
     .select((eb) => eb.fn.countAll().as('n'))
     .executeTakeFirst();
   return {

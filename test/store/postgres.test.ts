@@ -6,7 +6,7 @@
  */
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createSubscription, dialectOf, lastEventId, migrateToLatest, openDatabase, redactDatabaseUrl, type Db } from '../../src/store/index.js';
+import { createSubscription, dialectOf, lastEventId, migrateToLatest, openDatabase, type Db } from '../../src/store/index.js';
 import { goldSubscription as input } from '../support/plans.js';
 import { createTestPostgres, type TestPostgres } from '../support/postgres.js';
 
@@ -54,9 +54,7 @@ describe('PostgreSQL', () => {
     expect(await lastEventId(db)).toBe(1);
   });
 
-  it('shows a URL with its password replaced, and an unreachable server fails without the password', async () => {
-    expect(redactDatabaseUrl('postgres://rebill:s3cret-pw@db.internal:5432/billing')).toBe('postgres://rebill:***@db.internal:5432/billing');
-    expect(redactDatabaseUrl('postgresql://rebill@db/billing')).toBe('postgresql://rebill@db/billing');
+  it('an unreachable server fails without the password in the message', async () => {
     // Port 9 (discard) on loopback: nothing listens there.
     const db = open('postgres://rebill:s3cret-pw@127.0.0.1:9/billing');
     const err = await migrateToLatest(db).then(
