@@ -13,15 +13,25 @@
  *
  * Never edit once released: add a new numbered migration.
  */
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 
 export async function up(db: Kysely<any>): Promise<void> {
   await db.schema
     .alterTable('subscriptions')
     .addColumn('version', 'integer', (c) => c.notNull().defaultTo(0))
     .execute();
+  // A sweep claims open attempts (reconcile / poll) before new collections. Through the work_at
+  // index alone, finding the few open ones meant visiting every due row first: with 100,000 due at
+  // once, each sweep walked the whole backlog. The open rows get an index of their own.
+  await db.schema
+    .createIndex('subscriptions_open_work')
+    .on('subscriptions')
+    .column('work_at')
+    .where(sql.ref('next_action'), 'in', sql`('reconcile', 'poll')`)
+    .execute();
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
+  await db.schema.dropIndex('subscriptions_open_work').execute();
   await db.schema.alterTable('subscriptions').dropColumn('version').execute();
 }

@@ -28,9 +28,18 @@ export const SECRET_KEYS: ReadonlySet<string> = new Set([
  * in logs or messages).
  */
 export function isSecretKey(key: string): boolean {
-  const lower = key.toLowerCase();
-  return SECRET_KEYS.has(lower) || /(token|secret|password|apikey)$/.test(lower);
+  // Every log line asks about the same few keys: remember the answers (bounded).
+  let secret = secretKeys.get(key);
+  if (secret === undefined) {
+    const lower = key.toLowerCase();
+    secret = SECRET_KEYS.has(lower) || /(token|secret|password|apikey)$/.test(lower);
+    if (secretKeys.size >= 10_000) secretKeys.clear();
+    secretKeys.set(key, secret);
+  }
+  return secret;
 }
+
+const secretKeys = new Map<string, boolean>();
 
 const CENSOR = '[redacted]';
 const MAX_DEPTH = 12;
@@ -57,6 +66,16 @@ export function redactSecrets(value: unknown, depth = 0): unknown {
   const proto = Object.getPrototypeOf(value) as unknown;
   // Errors and class instances are serialised by pino's own serializers; only walk plain data.
   if (proto !== Object.prototype && proto !== null) return value;
+  // Most lines hold neither a secret nor nested data: those are logged as they are, without a copy.
+  let plain = true;
+  for (const key in value) {
+    const v = (value as Record<string, unknown>)[key];
+    if ((v !== null && typeof v === 'object') || (isSecretKey(key) && v !== undefined && v !== null)) {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) return value;
   const out: Record<string, unknown> = {};
   for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
     out[key] = isSecretKey(key) && v !== null && v !== undefined ? CENSOR : redactSecrets(v, depth + 1);

@@ -13,11 +13,11 @@
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
-import { iso, type AttemptInfo, type CollectionPolicy, type Outcome, type Subscription } from '../domain/index.js';
+import { iso, type AttemptInfo, type CollectionPolicy, type DomainEvent, type Outcome, type Subscription } from '../domain/index.js';
 import { GatewayUnavailableError, type CollectRequest, type Gateway, type GatewayResult, type StatusResult } from '../gateways/gateway.js';
 import type { CircuitBreakers } from './circuit.js';
 import type { Holdings } from './holdings.js';
-import { logSkipped, logSubscription, moneyFields } from './log-lines.js';
+import { logSkipped, moneyFields } from './log-lines.js';
 import type { EngineObserver } from './observer.js';
 import type { GroupCommitWriter } from './writer.js';
 
@@ -67,11 +67,16 @@ export class Dispatcher {
   outcomesRecorded = 0;
   queueHighWater = 0;
 
+  /** Gateway calls started and not yet returned. */
+  private calling = 0;
+
   constructor(private readonly deps: DispatcherDeps) {
     this.queue = new PQueue({
       concurrency: deps.concurrency,
       ...(deps.ratePerSecond ? { intervalCap: Math.max(1, Math.floor(deps.ratePerSecond)), interval: 1000, carryoverIntervalCount: true } : {}),
     });
+    // The last answer of a batch is written at once: no other outcome is on its way.
+    deps.writer.flushWhenIdle(() => this.calling === 0 && this.queue.size === 0);
   }
 
   /** Runs a job in the background; the holdings are given back when its outcome is recorded. */
@@ -156,28 +161,26 @@ export class Dispatcher {
     }
   }
 
-  private logWritten(s: Subscription, attempt: AttemptInfo, outcome: Outcome, state: string, events: Parameters<typeof logSkipped>[3]): void {
+  private logWritten(s: Subscription, attempt: AttemptInfo, outcome: Outcome, state: string, events: readonly DomainEvent[]): void {
     const { logger, observe } = this.deps;
     logSkipped(logger, observe, s.id, events);
     if (!logger.isLevelEnabled('info')) return;
-    const detail =
-      outcome.kind === 'declined'
-        ? { declineCode: outcome.code, hardDecline: outcome.hard }
-        : outcome.kind === 'unavailable'
-          ? { error: outcome.error }
-          : outcome.kind === 'captured' || outcome.kind === 'pending'
-            ? { externalId: outcome.externalId }
-            : {};
-    logSubscription(
-      logger,
-      s,
+    // One literal per line (no spreads): this line is written for every charge.
+    const money = moneyFields(s, attempt.cycle);
+    logger.info(
       {
+        subscriptionId: s.id,
         cycle: attempt.cycle,
         attempt: attempt.attempt,
         outcome: outcome.kind,
         state,
-        ...moneyFields(s, attempt.cycle),
-        ...detail,
+        amount: money.amount,
+        currency: money.currency,
+        dueAt: money.dueAt,
+        declineCode: outcome.kind === 'declined' ? outcome.code : undefined,
+        hardDecline: outcome.kind === 'declined' ? outcome.hard : undefined,
+        error: outcome.kind === 'unavailable' ? outcome.error : undefined,
+        externalId: outcome.kind === 'captured' || outcome.kind === 'pending' ? outcome.externalId : undefined,
         key: attempt.key,
         status: s.status,
         next: s.nextAction,
@@ -192,7 +195,12 @@ export class Dispatcher {
     const call = this.queue.add(async () => {
       this.unstarted.delete(sub.id);
       this.gatewayCalls++;
-      return this.callGateway(sub, attempt, kind, dueAt);
+      this.calling++;
+      try {
+        return await this.callGateway(sub, attempt, kind, dueAt);
+      } finally {
+        this.calling--;
+      }
     }) as Promise<Outcome>;
     const depth = this.queue.size + this.queue.pending;
     if (depth > this.queueHighWater) this.queueHighWater = depth;

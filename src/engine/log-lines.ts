@@ -10,7 +10,7 @@ import { formatAmount } from '../money/index.js';
 import type { EngineObserver } from './observer.js';
 
 /** What an operator needs to recognise a charge: amount as a decimal string, currency, the cycle's due instant. */
-export function moneyFields(sub: Subscription, cycle: number): Record<string, unknown> {
+export function moneyFields(sub: Subscription, cycle: number): { amount: string; currency: string; dueAt: string | null } {
   let dueAt: string | null = null;
   try {
     dueAt = iso(cycleDueAt(sub, cycle));
@@ -30,6 +30,7 @@ export function logSubscription(logger: Logger, sub: Subscription, fields: Recor
  * are already written), and the count per reason for the metrics. Returns how many.
  */
 export function logSkipped(logger: Logger, observe: Required<EngineObserver>, subscriptionId: string, events: readonly DomainEvent[]): number {
+  if (!events.some((e) => e.type === 'cycle.skipped')) return 0;
   const summary = skippedSummary(events);
   if (!summary) return 0;
   const byReason = new Map<string, number>();

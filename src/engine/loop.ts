@@ -87,15 +87,33 @@ export class WakeUpLoop {
   /** Wakes the loop now: more work may be claimable. */
   kick(): void {
     this.kicked = true;
-    this.sleeper?.abort();
+    // Every finished job kicks: abort the sleep once (each abort() builds a DOMException, even a no-op one).
+    const sleeper = this.sleeper;
+    this.sleeper = null;
+    sleeper?.abort();
   }
 
   /** Ends the loop after its current sweep. */
   async stop(): Promise<void> {
     this.stopping = true;
-    this.sleeper?.abort();
+    const sleeper = this.sleeper;
+    this.sleeper = null;
+    sleeper?.abort();
     this.stopSignal.abort();
     await this.done;
+  }
+
+  /**
+   * Lets timers, I/O and signals run before the next sweep: the next turn of
+   * the event loop (setImmediate), or 1 ms on the clock, whichever comes
+   * first. The clock's timer is what moves a loop on fake timers (tests),
+   * where setImmediate only runs when real time passes.
+   */
+  private async yieldToEvents(): Promise<void> {
+    const { clock } = this.deps;
+    const timer = new AbortController();
+    await Promise.race([new Promise((resolve) => setImmediate(resolve)), clock.sleepUntil(clock.now() + 1, timer.signal)]);
+    timer.abort();
   }
 
   /** Sleeps `ms` (from now); only stop cuts it short, kicks do not (a backoff must hold). */
@@ -151,12 +169,13 @@ export class WakeUpLoop {
         // More work is waiting. After a sweep that claimed work, yield to timers and signals first
         // (the store settles in microtasks, so a loop that never yields would starve SIGTERM). A
         // kick during a sweep that found nothing (a job finished, an API change) sweeps again at once.
-        if (report.claimed > 0) await new Promise((resolve) => setImmediate(resolve));
+        if (report.claimed > 0) await this.yieldToEvents();
         continue;
       }
-      this.sleeper = new AbortController();
-      await clock.sleepUntil(wakeAt, this.sleeper.signal);
-      this.sleeper = null;
+      const sleeper = new AbortController();
+      this.sleeper = sleeper;
+      await clock.sleepUntil(wakeAt, sleeper.signal);
+      if (this.sleeper === sleeper) this.sleeper = null;
     }
   }
 }

@@ -47,6 +47,9 @@ export class GroupCommitWriter {
   private timer: ReturnType<typeof setTimeout> | null = null;
   private flushing: Promise<void> = Promise.resolve();
 
+  /** Says whether no further outcome can arrive soon (no gateway call out or queued): then waiting only adds latency. */
+  private idle: () => boolean = () => false;
+
   /**
    * @param maxBatch outcomes per commit at most: one claim batch fits in one commit.
    * @param delayMs how long the first outcome of a batch waits for others.
@@ -59,11 +62,16 @@ export class GroupCommitWriter {
     private readonly delayMs = 2,
   ) {}
 
+  /** Lets the dispatcher say when every call made so far has answered (the batch is complete). */
+  flushWhenIdle(idle: () => boolean): void {
+    this.idle = idle;
+  }
+
   /** Queues an outcome; resolves once it is committed. */
   record(item: OutcomeItem): Promise<OutcomeResult> {
     return new Promise((resolve, reject) => {
       this.buffer.push({ item, resolve, reject });
-      if (this.buffer.length >= this.maxBatch) void this.flush();
+      if (this.buffer.length >= this.maxBatch || this.idle()) void this.flush();
       else if (!this.timer) this.timer = setTimeout(() => void this.flush(), this.delayMs);
     });
   }

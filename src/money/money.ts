@@ -31,11 +31,17 @@ const NO_MINOR_UNIT: ReadonlySet<string> = new Set([
  * codes without a minor unit (precious metals, testing codes).
  */
 export function currencyExponent(currency: string): number | undefined {
+  // currency-codes searches its whole table per call; every charge formats its amount at least twice.
+  if (exponents.has(currency)) return exponents.get(currency);
   const code = currency.toUpperCase();
-  if (NO_MINOR_UNIT.has(code)) return undefined;
-  const record = currencyCodes.code(code);
-  return record && Number.isInteger(record.digits) ? record.digits : undefined;
+  const record = NO_MINOR_UNIT.has(code) ? undefined : currencyCodes.code(code);
+  const exponent = record && Number.isInteger(record.digits) ? record.digits : undefined;
+  if (exponents.size >= 1000) exponents.clear();
+  exponents.set(currency, exponent);
+  return exponent;
 }
+
+const exponents = new Map<string, number | undefined>();
 
 /** Digits, optionally a point and more digits: nothing else (no sign, exponent, radix prefix, separator or space). */
 const DECIMAL = /^(\d+)(?:\.(\d+))?$/;

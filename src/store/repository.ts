@@ -34,6 +34,28 @@ const ms = (text: string | null): number | null => (text === null ? null : fromD
 /** `version = version + 1`: every write of a subscription's state (migration 0006). */
 const bumped = sql<number>`version + 1`;
 
+/**
+ * Parsed schedule snapshots by their stored text. Rows of one plan share one
+ * frozen object, so the calendar's per-schedule memo (scheduleOf, dueAt) is
+ * hit by object identity instead of resolving the same shape again per row.
+ */
+const schedules = new Map<string, Subscription['schedule']>();
+
+function parseSchedule(text: string): Subscription['schedule'] {
+  let schedule = schedules.get(text);
+  if (!schedule) {
+    const parsed = JSON.parse(text) as Subscription['schedule'];
+    for (const value of Object.values(parsed)) if (value && typeof value === 'object') Object.freeze(value);
+    schedule = Object.freeze(parsed);
+    if (schedules.size >= 10_000) schedules.clear();
+    schedules.set(text, schedule);
+  }
+  return schedule;
+}
+
+/** The metadata of most rows; frozen, as changes always build a new object (updateDetails). */
+const NO_METADATA: Readonly<Record<string, string>> = Object.freeze({});
+
 /** Maps a stored row to the domain type. */
 export function rowToSubscription(row: Selectable<SubscriptionTable>): Subscription {
   return {
@@ -48,7 +70,7 @@ export function rowToSubscription(row: Selectable<SubscriptionTable>): Subscript
     amount: { amountMinor: Number(row.amount_minor), currency: row.currency },
     mode: row.mode as Subscription['mode'],
     gateway: row.gateway,
-    schedule: JSON.parse(row.schedule) as Subscription['schedule'],
+    schedule: parseSchedule(row.schedule),
     status: row.status as Subscription['status'],
     terminationType: row.termination_type as Subscription['terminationType'],
     completedCycles: Number(row.completed_cycles),
@@ -62,7 +84,7 @@ export function rowToSubscription(row: Selectable<SubscriptionTable>): Subscript
     pausedAt: ms(row.paused_at),
     endedAt: ms(row.ended_at),
     latestPaymentExternalId: row.latest_payment_external_id,
-    metadata: row.metadata ? (JSON.parse(row.metadata) as Record<string, string>) : {},
+    metadata: row.metadata && row.metadata !== '{}' ? (JSON.parse(row.metadata) as Record<string, string>) : NO_METADATA,
     createdAt: fromDbTime(row.created_at),
     updatedAt: fromDbTime(row.updated_at),
   };

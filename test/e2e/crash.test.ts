@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { assertExactlyOnce, countByState, cycleOneAttempts, daemonConfig, READY, startDaemon, withFakeGateway } from './support/daemon.js';
-import { exitWithin, prng, readDb, sleep, spawnRebill, waitFor, writeConfig, type Child } from './support/processes.js';
+import { cycles, exitWithin, prng, readDb, sleep, spawnRebill, todayUtc, waitFor, writeConfig, type Child } from './support/processes.js';
 import { e2eSuite } from './support/suite.js';
 
 const newDir = e2eSuite('crash');
@@ -136,6 +136,75 @@ describe('rebill run under SIGKILL (child processes, SQLite, fake CoolPay over H
     expect((await exitWithin(second, 15_000)).code).toBe(0);
     await assertExactlyOnce(gateway, dbFile, ids);
   }, 90_000);
+
+  it('the simulator ledger rides on the group commit: a SIGKILL between the simulated call and its flush loses call and outcome together, and the key is re-sent once', async () => {
+    // The built-in simulator keeps its ledger in the daemon's database, written by the same commit
+    // as the outcome of the call it answered (not one commit per charge). A daemon killed after the
+    // simulated call and before that commit leaves the attempt in_flight with no ledger entry: the
+    // next daemon asks the simulator, which says not_found, and sends the same key again. Nothing
+    // was recorded as charged, so nothing is charged twice.
+    const seed = process.env.CRASH_SEED !== undefined ? Number(process.env.CRASH_SEED) >>> 0 : Math.floor(Math.random() * 2 ** 32);
+    console.log(`e2e crash (simulator ledger): CRASH_SEED=${seed}`);
+    const random = prng(seed);
+    const dir = newDir('ledger');
+    const dbFile = path.join(dir, 'rebill.db');
+    const logFile = path.join(dir, 'rebill.log');
+    const ids = Array.from({ length: 3000 }, (_, i) => `led-${String(i).padStart(4, '0')}`);
+    const config = writeConfig(path.join(dir, 'rebill.yaml'), {
+      database: { url: `sqlite:${dbFile}` },
+      gateways: { sim: { type: 'simulator' } },
+      scheduler: { sweep: '* * * * * *', leaseSeconds: 3, concurrency: 4, ratePerSecond: 100_000, claimBatch: 200 },
+      logging: { level: 'info' },
+      http: { host: '127.0.0.1', port: 0 },
+      plans: [{ id: 'monthly', amount: '9.99', currency: 'USD', every: 'MONTH', gateway: 'sim' }],
+      subscriptions: ids.map((id) => ({ id, planId: 'monthly', paymentToken: 'tok_ok', startDate: todayUtc() })),
+    });
+    const ledgerKeys = () => new Set(readDb(dbFile, (db) => (db.prepare("SELECT idempotency_key FROM simulator_ledger WHERE gateway = 'sim'").all() as Array<{ idempotency_key: string }>).map((r) => r.idempotency_key)));
+
+    /** Attempts a kill left in_flight with no ledger entry committed: answered by the simulator and waiting for the group commit, or not sent yet. */
+    const lostWithTheirLedger = new Set<string>();
+    const captured = () => (fs.existsSync(dbFile) ? cycleOneAttempts(dbFile).filter((a) => a.state === 'captured').length : 0);
+    for (let round = 0; round < 8 && captured() < ids.length; round++) {
+      // Killed while it collects: once its first batch is recorded, within the next few batches.
+      const before = captured();
+      const daemon = spawnRebill(['run', '--config', config], { logFile });
+      await waitFor(() => (captured() > before || !daemon.alive() ? true : undefined), { timeoutMs: 60_000, intervalMs: 5 });
+      await sleep(Math.round(random() * 40));
+      daemon.kill('SIGKILL');
+      await daemon.exited;
+      const keys = ledgerKeys();
+      for (const a of cycleOneAttempts(dbFile)) {
+        if (a.state === 'in_flight' && !keys.has(a.idempotency_key)) lostWithTheirLedger.add(a.idempotency_key);
+        expect(a.state, `${a.idempotency_key}: the card always approves`).not.toBe('rejected');
+      }
+    }
+
+    const last = await startDaemon(config, logFile);
+    await waitFor(() => (captured() === ids.length ? true : undefined), {
+      timeoutMs: 60_000,
+      describe: () => `cycle-1 attempts by state ${JSON.stringify(countByState(cycleOneAttempts(dbFile)))} of ${ids.length}`,
+    });
+    last.kill('SIGTERM');
+    expect((await exitWithin(last, 15_000)).code).toBe(0);
+
+    // Exactly once: one attempt per subscription (attempt 1, its one key), captured, cycle 1 paid, one charge.succeeded,
+    // and the simulator's ledger has that key once, captured.
+    const rows = cycleOneAttempts(dbFile);
+    expect(rows.map((a) => a.idempotency_key).sort()).toEqual(ids.map((id) => `${id}:1:1`).sort());
+    expect(countByState(rows)).toEqual({ captured: ids.length });
+    const ledger = readDb(dbFile, (db) => db.prepare("SELECT idempotency_key, entry FROM simulator_ledger WHERE gateway = 'sim'").all() as Array<{ idempotency_key: string; entry: string }>);
+    expect(ledger.map((l) => l.idempotency_key).sort()).toEqual(ids.map((id) => `${id}:1:1`).sort());
+    expect(ledger.filter((l) => (JSON.parse(l.entry) as { result: { kind: string } }).result.kind !== 'captured')).toEqual([]);
+    const succeeded = readDb(dbFile, (db) => db.prepare("SELECT subscription_id, count(*) AS n FROM events WHERE type = 'charge.succeeded' AND cycle = 1 GROUP BY subscription_id").all() as Array<{ subscription_id: string; n: number }>);
+    expect(succeeded.filter((e) => e.n !== 1)).toEqual([]);
+    expect(succeeded).toHaveLength(ids.length);
+    expect(cycles(dbFile).filter((c) => c.cycle === 1 && c.status !== 'paid')).toEqual([]);
+    // The kills did leave attempts in flight with no ledger entry, and each of those keys went again: not_found, same key re-sent.
+    const resent = rows.filter((a) => lostWithTheirLedger.has(a.idempotency_key));
+    console.log(`e2e crash (simulator ledger): seed ${seed}: ${lostWithTheirLedger.size} attempts killed in flight with no ledger entry committed; all re-sent with the same key and captured once`);
+    expect(lostWithTheirLedger.size).toBeGreaterThan(0);
+    expect(resent.filter((a) => a.sends < 2)).toEqual([]);
+  }, 240_000);
 
   it('a daemon killed during its first migration starts again (no half-applied schema)', async () => {
     const base = newDir('migrate');

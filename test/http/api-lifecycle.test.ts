@@ -290,3 +290,25 @@ describe('PATCH', () => {
     expect(res.body.errors[0].detail).toMatch(/51/);
   });
 });
+
+describe('row version (migration 0006)', () => {
+  it('every accepted write bumps the version the engine checks its outcomes against; a refused one does not', async () => {
+    const id = await create();
+    const version = async () => Number((await api.tmp.db.selectFrom('subscriptions').select('version').where('id', '=', id).executeTakeFirstOrThrow()).version);
+    expect(await version()).toBe(0);
+    expect((await api.call('PATCH', sub(id), { body: { metadata: { a: '1' } } })).status).toBe(200);
+    expect(await version()).toBe(1);
+    expect((await api.call('PATCH', sub(id), { body: { customer: { email: 'v@example.com' } } })).status).toBe(200);
+    expect(await version()).toBeGreaterThan(1);
+    const afterPatch = await version();
+    expect((await api.call('POST', sub(id, '/pause'))).status).toBe(200);
+    expect(await version()).toBe(afterPatch + 1);
+    expect((await api.call('POST', sub(id, '/resume'))).status).toBe(200);
+    expect(await version()).toBe(afterPatch + 2);
+    // Refused (nothing to retry): nothing written, the version stays.
+    expect((await api.call('POST', sub(id, '/retry'))).status).toBe(409);
+    expect(await version()).toBe(afterPatch + 2);
+    expect((await api.call('POST', sub(id, '/cancel'), { body: { atPeriodEnd: false } })).status).toBe(200);
+    expect(await version()).toBe(afterPatch + 3);
+  });
+});
