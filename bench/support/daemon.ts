@@ -1,0 +1,131 @@
+/**
+ * A `rebill run` daemon collecting a prepared database, timed by its own
+ * records: the engine's window runs from the first attempt's created_at (the
+ * instant of the first sweep, taken before its claim) to the last attempt's
+ * updated_at (its outcome recorded), both written by the daemon with its
+ * clock. The bench only polls the database read-only (a count on the partial
+ * capture index) to know when every charge is in, so neither its polling
+ * interval nor a busy daemon's late /healthz answer enters the figure.
+ */
+import { join } from 'node:path';
+import SQLite from 'better-sqlite3';
+import { sleep, spawnRebill, waitHealthy, type Child } from './processes.js';
+
+export interface Collected {
+  /** Attempts captured. */
+  readonly charges: number;
+  /** From the first intent's created_at to the last outcome's updated_at. */
+  readonly seconds: number;
+  readonly perSecond: number;
+  /** The daemon's peak RSS over its whole life (MB). */
+  readonly peakRssMb: number;
+  /** Seconds from spawn to the first sweep (node start, migrations, start checks). */
+  readonly startSeconds: number;
+  /** The slowest /healthz answer while it collected (ms), probed every 250 ms: how long the event loop was held. */
+  readonly healthzMaxMs: number;
+}
+
+/** Opens the database read-only beside a running daemon. */
+export function readOnly(dir: string): SQLite.Database {
+  const db = new SQLite(join(dir, 'rebill.db'), { readonly: true, fileMustExist: true });
+  db.pragma('busy_timeout = 5000');
+  return db;
+}
+
+/** The engine's window over the attempts: first created_at, last updated_at (epoch ms). */
+export function attemptWindow(db: SQLite.Database): { from: number; to: number; count: number } {
+  const r = db.prepare('select min(created_at) as a, max(updated_at) as b, count(*) as n from attempts').get() as { a: string | null; b: string | null; n: number };
+  return { from: r.a ? Date.parse(r.a) : NaN, to: r.b ? Date.parse(r.b) : NaN, count: r.n };
+}
+
+/** Captured attempts so far. */
+export function capturedCount(db: SQLite.Database): number {
+  return (db.prepare("select count(*) as n from attempts where state = 'captured'").get() as { n: number }).n;
+}
+
+export interface DaemonRun {
+  readonly child: Child;
+  /** Date.now() at the first /healthz 200. */
+  readonly readyAt: number;
+  readonly startSeconds: number;
+  readonly db: SQLite.Database;
+  /** SIGTERM, wait for the exit (the daemon drains), close the read-only handle; the exit code must be 0. */
+  stop(): Promise<void>;
+}
+
+/** Spawns `rebill run --config <config>` in `dir` and waits for /healthz on `port`. */
+export async function startDaemon(dir: string, config: string, port: number, name = 'daemon'): Promise<DaemonRun> {
+  const spawnedAt = Date.now();
+  const child = spawnRebill(['run', '--config', config], { dir, name });
+  const readyAt = await waitHealthy(child, port);
+  const db = readOnly(dir);
+  return {
+    child,
+    readyAt,
+    startSeconds: (readyAt - spawnedAt) / 1000,
+    db,
+    async stop() {
+      db.close();
+      const code = await child.stop();
+      if (code !== 0) throw new Error(`rebill run exited ${code} on SIGTERM:\n${child.tail()}`);
+    },
+  };
+}
+
+/** Waits until `done()` holds, checking every `everyMs`; throws when the daemon exits or `timeoutMs` passes. */
+export async function waitFor(daemon: DaemonRun, done: () => boolean, what: string, timeoutMs: number, everyMs = 100): Promise<void> {
+  let exited: number | null | undefined;
+  void daemon.child.exited.then((code) => (exited = code));
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (done()) return;
+    if (exited !== undefined) throw new Error(`rebill run exited ${exited} before ${what}:\n${daemon.child.tail()}`);
+    if (Date.now() > deadline) throw new Error(`${what}: not done after ${timeoutMs / 1000} s:\n${daemon.child.tail()}`);
+    await sleep(everyMs);
+  }
+}
+
+/**
+ * Runs the daemon on a seeded database until `expected` attempts are
+ * captured, then stops it. It does not wait for /healthz first: a daemon
+ * that collects holds its event loop for long stretches, so the database is
+ * the signal (it exists already, seeded).
+ */
+export async function collect(dir: string, config: string, port: number, expected: number, timeoutMs: number): Promise<Collected> {
+  const spawnedAt = Date.now();
+  const child = spawnRebill(['run', '--config', config], { dir, name: 'daemon' });
+  const db = readOnly(dir);
+  const daemon: DaemonRun = { child, readyAt: NaN, startSeconds: NaN, db, stop: async () => {} };
+  let probing = true;
+  let healthzMaxMs = 0;
+  const probe = (async () => {
+    while (probing) {
+      const from = performance.now();
+      try {
+        const res = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(30_000) });
+        await res.arrayBuffer();
+        if (res.ok && probing) healthzMaxMs = Math.max(healthzMaxMs, performance.now() - from);
+      } catch {
+        // not listening yet
+      }
+      await sleep(250);
+    }
+  })();
+  try {
+    await waitFor(daemon, () => capturedCount(db) >= expected, `${expected} captures`, timeoutMs);
+    probing = false;
+    await probe;
+    const w = attemptWindow(db);
+    if (w.count !== expected) throw new Error(`expected ${expected} attempts, found ${w.count}`);
+    const seconds = (w.to - w.from) / 1000;
+    db.close();
+    const code = await child.stop();
+    if (code !== 0) throw new Error(`rebill run exited ${code} on SIGTERM:\n${child.tail()}`);
+    return { charges: expected, seconds, perSecond: expected / seconds, peakRssMb: child.peakRssMb(), startSeconds: (w.from - spawnedAt) / 1000, healthzMaxMs };
+  } catch (err) {
+    probing = false;
+    if (db.open) db.close();
+    await child.stop('SIGKILL');
+    throw err;
+  }
+}
