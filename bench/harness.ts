@@ -65,6 +65,8 @@ export interface Scenario {
   readonly rows: readonly string[];
   /** One line saying what it measures, for `--list`. */
   readonly description: string;
+  /** true: runs in the bench process only (no `bin/rebill.js`, so no build needed). */
+  readonly inProcess?: boolean;
   run(ctx: BenchContext): Promise<Row[]>;
 }
 

@@ -102,12 +102,12 @@ async function main(): Promise<number> {
     for (const s of SCENARIOS) process.stdout.write(`${s.rows.join(', ')}\n    ${s.description}\n`);
     return 0;
   }
-  ensureBuilt();
+  const selected = SCENARIOS.filter((s) => !flags.only || s.rows.some((name) => flags.only!.has(name)));
+  if (selected.some((s) => !s.inProcess)) ensureBuilt();
   const header = describeRun(flags.quick);
   process.stderr.write(`${header}\n`);
   const root = benchRoot();
   const ctx = benchContext(flags.quick, root);
-  const selected = SCENARIOS.filter((s) => !flags.only || s.rows.some((name) => flags.only!.has(name)));
   const rows: Row[] = [];
   let crashed = 0;
   const from = performance.now();

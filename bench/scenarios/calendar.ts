@@ -43,6 +43,7 @@ function viaLuxon(k: number): number {
 export const calendar: Scenario = {
   rows: ['calendar'],
   description: 'due instants/s from the calendar module vs luxon plus alone (report only)',
+  inProcess: true,
   async run(ctx) {
     const ms = ctx.size(2_000, 300);
     // The two agree (a sanity check on what is compared: clamp is luxon's month arithmetic too).
