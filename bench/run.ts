@@ -11,7 +11,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { benchContext, benchRoot, jsonLine, table, type Row } from './harness.js';
 import { SCENARIOS } from './scenarios/index.js';
@@ -88,7 +88,8 @@ function describeRun(quick: boolean): string {
   const cpu = cpus();
   return [
     `rebill bench${quick ? ' --quick' : ''}, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, commit ${commit}`,
-    `machine: ${cpu.length} cpus (${cpu[0]?.model.trim() ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, node ${process.version}, ${REBILL_BIN}`,
+    `machine: ${cpu.length} cpus (${cpu[0]?.model.trim() ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, node ${process.version}, load average ${loadavg()[0]!.toFixed(1)} at the start`,
+    ...(process.env.BENCH_BIN ? [`rebill: ${REBILL_BIN}`] : []),
   ].join('\n');
 }
 
@@ -136,9 +137,10 @@ async function main(): Promise<number> {
     if (process.env.BENCH_KEEP === '1') process.stderr.write(`kept ${root}\n`);
     else rmSync(root, { recursive: true, force: true });
   }
-  process.stderr.write(`all scenarios: ${((performance.now() - from) / 1000).toFixed(1)} s\n`);
+  const footer = `all scenarios: ${((performance.now() - from) / 1000).toFixed(1)} s; load average ${loadavg()[0]!.toFixed(1)} at the end`;
+  process.stderr.write(`${footer}\n`);
   if (flags.json) process.stdout.write(`${jsonLine(rows)}\n`);
-  else process.stdout.write(`${header}\n\n${table(rows)}\n`);
+  else process.stdout.write(`${header}\n${footer}\n\n${table(rows)}\n`);
   return crashed ? 1 : 0;
 }
 

@@ -37,7 +37,7 @@ export const sweepScale: Scenario = {
       });
       ctx.log(`seeded ${total} (${due} due) in ${((performance.now() - from) / 1000).toFixed(1)} s`);
       const result = await collect(dir, config, port, due, 600_000);
-      ctx.log(`${total} stored: ${due} collected in ${result.seconds.toFixed(2)} s, start ${result.startSeconds.toFixed(1)} s, peak RSS ${result.peakRssMb.toFixed(0)} MB`);
+      ctx.log(`${total} stored: ${due} collected in ${result.seconds.toFixed(2)} s (CPU ${result.cpuSeconds.toFixed(2)} s), start ${result.startSeconds.toFixed(1)} s, peak RSS ${result.peakRssMb.toFixed(0)} MB`);
       return result;
     };
     const small = [await run(due)];
@@ -51,7 +51,7 @@ export const sweepScale: Scenario = {
         's',
         smallSeconds,
         atMost(1.2),
-        `${due} due among ${stored.toLocaleString('en-US')} stored vs ${due} stored (${small.map((s) => s.seconds.toFixed(2)).join(', ')} s); start-up before the first sweep ${big.startSeconds.toFixed(1)} s vs ${small[0]!.startSeconds.toFixed(1)} s`,
+        `${due} due among ${stored.toLocaleString('en-US')} stored vs ${due} stored (${small.map((s) => s.seconds.toFixed(2)).join(', ')} s); daemon CPU ${big.cpuSeconds.toFixed(1)} s vs ${small.map((s) => s.cpuSeconds.toFixed(1)).join(', ')} s (ratio ${(big.cpuSeconds / median(small.map((s) => s.cpuSeconds))).toFixed(2)}); start-up before the first sweep ${big.startSeconds.toFixed(1)} s vs ${small[0]!.startSeconds.toFixed(1)} s`,
       ),
       row('memory-1m', big.peakRssMb, 'MB', 300, below(1), `peak RSS (VmHWM) of rebill run with ${stored.toLocaleString('en-US')} stored, over its whole life; ${small[0]!.peakRssMb.toFixed(0)} MB with ${due} stored`),
     ];

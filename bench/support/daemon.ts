@@ -7,6 +7,7 @@
  * capture index) to know when every charge is in, so neither its polling
  * interval nor a busy daemon's late /healthz answer enters the figure.
  */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { sleep, spawnRebill, waitHealthy, type Child } from './processes.js';
@@ -23,6 +24,12 @@ export interface Collected {
   readonly startSeconds: number;
   /** The slowest /healthz answer while it collected (ms), probed every 250 ms: how long the event loop was held. */
   readonly healthzMaxMs: number;
+  /**
+   * CPU seconds (user + system) the daemon used between the bench's first
+   * sight of an attempt and of the last capture (polled every 100 ms): beside
+   * `seconds`, it tells a slow engine from a machine busy with other work.
+   */
+  readonly cpuSeconds: number;
 }
 
 /** Opens the database read-only beside a running daemon. */
@@ -36,6 +43,23 @@ export function readOnly(dir: string): SQLite.Database {
 export function attemptWindow(db: SQLite.Database): { from: number; to: number; count: number } {
   const r = db.prepare('select min(created_at) as a, max(updated_at) as b, count(*) as n from attempts').get() as { a: string | null; b: string | null; n: number };
   return { from: r.a ? Date.parse(r.a) : NaN, to: r.b ? Date.parse(r.b) : NaN, count: r.n };
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (NaN where there is none). */
+export function cpuSecondsOf(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime (fields 14 and 15 of proc(5)), in clock ticks of 1/100 s on Linux.
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Attempts written so far (any state). */
+export function attemptCount(db: SQLite.Database): number {
+  return (db.prepare('select count(*) as n from attempts').get() as { n: number }).n;
 }
 
 /** Captured attempts so far. */
@@ -112,7 +136,19 @@ export async function collect(dir: string, config: string, port: number, expecte
     }
   })();
   try {
-    await waitFor(daemon, () => capturedCount(db) >= expected, `${expected} captures`, timeoutMs);
+    let cpuFrom = NaN;
+    let cpuTo = NaN;
+    await waitFor(
+      daemon,
+      () => {
+        if (Number.isNaN(cpuFrom) && attemptCount(db) > 0) cpuFrom = cpuSecondsOf(child.pid);
+        if (capturedCount(db) < expected) return false;
+        cpuTo = cpuSecondsOf(child.pid);
+        return true;
+      },
+      `${expected} captures`,
+      timeoutMs,
+    );
     probing = false;
     await probe;
     const w = attemptWindow(db);
@@ -121,7 +157,7 @@ export async function collect(dir: string, config: string, port: number, expecte
     db.close();
     const code = await child.stop();
     if (code !== 0) throw new Error(`rebill run exited ${code} on SIGTERM:\n${child.tail()}`);
-    return { charges: expected, seconds, perSecond: expected / seconds, peakRssMb: child.peakRssMb(), startSeconds: (w.from - spawnedAt) / 1000, healthzMaxMs };
+    return { charges: expected, seconds, perSecond: expected / seconds, peakRssMb: child.peakRssMb(), startSeconds: (w.from - spawnedAt) / 1000, healthzMaxMs, cpuSeconds: cpuTo - cpuFrom };
   } catch (err) {
     probing = false;
     if (db.open) db.close();
