@@ -57,7 +57,7 @@ export const webhookRelay: Scenario = {
       sqlite.prepare('insert into webhook_endpoints (id, url, cursor, created_at, updated_at) values (?, ?, ?, ?, ?)').run(endpointId(url), url, seeded.lastEventId, now, now);
       sqlite.close();
 
-      const engine = await collect(dir, config, port, n, 60_000 + n * 5);
+      const engine = await collect(dir, config, port, n, 120_000 + n * 10);
       const written = new SQLite(join(dir, 'rebill.db'), { readonly: true });
       const types = WEBHOOK_EVENT_TYPES as readonly string[];
       const events = (written.prepare('select type from events where id > ?').all(seeded.lastEventId) as Array<{ type: string }>).filter((e) => types.includes(e.type)).length;
