@@ -15,6 +15,7 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { benchContext, benchRoot, jsonLine, table, type Row } from './harness.js';
 import { SCENARIOS } from './scenarios/index.js';
+import { commitsPerSecond } from './support/disk.js';
 import { killStragglers, REBILL_BIN, ROOT } from './support/processes.js';
 
 const USAGE = `usage: npm run bench -- [--json] [--quick] [--only NAME[,NAME...]] [--list]
@@ -105,12 +106,13 @@ async function main(): Promise<number> {
   }
   const selected = SCENARIOS.filter((s) => !flags.only || s.rows.some((name) => flags.only!.has(name)));
   if (selected.some((s) => !s.inProcess)) ensureBuilt();
-  const header = describeRun(flags.quick);
-  process.stderr.write(`${header}\n`);
   const root = benchRoot();
+  const header = `${describeRun(flags.quick)}\ndisk: ${commitsPerSecond(root).toFixed(0)} durable commits/s at the start (one row each, synchronous=FULL)`;
+  process.stderr.write(`${header}\n`);
   const ctx = benchContext(flags.quick, root);
   const rows: Row[] = [];
   let crashed = 0;
+  let diskAtEnd = NaN;
   const from = performance.now();
   try {
     for (const scenario of selected) {
@@ -133,11 +135,12 @@ async function main(): Promise<number> {
         process.stderr.write(`  (${((performance.now() - started) / 1000).toFixed(1)} s)\n`);
       }
     }
+    diskAtEnd = commitsPerSecond(root);
   } finally {
     if (process.env.BENCH_KEEP === '1') process.stderr.write(`kept ${root}\n`);
     else rmSync(root, { recursive: true, force: true });
   }
-  const footer = `all scenarios: ${((performance.now() - from) / 1000).toFixed(1)} s; load average ${loadavg()[0]!.toFixed(1)} at the end`;
+  const footer = `all scenarios: ${((performance.now() - from) / 1000).toFixed(1)} s; at the end: load average ${loadavg()[0]!.toFixed(1)}, disk ${diskAtEnd.toFixed(0)} commits/s`;
   process.stderr.write(`${footer}\n`);
   if (flags.json) process.stdout.write(`${jsonLine(rows)}\n`);
   else process.stdout.write(`${header}\n${footer}\n\n${table(rows)}\n`);

@@ -129,8 +129,9 @@ export async function collect(dir: string, config: string, port: number, expecte
         const res = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(30_000) });
         await res.arrayBuffer();
         if (res.ok && probing) healthzMaxMs = Math.max(healthzMaxMs, performance.now() - from);
-      } catch {
-        // not listening yet
+      } catch (err) {
+        // Refused: not listening yet. Timed out: listening, but no answer in 30 s (counts as 30 s at least).
+        if ((err as Error).name === 'TimeoutError' && probing) healthzMaxMs = Math.max(healthzMaxMs, performance.now() - from);
       }
       await sleep(250);
     }
