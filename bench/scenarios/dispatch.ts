@@ -18,7 +18,7 @@ import { dueAt } from '../../src/calendar/index.js';
 import { toDbTime } from '../../src/store/index.js';
 import { atLeast, median, row, type Scenario } from '../harness.js';
 import { writeBenchConfig, type BenchConfigOptions } from '../support/config.js';
-import { collect } from '../support/daemon.js';
+import { collect, slowestHealthz } from '../support/daemon.js';
 import { freePort, startFakeGatewayProcess } from '../support/processes.js';
 import { rawDispatch } from '../support/raw-dispatch.js';
 import { seedSubscriptions, utcDate } from '../support/seed.js';
@@ -55,11 +55,11 @@ export const dispatchZeroLatency: Scenario = {
     const dir = ctx.dir('daemon');
     const { config, port } = await prepareDue(dir, n);
     const daemon = await collect(dir, config, port, n, timeoutFor(n));
-    ctx.log(`rebill run: ${n} in ${daemon.seconds.toFixed(2)} s = ${daemon.perSecond.toFixed(0)}/s, CPU ${daemon.cpuSeconds.toFixed(1)} s (start ${daemon.startSeconds.toFixed(1)} s, peak RSS ${daemon.peakRssMb.toFixed(0)} MB, slowest /healthz ${daemon.healthzMaxMs.toFixed(0)} ms)`);
+    ctx.log(`rebill run: ${n} in ${daemon.seconds.toFixed(2)} s = ${daemon.perSecond.toFixed(0)}/s, CPU ${daemon.cpuSeconds.toFixed(1)} s (start ${daemon.startSeconds.toFixed(1)} s, peak RSS ${daemon.peakRssMb.toFixed(0)} MB, ${slowestHealthz(daemon.healthzMaxMs)})`);
     if (!ctx.quick) baselines.push(await raw());
     const baseline = median(baselines);
     return [
-      row('dispatch-zero-latency', daemon.perSecond, 'charges/s', baseline, atLeast(0.5), `${n} due; daemon ${daemon.seconds.toFixed(1)} s, ${daemon.cpuSeconds.toFixed(1)} s of it on CPU, slowest /healthz meanwhile ${(daemon.healthzMaxMs / 1000).toFixed(1)} s; raw runs ${baselines.map((b) => b.toFixed(0)).join(', ')}/s (CPU ${cpu.map((c) => c.toFixed(1)).join(', ')} s)`),
+      row('dispatch-zero-latency', daemon.perSecond, 'charges/s', baseline, atLeast(0.5), `${n} due; daemon ${daemon.seconds.toFixed(1)} s, ${daemon.cpuSeconds.toFixed(1)} s of it on CPU, ${slowestHealthz(daemon.healthzMaxMs)} meanwhile; raw runs ${baselines.map((b) => b.toFixed(0)).join(', ')}/s (CPU ${cpu.map((c) => c.toFixed(1)).join(', ')} s)`),
     ];
   },
 };
@@ -81,7 +81,7 @@ export const dispatchLatencyBound: Scenario = {
         const run = await collect(dir, config, port, n, timeoutFor(n));
         const ledger = (await (await fetch(`${gateway.url}/__ledger`)).json()) as unknown[];
         if (ledger.length !== n) throw new Error(`the fake gateway captured ${ledger.length} of ${n}`);
-        ctx.log(`latency-bound round ${round + 1}: ${n} in ${run.seconds.toFixed(2)} s = ${run.perSecond.toFixed(0)}/s (slowest /healthz ${run.healthzMaxMs.toFixed(0)} ms)`);
+        ctx.log(`latency-bound round ${round + 1}: ${n} in ${run.seconds.toFixed(2)} s = ${run.perSecond.toFixed(0)}/s (${slowestHealthz(run.healthzMaxMs)})`);
         rates.push(run.perSecond);
       } finally {
         await gateway.child.stop();

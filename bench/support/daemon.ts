@@ -32,6 +32,11 @@ export interface Collected {
   readonly cpuSeconds: number;
 }
 
+/** The slowest /healthz answer in words (the probe gives up on one request after 30 s). */
+export function slowestHealthz(ms: number): string {
+  return ms >= 30_000 ? 'a /healthz request went unanswered for 30 s' : `slowest /healthz ${(ms / 1000).toFixed(1)} s`;
+}
+
 /** Opens the database read-only beside a running daemon. */
 export function readOnly(dir: string): SQLite.Database {
   const db = new SQLite(join(dir, 'rebill.db'), { readonly: true, fileMustExist: true });
