@@ -54,7 +54,7 @@ export const dispatchZeroLatency: Scenario = {
     const baselines = [await raw()];
     const dir = ctx.dir('daemon');
     const { config, port } = await prepareDue(dir, n);
-    const daemon = await collect(dir, config, port, n, timeoutFor(n));
+    const daemon = await collect({ dir, config, port, expected: n, timeoutMs: timeoutFor(n) });
     ctx.log(`rebill run: ${n} in ${daemon.seconds.toFixed(2)} s = ${daemon.perSecond.toFixed(0)}/s, CPU ${daemon.cpuSeconds.toFixed(1)} s (start ${daemon.startSeconds.toFixed(1)} s, peak RSS ${daemon.peakRssMb.toFixed(0)} MB, ${slowestHealthz(daemon.healthzMaxMs)})`);
     if (!ctx.quick) baselines.push(await raw());
     const baseline = median(baselines);
@@ -78,7 +78,7 @@ export const dispatchLatencyBound: Scenario = {
       const gateway = await startFakeGatewayProcess(dir, LATENCY_MS);
       try {
         const { config, port } = await prepareDue(dir, n, { gateway: { type: 'coolpay', baseUrl: gateway.url }, scheduler: { concurrency: CONCURRENCY } });
-        const run = await collect(dir, config, port, n, timeoutFor(n));
+        const run = await collect({ dir, config, port, expected: n, timeoutMs: timeoutFor(n) });
         const ledger = (await (await fetch(`${gateway.url}/__ledger`)).json()) as unknown[];
         if (ledger.length !== n) throw new Error(`the fake gateway captured ${ledger.length} of ${n}`);
         ctx.log(`latency-bound round ${round + 1}: ${n} in ${run.seconds.toFixed(2)} s = ${run.perSecond.toFixed(0)}/s (${slowestHealthz(run.healthzMaxMs)})`);

@@ -36,7 +36,7 @@ export const sweepScale: Scenario = {
         row: (i) => ({ template: total === due || i % SPREAD === 0 ? 0 : 1 }),
       });
       ctx.log(`seeded ${total} (${due} due) in ${((performance.now() - from) / 1000).toFixed(1)} s`);
-      const result = await collect(dir, config, port, due, 600_000);
+      const result = await collect({ dir, config, port, expected: due, timeoutMs: 600_000 });
       ctx.log(`${total} stored: ${due} collected in ${result.seconds.toFixed(2)} s (CPU ${result.cpuSeconds.toFixed(2)} s), start ${result.startSeconds.toFixed(1)} s, peak RSS ${result.peakRssMb.toFixed(0)} MB`);
       return result;
     };

@@ -24,7 +24,7 @@ import { WEBHOOK_EVENT_TYPES } from '../../src/config/index.js';
 import { endpointId } from '../../src/webhooks/index.js';
 import { atLeast, row, type Scenario } from '../harness.js';
 import { writeBenchConfig } from '../support/config.js';
-import { attemptWindow, collect, startDaemon, waitFor } from '../support/daemon.js';
+import { collect, sqliteRecords, startDaemon, waitFor } from '../support/daemon.js';
 import { freePort, waitForLog } from '../support/processes.js';
 import { seedSubscriptions, utcDate } from '../support/seed.js';
 
@@ -57,7 +57,7 @@ export const webhookRelay: Scenario = {
       sqlite.prepare('insert into webhook_endpoints (id, url, cursor, created_at, updated_at) values (?, ?, ?, ?, ?)').run(endpointId(url), url, seeded.lastEventId, now, now);
       sqlite.close();
 
-      const engine = await collect(dir, config, port, n, 120_000 + n * 10);
+      const engine = await collect({ dir, config, port, expected: n, timeoutMs: 120_000 + n * 10 });
       const written = new SQLite(join(dir, 'rebill.db'), { readonly: true });
       const types = WEBHOOK_EVENT_TYPES as readonly string[];
       const events = (written.prepare('select type from events where id > ?').all(seeded.lastEventId) as Array<{ type: string }>).filter((e) => types.includes(e.type)).length;
@@ -70,8 +70,11 @@ export const webhookRelay: Scenario = {
       try {
         const ready = await waitForLog(daemon.child, /"time":"([^"]+)"[^\n]*"msg":"rebill ready"/);
         const readyAt = Date.parse(ready[1]!);
-        await waitFor(daemon, () => received.size >= events, `${events} deliveries`, 60_000 + events * 10, 50);
-        if (attemptWindow(daemon.db).count !== n) throw new Error('phase 2 collected something');
+        await waitFor(daemon.child, () => received.size >= events, `${events} deliveries`, 60_000 + events * 10, 50);
+        const records = sqliteRecords(dir);
+        const { count } = await records.window();
+        await records.close();
+        if (count !== n) throw new Error(`phase 2 made ${count - n} attempts; it should only deliver`);
         await daemon.stop();
         const seconds = (lastAt - readyAt) / 1000;
         const deliverRate = events / seconds;

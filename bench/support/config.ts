@@ -17,6 +17,8 @@ export type BenchGateway = { readonly type: 'simulator' } | { readonly type: 'co
 
 export interface BenchConfigOptions {
   readonly dir: string;
+  /** Default `sqlite:<dir>/rebill.db` at synchronous=FULL (a PostgreSQL scenario passes its postgres:// URL). */
+  readonly databaseUrl?: string;
   /** Default `sim: { type: simulator }`, as `config/rebill.yaml` configures it. */
   readonly gateway?: BenchGateway;
   /**
@@ -44,7 +46,7 @@ export function writeBenchConfig(options: BenchConfigOptions): string {
   const name = gatewayName(gateway);
   const scheduler = { ratePerSecond: 1_000_000, ...options.scheduler };
   const lines = [
-    `database: { url: "sqlite:${join(options.dir, 'rebill.db')}", synchronous: full }`,
+    options.databaseUrl ? `database: { url: "${options.databaseUrl}" }` : `database: { url: "sqlite:${join(options.dir, 'rebill.db')}", synchronous: full }`,
     `http: { host: 127.0.0.1, port: ${options.httpPort ?? 0}, tokens: [{ token: ${BENCH_TOKEN}, scope: write }] }`,
     // The cron sweep once a year: the engine's own timer and kicks drive everything measured here.
     `scheduler: { sweep: "0 0 1 1 *", ${Object.entries(scheduler)

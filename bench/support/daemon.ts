@@ -6,11 +6,43 @@
  * clock. The bench only polls the database read-only (a count on the partial
  * capture index) to know when every charge is in, so neither its polling
  * interval nor a busy daemon's late /healthz answer enters the figure.
+ *
+ * What the bench reads goes through `AttemptRecords`: SQLite here; a
+ * PostgreSQL scenario passes a reader over `pg` with the same four methods.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { sleep, spawnRebill, waitHealthy, type Child } from './processes.js';
+
+/** The daemon's attempt records as the bench reads them while it runs. */
+export interface AttemptRecords {
+  /** Attempts written so far (any state). */
+  attempts(): Promise<number>;
+  captured(): Promise<number>;
+  /** First created_at and last updated_at over the attempts (epoch ms), and how many there are. */
+  window(): Promise<{ readonly from: number; readonly to: number; readonly count: number }>;
+  close(): Promise<void>;
+}
+
+/** The SQLite database `<dir>/rebill.db`, opened read-only beside the daemon (WAL: readers never block it). */
+export function sqliteRecords(dir: string): AttemptRecords & { readonly db: SQLite.Database } {
+  const db = new SQLite(join(dir, 'rebill.db'), { readonly: true, fileMustExist: true });
+  db.pragma('busy_timeout = 5000');
+  const count = (sql: string) => (db.prepare(sql).get() as { n: number }).n;
+  return {
+    db,
+    attempts: async () => count('select count(*) as n from attempts'),
+    captured: async () => count("select count(*) as n from attempts where state = 'captured'"),
+    async window() {
+      const r = db.prepare('select min(created_at) as a, max(updated_at) as b, count(*) as n from attempts').get() as { a: string | null; b: string | null; n: number };
+      return { from: r.a ? Date.parse(r.a) : NaN, to: r.b ? Date.parse(r.b) : NaN, count: r.n };
+    },
+    async close() {
+      if (db.open) db.close();
+    },
+  };
+}
 
 export interface Collected {
   /** Attempts captured. */
@@ -37,19 +69,6 @@ export function slowestHealthz(ms: number): string {
   return ms >= 30_000 ? 'a /healthz request went unanswered for 30 s' : `slowest /healthz ${(ms / 1000).toFixed(1)} s`;
 }
 
-/** Opens the database read-only beside a running daemon. */
-export function readOnly(dir: string): SQLite.Database {
-  const db = new SQLite(join(dir, 'rebill.db'), { readonly: true, fileMustExist: true });
-  db.pragma('busy_timeout = 5000');
-  return db;
-}
-
-/** The engine's window over the attempts: first created_at, last updated_at (epoch ms). */
-export function attemptWindow(db: SQLite.Database): { from: number; to: number; count: number } {
-  const r = db.prepare('select min(created_at) as a, max(updated_at) as b, count(*) as n from attempts').get() as { a: string | null; b: string | null; n: number };
-  return { from: r.a ? Date.parse(r.a) : NaN, to: r.b ? Date.parse(r.b) : NaN, count: r.n };
-}
-
 /** CPU seconds (user + system) a process has used so far, from /proc (NaN where there is none). */
 export function cpuSecondsOf(pid: number): number {
   try {
@@ -62,56 +81,58 @@ export function cpuSecondsOf(pid: number): number {
   }
 }
 
-/** Attempts written so far (any state). */
-export function attemptCount(db: SQLite.Database): number {
-  return (db.prepare('select count(*) as n from attempts').get() as { n: number }).n;
-}
-
-/** Captured attempts so far. */
-export function capturedCount(db: SQLite.Database): number {
-  return (db.prepare("select count(*) as n from attempts where state = 'captured'").get() as { n: number }).n;
+/**
+ * Waits until `done()` holds, checking every `everyMs`; throws when `child`
+ * exits first or `timeoutMs` passes.
+ */
+export async function waitFor(child: Child, done: () => boolean | Promise<boolean>, what: string, timeoutMs: number, everyMs = 100): Promise<void> {
+  let exited: number | null | undefined;
+  void child.exited.then((code) => (exited = code));
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await done()) return;
+    if (exited !== undefined) throw new Error(`the process exited ${exited} before ${what}:\n${child.tail()}`);
+    if (Date.now() > deadline) throw new Error(`${what}: not done after ${timeoutMs / 1000} s:\n${child.tail()}`);
+    await sleep(everyMs);
+  }
 }
 
 export interface DaemonRun {
   readonly child: Child;
   /** Date.now() at the first /healthz 200. */
   readonly readyAt: number;
+  /** Seconds from spawn to that answer. */
   readonly startSeconds: number;
-  readonly db: SQLite.Database;
-  /** SIGTERM, wait for the exit (the daemon drains), close the read-only handle; the exit code must be 0. */
+  /** SIGTERM, wait for the exit (the daemon drains); the exit code must be 0. */
   stop(): Promise<void>;
 }
 
-/** Spawns `rebill run --config <config>` in `dir` and waits for /healthz on `port`. */
+/** Spawns `rebill run --config <config>` in `dir` and waits for /healthz on `port` (for a daemon with little to do at start). */
 export async function startDaemon(dir: string, config: string, port: number, name = 'daemon'): Promise<DaemonRun> {
   const spawnedAt = Date.now();
   const child = spawnRebill(['run', '--config', config], { dir, name });
   const readyAt = await waitHealthy(child, port);
-  const db = readOnly(dir);
   return {
     child,
     readyAt,
     startSeconds: (readyAt - spawnedAt) / 1000,
-    db,
     async stop() {
-      db.close();
       const code = await child.stop();
       if (code !== 0) throw new Error(`rebill run exited ${code} on SIGTERM:\n${child.tail()}`);
     },
   };
 }
 
-/** Waits until `done()` holds, checking every `everyMs`; throws when the daemon exits or `timeoutMs` passes. */
-export async function waitFor(daemon: DaemonRun, done: () => boolean, what: string, timeoutMs: number, everyMs = 100): Promise<void> {
-  let exited: number | null | undefined;
-  void daemon.child.exited.then((code) => (exited = code));
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (done()) return;
-    if (exited !== undefined) throw new Error(`rebill run exited ${exited} before ${what}:\n${daemon.child.tail()}`);
-    if (Date.now() > deadline) throw new Error(`${what}: not done after ${timeoutMs / 1000} s:\n${daemon.child.tail()}`);
-    await sleep(everyMs);
-  }
+export interface CollectOptions {
+  readonly dir: string;
+  readonly config: string;
+  /** The daemon's http.port (for the /healthz probe). */
+  readonly port: number;
+  /** Captures to wait for. */
+  readonly expected: number;
+  readonly timeoutMs: number;
+  /** Default: the SQLite database in `dir`. */
+  readonly records?: AttemptRecords;
 }
 
 /**
@@ -120,11 +141,11 @@ export async function waitFor(daemon: DaemonRun, done: () => boolean, what: stri
  * that collects holds its event loop for long stretches, so the database is
  * the signal (it exists already, seeded).
  */
-export async function collect(dir: string, config: string, port: number, expected: number, timeoutMs: number): Promise<Collected> {
+export async function collect(options: CollectOptions): Promise<Collected> {
+  const { dir, config, port, expected, timeoutMs } = options;
   const spawnedAt = Date.now();
   const child = spawnRebill(['run', '--config', config], { dir, name: 'daemon' });
-  const db = readOnly(dir);
-  const daemon: DaemonRun = { child, readyAt: NaN, startSeconds: NaN, db, stop: async () => {} };
+  const records = options.records ?? sqliteRecords(dir);
   let probing = true;
   let healthzMaxMs = 0;
   const probe = (async () => {
@@ -145,10 +166,10 @@ export async function collect(dir: string, config: string, port: number, expecte
     let cpuFrom = NaN;
     let cpuTo = NaN;
     await waitFor(
-      daemon,
-      () => {
-        if (Number.isNaN(cpuFrom) && attemptCount(db) > 0) cpuFrom = cpuSecondsOf(child.pid);
-        if (capturedCount(db) < expected) return false;
+      child,
+      async () => {
+        if (Number.isNaN(cpuFrom) && (await records.attempts()) > 0) cpuFrom = cpuSecondsOf(child.pid);
+        if ((await records.captured()) < expected) return false;
         cpuTo = cpuSecondsOf(child.pid);
         return true;
       },
@@ -157,16 +178,16 @@ export async function collect(dir: string, config: string, port: number, expecte
     );
     probing = false;
     await probe;
-    const w = attemptWindow(db);
+    const w = await records.window();
     if (w.count !== expected) throw new Error(`expected ${expected} attempts, found ${w.count}`);
     const seconds = (w.to - w.from) / 1000;
-    db.close();
+    await records.close();
     const code = await child.stop();
     if (code !== 0) throw new Error(`rebill run exited ${code} on SIGTERM:\n${child.tail()}`);
     return { charges: expected, seconds, perSecond: expected / seconds, peakRssMb: child.peakRssMb(), startSeconds: (w.from - spawnedAt) / 1000, healthzMaxMs, cpuSeconds: cpuTo - cpuFrom };
   } catch (err) {
     probing = false;
-    if (db.open) db.close();
+    await records.close();
     await child.stop('SIGKILL');
     throw err;
   }
