@@ -71,7 +71,7 @@ export const dispatchLatencyBound: Scenario = {
   rows: ['dispatch-latency-bound'],
   description: `N due at once through \`rebill run\`, CoolPay adapter to \`rebill fake-gateway --latency-ms ${LATENCY_MS}\`, concurrency ${CONCURRENCY}, charges/s vs Little's law`,
   async run(ctx) {
-    const n = ctx.size(5_000, 500);
+    const n = ctx.size(5_000, 400);
     const rates: number[] = [];
     for (let round = 0; round < ctx.rounds; round++) {
       const dir = ctx.dir('latency');

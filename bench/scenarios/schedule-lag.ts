@@ -41,7 +41,7 @@ export const scheduleLag: Scenario = {
   description: 'N due instants spread over a window, `rebill run` with the simulator: p99 of due -> gateway call start, ms, vs 1 s',
   async run(ctx) {
     const n = ctx.size(2_000, 200);
-    const spreadMs = ctx.size(30_000, 3_000);
+    const spreadMs = ctx.size(30_000, 2_000);
     const leadMs = 2_000;
     const dir = ctx.dir('lag');
     const port = await freePort();

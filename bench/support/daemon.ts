@@ -150,14 +150,16 @@ export async function collect(options: CollectOptions): Promise<Collected> {
   let healthzMaxMs = 0;
   const probe = (async () => {
     while (probing) {
+      // A request sent while the daemon collects counts even when its answer comes after the last
+      // capture: that wait is exactly the stall being measured.
       const from = performance.now();
       try {
         const res = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(30_000) });
         await res.arrayBuffer();
-        if (res.ok && probing) healthzMaxMs = Math.max(healthzMaxMs, performance.now() - from);
+        if (res.ok) healthzMaxMs = Math.max(healthzMaxMs, performance.now() - from);
       } catch (err) {
         // Refused: not listening yet. Timed out: listening, but no answer in 30 s (counts as 30 s at least).
-        if ((err as Error).name === 'TimeoutError' && probing) healthzMaxMs = Math.max(healthzMaxMs, performance.now() - from);
+        if ((err as Error).name === 'TimeoutError') healthzMaxMs = Math.max(healthzMaxMs, performance.now() - from);
       }
       await sleep(250);
     }
