@@ -26,7 +26,7 @@ export interface BenchConfigOptions {
    * limit, which is lifted (50/s would be what a bench measures otherwise).
    */
   readonly scheduler?: { readonly concurrency?: number; readonly ratePerSecond?: number; readonly claimBatch?: number };
-  /** Default 0: the daemon picks a free port; the bench reads it from the ready line or passes one. */
+  /** Default 0 (any free port): scenarios that talk to the daemon pass a port from freePort(). */
   readonly httpPort?: number;
   readonly webhooks?: ReadonlyArray<{ readonly url: string; readonly secret: string }>;
   /** Default `warn`: a quiet daemon, as an operator would run a busy one (no line per attempt). */
