@@ -5,7 +5,8 @@
  * autocannon in the bench process, each request a new subscription with a
  * new customer. Baseline: ../support/bare-server.mjs, fastify with one route
  * answering 201 at once, spawned the same way and loaded the same way. The
- * two alternate (bare, daemon, bare, daemon, ...), each after a 1 s warm-up.
+ * two alternate (bare, daemon, bare, daemon, ...), each after a 1 s warm-up
+ * (--quick: one 1.5 s run each after 0.5 s).
  */
 import autocannon from 'autocannon';
 import { join } from 'node:path';
@@ -33,7 +34,8 @@ export const apiCreate: Scenario = {
   rows: ['api-create'],
   description: `POST /v1/subscriptions/s at ${CONNECTIONS} connections (autocannon) against rebill run vs a bare fastify 201 route`,
   async run(ctx) {
-    const seconds = ctx.size(5, 2);
+    const seconds = ctx.size(5, 1.5);
+    const warmUp = ctx.size(1, 0.5);
     const dir = ctx.dir('api');
     const daemonPort = await freePort();
     const config = writeBenchConfig({ dir, httpPort: daemonPort });
@@ -50,7 +52,7 @@ export const apiCreate: Scenario = {
       let rejected = 0;
       for (let round = 0; round < ctx.rounds; round++) {
         for (const [name, port] of [['bare', barePort], ['daemon', daemonPort]] as const) {
-          await load(port, 1);
+          await load(port, warmUp);
           const r = await load(port, seconds);
           if (r.perSecond === 0) throw new Error(`${name}: no 2xx answer (${r.non2xx} non-2xx, ${r.errors} errors):\n${name === 'daemon' ? daemon.tail() : bare.tail()}`);
           if (name === 'daemon') rejected += r.non2xx + r.errors;

@@ -38,7 +38,7 @@ export const dispatchZeroLatency: Scenario = {
   rows: ['dispatch-zero-latency'],
   description: 'N due at once through `rebill run` and the simulator (ledger in the database), charges/s vs the lean raw SQLite loop',
   async run(ctx) {
-    const n = ctx.size(100_000, 1_000);
+    const n = ctx.size(100_000, 800);
     // Every seeded row has the same schedule: the raw loop advances them all to its cycle 2.
     const cycle2 = toDbTime(dueAt({ startDate: utcDate(), every: { unit: 'month', count: 1 }, sendOnHour: 0, timezone: 'UTC', monthEnd: 'clamp' }, 2).toMillis());
     const cpu: number[] = [];

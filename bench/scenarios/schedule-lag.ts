@@ -2,7 +2,7 @@
  * schedule-lag: how late `rebill run` starts a charge after it falls due.
  * N subscriptions get due instants spread evenly over a window (written to
  * their work pointer, the way a retry or a collection at an arbitrary instant
- * is stored) that begins 2 s after the daemon is up: seeded due tomorrow,
+ * is stored) that begins 2 s (--quick: 1 s) after the daemon is up: seeded due tomorrow,
  * moved into the window once /healthz answers, the engine woken once by an
  * API create (any successful API write wakes it). From there its own timer
  * must wake it for each instant.
@@ -42,7 +42,7 @@ export const scheduleLag: Scenario = {
   async run(ctx) {
     const n = ctx.size(2_000, 200);
     const spreadMs = ctx.size(30_000, 2_000);
-    const leadMs = 2_000;
+    const leadMs = ctx.size(2_000, 1_000);
     const dir = ctx.dir('lag');
     const port = await freePort();
     const config = writeBenchConfig({ dir, httpPort: port });

@@ -23,7 +23,7 @@ export const sweepScale: Scenario = {
   rows: ['sweep-scale', 'memory-1m'],
   description: 'D due among 100 x D stored vs D stored alone, `rebill run` collection time ratio; peak RSS of the daemon on 100 x D',
   async run(ctx) {
-    const due = ctx.size(10_000, 500);
+    const due = ctx.size(10_000, 300);
     const stored = due * SPREAD;
     const run = async (total: number): Promise<Collected> => {
       const dir = ctx.dir(`sweep-${total}`);
