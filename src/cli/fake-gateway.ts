@@ -9,6 +9,7 @@ interface FakeGatewayFlags {
   callbackUrl?: string;
   callbackSecret?: string;
   pendingSettleMs: string;
+  latencyMs: string;
 }
 
 /**
@@ -29,6 +30,7 @@ export function registerFakeGateway(program: Command, ctx: CommandContext): void
     )
     .option('--callback-secret <secret>', "key the callbacks are signed with (rebill's gateways.<name>.callbackSecret); default: the API key the payment was made with")
     .option('--pending-settle-ms <ms>', 'with --callback-url: a tok_pending payment settles by itself after this long', '500')
+    .option('--latency-ms <ms>', 'answer every API request this many milliseconds after it arrived, as a real gateway over a network would (load tests)', '0')
     .action(async (flags: FakeGatewayFlags) => {
       const port = Number(flags.port);
       if (!/^\d+$/.test(flags.port) || port > 65_535) throw new UsageError(`--port: expected 0..65535; got "${flags.port}"`);
@@ -36,12 +38,15 @@ export function registerFakeGateway(program: Command, ctx: CommandContext): void
       if (flags.callbackSecret === '') throw new UsageError('--callback-secret: must not be empty');
       const pendingSettleMs = Number(flags.pendingSettleMs);
       if (!/^\d{1,9}$/.test(flags.pendingSettleMs)) throw new UsageError(`--pending-settle-ms: expected a whole number of milliseconds; got "${flags.pendingSettleMs}"`);
+      const latencyMs = Number(flags.latencyMs);
+      if (!/^\d{1,6}$/.test(flags.latencyMs)) throw new UsageError(`--latency-ms: expected a whole number of milliseconds; got "${flags.latencyMs}"`);
       let gateway;
       try {
         gateway = await startFakeGateway({
           host: flags.host,
           port,
           pendingSettleMs,
+          latencyMs,
           ...(flags.ledger !== undefined ? { ledgerFile: flags.ledger } : {}),
           ...(flags.callbackUrl !== undefined ? { callbackUrl: flags.callbackUrl } : {}),
           ...(flags.callbackSecret !== undefined ? { callbackSecret: flags.callbackSecret } : {}),

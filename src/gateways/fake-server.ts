@@ -70,6 +70,13 @@ export interface FakeGatewayOptions {
   readonly pendingSettleMs?: number;
   /** Tries per callback (default 5), 100 ms apart, doubling. */
   readonly callbackAttempts?: number;
+  /**
+   * Every authorised API request is handled this many ms after it arrived
+   * (default 0): a real gateway's network and processing time, for load
+   * tests of the dispatch path (`npm run bench`). The test endpoints
+   * (`/__ledger`, `/__pay`) and 401 answers are immediate.
+   */
+  readonly latencyMs?: number;
 }
 
 export interface FakeGateway {
@@ -162,6 +169,7 @@ export async function startFakeGateway(options: FakeGatewayOptions = {}): Promis
   const deliveries = new Set<Promise<void>>();
   const callbackAttempts = Math.max(1, options.callbackAttempts ?? 5);
   const pendingSettleMs = Math.max(0, options.pendingSettleMs ?? 500);
+  const latencyMs = Math.max(0, options.latencyMs ?? 0);
 
   let ledger: JsonLinesFile | undefined;
   if (options.ledgerFile !== undefined) {
@@ -499,6 +507,10 @@ export async function startFakeGateway(options: FakeGatewayOptions = {}): Promis
     if (!authorized(req)) {
       res.setHeader('WWW-Authenticate', 'Basic realm="coolpay"');
       throw new HttpError(401, 'Unauthorized');
+    }
+    if (latencyMs > 0) {
+      await clock.sleepUntil(clock.now() + latencyMs, shutdown.signal);
+      if (shutdown.signal.aborted) return void req.socket.destroy();
     }
     const orderId = target.searchParams.get('order_id');
     if (first === 'subscriptions') {

@@ -97,18 +97,32 @@ describe('rebill fake-gateway (child process)', () => {
     expect(await running.exited).toBe(0);
   });
 
+  it('--latency-ms holds every API answer that long (the bench latency-bound scenario), the test endpoints answer at once', async () => {
+    const running = await startCli(['--port', '0', '--latency-ms', '150']);
+    const coolpay = createCoolpayGateway({ name: 'coolpay', baseUrl: running.url, apiKey: 'test-key', timeoutSeconds: 5 });
+    const from = performance.now();
+    await expect(coolpay.charge(collectRequest('tok_ok', { subscriptionId: 'slow-1' }))).resolves.toMatchObject({ kind: 'captured' });
+    // A lower bound only: the answer was held at least the latency (never early), whatever the machine's load.
+    expect(performance.now() - from).toBeGreaterThanOrEqual(145);
+    expect((await ledgerOf(running.url)).map((c) => c.order_id)).toEqual(['slow-1:1:1']);
+    running.child.kill('SIGTERM');
+    expect(await running.exited).toBe(0);
+  });
+
   it('--help documents --callback-url, --callback-secret and --pending-settle-ms', async () => {
     const run = await runCli(['fake-gateway', '--help']);
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/--callback-url <url>[\s\S]*QuickPay-Checksum-Sha256[\s\S]*\/v1\/gateway-callbacks\/coolpay/);
     expect(run.stdout).toMatch(/--callback-secret <secret>[\s\S]*callbackSecret/);
     expect(run.stdout).toContain('--pending-settle-ms <ms>');
+    expect(run.stdout).toContain('--latency-ms <ms>');
   });
 
   it.each([
     [['--callback-url', 'not a url'], '--callback-url: expected an http(s) URL'],
     [['--callback-url', 'ftp://127.0.0.1/x'], '--callback-url: expected an http(s) URL'],
     [['--pending-settle-ms', '1.5'], '--pending-settle-ms: expected a whole number of milliseconds'],
+    [['--latency-ms', '20ms'], '--latency-ms: expected a whole number of milliseconds'],
   ])('rejects %j with exit code 2', async (flags, message) => {
     const run = await runCli(['fake-gateway', '--port', '0', ...flags]);
     expect(run.code).toBe(2);
