@@ -12,6 +12,7 @@ import { redactUrlPasswords } from '../logger.js';
 import {
   acquireDaemonLock,
   hasSubscriptionsTable,
+  isPostgresUrl,
   openDatabase,
   openDatabaseReadOnly,
   refuseNewerSchema,
@@ -125,6 +126,12 @@ export async function checkExistingDatabase(config: Config, file: string): Promi
     await refuseNewerSchema(db); // `run` refuses a downgrade: say so before a deploy
     return await checkRemovedInUse(db, config, file);
   } catch (err) {
+    // A PostgreSQL server that does not answer is not a config problem (the SQLite equivalent, a
+    // file not created yet, passes too): say what was not checked, and judge the file alone.
+    if (isPostgresUrl(config.database.url) && !(err instanceof RebillError)) {
+      process.stderr.write(`${file}: warning: database ${printableUrl(config.database.url)} not reachable (${reason(err)}); plans and gateways in use there were not checked\n`);
+      return 0;
+    }
     process.stderr.write(`${reason(err)}\n`);
     return 1;
   } finally {

@@ -101,6 +101,34 @@ describe('docker-compose.yml', () => {
   });
 });
 
+describe('docker-compose.postgres.yml (scaling out)', () => {
+  const scaled = parse(readFileSync(path.join(root, 'docker-compose.postgres.yml'), 'utf8'), { merge: true }) as { services: Record<string, Service & { depends_on?: Record<string, { condition: string }> }> };
+
+  it('runs two rebill daemons from the image on one PostgreSQL service, each waiting for it to be healthy', () => {
+    const daemons = Object.entries(scaled.services).filter(([name]) => name.startsWith('rebill-'));
+    expect(daemons.map(([name]) => name)).toEqual(['rebill-1', 'rebill-2']);
+    for (const [, daemon] of daemons) {
+      expect(daemon.image).toBe('rebill:local');
+      expect(daemon.volumes).toEqual(['./deploy/compose/rebill-postgres.yaml:/etc/rebill/rebill.yaml:ro']);
+      expect(daemon.depends_on?.postgres).toEqual({ condition: 'service_healthy' });
+      expect(daemon.stop_grace_period).toBe('40s');
+      expect(daemon.healthcheck!.test).toEqual(rebill!.healthcheck!.test);
+    }
+    expect(scaled.services.postgres!.image).toMatch(/^postgres:15/);
+    expect(scaled.services.postgres!.healthcheck!.test).toContain('pg_isready');
+  });
+
+  it('its rebill config passes `rebill check-config` with the variables compose passes (the server is not reachable from here: a warning, exit 0)', async () => {
+    const env: Record<string, string> = { REBILL_ADMIN_TOKEN: 'compose-test-admin-token-0123456789', POSTGRES_PASSWORD: 'compose-test-pg-password' };
+    for (const [name, value] of Object.entries(scaled.services['rebill-1']!.environment!)) if (composeDefault(value) !== undefined) env[name] = composeDefault(value)!;
+    const run = await runCli(['check-config', '--config', 'deploy/compose/rebill-postgres.yaml'], { cleanRebillEnv: true, env });
+    expect(run.stdout).toMatch(/^config OK: 1 plans, 1 gateways/);
+    expect(run.stderr).toMatch(/warning: database postgres:\/\/rebill:\[redacted\]@postgres:5432\/rebill not reachable/);
+    expect(run.stderr).not.toContain('compose-test-pg-password');
+    expect(run.code).toBe(0);
+  });
+});
+
 describe('deploy/webhook-receiver.mjs', () => {
   const secret = 'whsec_' + Buffer.from('receiver-test-secret').toString('base64');
   let child: ChildProcess;
