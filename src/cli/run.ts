@@ -11,7 +11,7 @@ import { createLogger } from '../logger.js';
 import { createRelay, endpointId } from '../webhooks/index.js';
 import { createLinkEmailSender, type LinkEmailObserver, type LinkEmailSender } from '../notifications/index.js';
 import { catalogOf } from '../service/index.js';
-import { lastEventId, linkEmailBacklog, migrateToLatest, syncPlanEmailLinks, toDbTime, type DaemonLock, type Db } from '../store/index.js';
+import { isPostgresUrl, lastEventId, linkEmailBacklog, migrateToLatest, syncPlanEmailLinks, toDbTime, type DaemonLock, type Db } from '../store/index.js';
 import { checkRemovedInUse, lockDatabaseOrReport, openDatabaseOrReport, printableUrl, verifyDatabaseOrReport } from './database.js';
 import { packageVersion, type CommandContext } from './index.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
@@ -205,6 +205,11 @@ async function prepareDatabase(db: Db, config: Config, file: string): Promise<nu
   try {
     await migrateToLatest(db);
   } catch (err) {
+    // A PostgreSQL server that does not answer (or refuses us): one line naming it, not a stack trace.
+    if (isPostgresUrl(config.database.url) && !(err instanceof RebillError)) {
+      process.stderr.write(`cannot use database ${printableUrl(config.database.url)}: ${err instanceof Error ? err.message : String(err)}\n`);
+      return 1;
+    }
     // A downgrade: one line saying what to do, not a migrator stack trace.
     if (!(err instanceof RebillError && err.code === 'DATABASE_TOO_NEW')) throw err;
     process.stderr.write(`${err.message}\n`);

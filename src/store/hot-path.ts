@@ -33,6 +33,7 @@ import {
   type Subscription,
   type Transition,
 } from '../domain/index.js';
+import { RebillError } from '../errors.js';
 import { toDbTime } from './db.js';
 
 /** One claim: lease up to `limit` due rows (open attempts first) to `token` for `leaseMs`. */
@@ -160,6 +161,21 @@ export interface HotPathStore {
   flushStaged(): Promise<void>;
   /** Ledger entries staged and not yet committed. */
   readonly staged: number;
+}
+
+/** A simulator ledger entry staged for the next hot-path commit (both implementations keep them the same way). */
+export interface StagedEntry {
+  /** `<gateway>\u0000<key>`. */
+  readonly id: string;
+  readonly gateway: string;
+  readonly key: string;
+  readonly entry: string;
+  readonly at: number;
+}
+
+/** Thrown when a write that the transaction's own reads guarantee changes nothing: the batch rolls back. */
+export function invariant(message: string): never {
+  throw new RebillError('STORE_INVARIANT', message);
 }
 
 /** A subscription column that a transition can change: how to read it from the domain type and store it. */

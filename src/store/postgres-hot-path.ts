@@ -22,11 +22,11 @@
  */
 import { CompiledQuery, type Selectable, type Transaction } from 'kysely';
 import { isOpenAttemptState, type AttemptInfo, type AttemptUpdate, type CycleWrite, type DomainEvent, type Settlement, type Subscription } from '../domain/index.js';
-import { RebillError } from '../errors.js';
 import { toDbTime, usesDatabaseClock, type Db } from './db.js';
 import {
   ATTEMPT_UPDATE_COLUMNS,
   attemptAfter,
+  invariant,
   STATE_COLUMNS,
   type Claimed,
   type ClaimDecision,
@@ -36,6 +36,7 @@ import {
   type HotPathStore,
   type OutcomeWrite,
   type OutcomeWritten,
+  type StagedEntry,
 } from './hot-path.js';
 import { linkEvents } from './link-emails.js';
 import { lockOutbox, rowToAttempt, rowToSubscription } from './repository.js';
@@ -44,18 +45,6 @@ import type { AttemptTable, Database, SubscriptionTable } from './schema.js';
 type Trx = Transaction<Database>;
 type SubscriptionRow = Selectable<SubscriptionTable>;
 type AttemptRow = Selectable<AttemptTable>;
-
-interface StagedEntry {
-  readonly id: string;
-  readonly gateway: string;
-  readonly key: string;
-  readonly entry: string;
-  readonly at: number;
-}
-
-function invariant(message: string): never {
-  throw new RebillError('STORE_INVARIANT', message);
-}
 
 async function query<R>(trx: Trx | Db, text: string, params: readonly unknown[] = []): Promise<R[]> {
   return (await trx.executeQuery<R>(CompiledQuery.raw(text, [...params]))).rows;

@@ -22,6 +22,7 @@ import {
 import { createSubscription as createTransition } from '../domain/index.js';
 import { RebillError } from '../errors.js';
 import { dialectOf, fromDbTime, jsonField, tableExists, toDbTime, type Db } from './db.js';
+import { changedColumns } from './hot-path.js';
 import { queueLinkEmails } from './link-emails.js';
 import type { AttemptTable, Database, SubscriptionTable } from './schema.js';
 
@@ -504,7 +505,11 @@ export async function updateSubscription(db: Db, id: string, now: number, change
 
 /** updateSubscription inside the caller's transaction. */
 export async function updateSubscriptionIn(trx: Trx, id: string, now: number, change: (sub: Subscription) => Transition): Promise<Subscription> {
-  const transition = change(await getSubscription(trx, id));
+  const current = await getSubscription(trx, id);
+  const transition = change(current);
+  // A change that changes nothing (a cancel at period end asked twice) writes nothing: no version
+  // bump, so an engine outcome in flight is not sent down its re-read path for nothing.
+  if (transition.events.length === 0 && transition.cycles.length === 0 && changedColumns(current, transition.subscription).mask === 0) return current;
   await writeTransition(trx, transition, now, 'ignore');
   return transition.subscription;
 }

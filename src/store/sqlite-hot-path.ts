@@ -20,6 +20,7 @@ import { sqliteConnectionOf, toDbTime, type Db } from './db.js';
 import {
   ATTEMPT_UPDATE_COLUMNS,
   attemptAfter,
+  invariant,
   changedColumns,
   STATE_COLUMNS,
   type Claimed,
@@ -30,6 +31,7 @@ import {
   type HotPathStore,
   type OutcomeWrite,
   type OutcomeWritten,
+  type StagedEntry,
 } from './hot-path.js';
 import { LINK_EMAIL_QUEUE_SQL, linkEvents } from './link-emails.js';
 import { rowToAttempt, rowToSubscription } from './repository.js';
@@ -116,15 +118,6 @@ function rowOf(v: unknown[]): SubscriptionRow {
   };
 }
 
-/** A simulator ledger entry waiting for the next hot-path commit. */
-interface StagedEntry {
-  readonly id: string;
-  readonly gateway: string;
-  readonly key: string;
-  readonly entry: string;
-  readonly at: number;
-}
-
 const UPSERT_CYCLE_HEAD = `insert into cycles (subscription_id, cycle, due_at, status, amount_minor, currency, attempts, settled_at, created_at)
   values (?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (subscription_id, cycle) do update set status = excluded.status, `;
 const UPSERT_CYCLE = `${UPSERT_CYCLE_HEAD}attempts = excluded.attempts, settled_at = excluded.settled_at where cycles.status <> 'paid'`;
@@ -137,11 +130,6 @@ export function sqliteHotPathStore(db: Db): HotPathStore {
   const sqlite = sqliteConnectionOf(db);
   if (!sqlite) throw new RebillError('DATABASE_UNSUPPORTED', 'the engine hot path needs a database opened by openDatabase');
   return new SqliteHotPathStore(db, sqlite);
-}
-
-/** Thrown when a write that the transaction's own reads guarantee changes nothing: the batch rolls back. */
-function invariant(message: string): never {
-  throw new RebillError('STORE_INVARIANT', message);
 }
 
 class SqliteHotPathStore implements HotPathStore {

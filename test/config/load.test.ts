@@ -33,7 +33,7 @@ const PLAN = ['plans:', '  - { id: gold, amount: "9.99", currency: USD, every: M
 describe('defaults', () => {
   it('a file with only a plan gets every documented default', () => {
     const config = parseConfig(yaml(...PLAN), 'min.yaml', {});
-    expect(config.database).toEqual({ url: 'sqlite:./data/rebill.db', synchronous: 'full' });
+    expect(config.database).toEqual({ url: 'sqlite:./data/rebill.db', synchronous: 'full', poolSize: 10 });
     expect(config.http).toEqual({ host: '0.0.0.0', port: 8080, tokens: [] });
     expect(config.scheduler).toEqual({
       sweep: '* * * * *',
