@@ -146,6 +146,16 @@ export function hotPathStore(db: Db): HotPathStore {
   return store;
 }
 
+/**
+ * Leases up to `limit` due rows to `owner` until `now + leaseMs` (open
+ * attempts first, then by work_at) and decides nothing else for them: the
+ * engine's own claim, with every row kept leased. For tools and tests.
+ */
+export async function claimDue(db: Db, owner: string, now: number, limit: number, leaseMs: number): Promise<Subscription[]> {
+  const claimed = await hotPathStore(db).claim({ token: owner, now, limit, leaseUntil: now + leaseMs }, (rows) => rows.map(() => ({ kind: 'keep' }) as const));
+  return claimed.map((c) => c.subscription);
+}
+
 /** Thrown when a write that the transaction's own reads guarantee changes nothing: the batch rolls back. */
 function invariant(message: string): never {
   throw new RebillError('STORE_INVARIANT', message);
