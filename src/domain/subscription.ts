@@ -551,15 +551,23 @@ export function beginAttempt(
 
 /** Canonical instant text: UTC ISO-8601 with `Z`, milliseconds only when not zero (`2025-01-31T00:00:00Z`). */
 export function iso(ms: number): string {
+  // The lines of one batch name the same few instants (due dates, the next one): remember the last.
+  if (ms === lastIso.ms) return lastIso.text;
   // Date's own formatting for years 0-9999 (the same text as luxon's, which costs a DateTime per log line).
   const date = new Date(ms);
   const year = date.getUTCFullYear();
+  let text: string;
   if (year >= 0 && year <= 9999) {
-    const text = date.toISOString();
-    return text.endsWith('.000Z') ? `${text.slice(0, -5)}Z` : text;
+    text = date.toISOString();
+    if (text.endsWith('.000Z')) text = `${text.slice(0, -5)}Z`;
+  } else {
+    text = DateTime.fromMillis(ms, { zone: 'utc' }).toISO({ suppressMilliseconds: true })!;
   }
-  return DateTime.fromMillis(ms, { zone: 'utc' }).toISO({ suppressMilliseconds: true })!;
+  lastIso = { ms, text };
+  return text;
 }
+
+let lastIso = { ms: NaN, text: '' };
 
 /**
  * Whether a cycle after `n` is already due at `now`, i.e. whether the current

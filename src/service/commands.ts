@@ -39,6 +39,7 @@ import {
   createSubscriptionIn,
   customerExists,
   getSubscription,
+  isNoOp,
   setSubscriptionCustomer,
   updateCustomerIn,
   updateSubscriptionIn,
@@ -245,6 +246,7 @@ export async function cancelSubscriptionCommand(trx: Trx, id: string, body: { at
 /** Makes the open cycle's next attempt due now (LifecycleError NOTHING_TO_RETRY when nothing is open). */
 export async function retrySubscriptionCommand(trx: Trx, id: string, now: number): Promise<SubscriptionObject> {
   const sub = await getSubscription(trx, id);
-  await writeTransition(trx, retryNow(sub, now), now, 'ignore');
+  const transition = retryNow(sub, now);
+  if (!isNoOp(sub, transition)) await writeTransition(trx, transition, now, 'ignore');
   return getSubscriptionView(trx, id, now);
 }

@@ -1,9 +1,10 @@
 /**
- * Repositories: the only code that writes SQL. Every state change is written
- * with its events in one transaction (transactional outbox), and every
- * engine write re-reads the row inside that transaction and checks the lease,
- * so an API call that paused or cancelled meanwhile is never overwritten and a
- * daemon that lost its lease cannot record anything.
+ * Repositories on kysely: everything but the engine's hot path (claim,
+ * intent, outcome, release: hot-path.ts and sqlite-hot-path.ts). Every state
+ * change is written with its events in one transaction (transactional
+ * outbox) and bumps the row's version, so an engine outcome computed before
+ * an API pause or cancel finds the row moved and settles against it instead
+ * of overwriting it.
  */
 import { randomUUID } from 'node:crypto';
 import { CompiledQuery, sql, type Transaction, type Selectable } from 'kysely';
@@ -22,7 +23,6 @@ import {
 import { createSubscription as createTransition } from '../domain/index.js';
 import { RebillError } from '../errors.js';
 import { dialectOf, fromDbTime, jsonField, tableExists, toDbTime, type Db } from './db.js';
-import { changedColumns } from './hot-path.js';
 import { queueLinkEmails } from './link-emails.js';
 import type { AttemptTable, Database, SubscriptionTable } from './schema.js';
 
@@ -507,11 +507,17 @@ export async function updateSubscription(db: Db, id: string, now: number, change
 export async function updateSubscriptionIn(trx: Trx, id: string, now: number, change: (sub: Subscription) => Transition): Promise<Subscription> {
   const current = await getSubscription(trx, id);
   const transition = change(current);
-  // A change that changes nothing (a cancel at period end asked twice) writes nothing: no version
-  // bump, so an engine outcome in flight is not sent down its re-read path for nothing.
-  if (transition.events.length === 0 && transition.cycles.length === 0 && changedColumns(current, transition.subscription).mask === 0) return current;
-  await writeTransition(trx, transition, now, 'ignore');
+  if (!isNoOp(current, transition)) await writeTransition(trx, transition, now, 'ignore');
   return transition.subscription;
+}
+
+/**
+ * A transition that hands back the row it was given, with no cycle and no
+ * event (asking again for what is already so): nothing is written, so the
+ * version stays and an engine outcome in flight keeps its fast path.
+ */
+export function isNoOp(current: Subscription, transition: Transition): boolean {
+  return transition.subscription === current && transition.cycles.length === 0 && transition.events.length === 0;
 }
 
 /** The contact fields of a customer that a card/contact update may change. */
@@ -542,47 +548,6 @@ export async function setSubscriptionCustomer(trx: Trx, id: string, customerId: 
 /** True when a customer with this id exists. */
 export async function customerExists(db: Conn, id: string): Promise<boolean> {
   return (await db.selectFrom('customers').select('id').where('id', '=', id).executeTakeFirst()) !== undefined;
-}
-
-/**
- * Claims up to `limit` subscriptions whose work is due, by setting a lease
- * (owner + expiry) in one statement. A row with a live lease is invisible to
- * every other sweep and daemon until the lease expires; an expired lease
- * (its daemon died) makes the row claimable again, which is how recovery
- * finds in-flight attempts. PostgreSQL will add FOR UPDATE SKIP LOCKED to the
- * selecting subquery; SQLite serialises writers, so the statement is atomic.
- */
-export async function claimDue(db: Db, owner: string, now: number, limit: number, leaseMs: number): Promise<Subscription[]> {
-  if (limit <= 0) return [];
-  // Open attempts first (reconcile / poll: money may already be moving), then new collections.
-  // A restart after a shutdown with a backlog settles what it left behind before charging anyone
-  // new. Two statements, each walking the work_at index in order and stopping at `limit`.
-  const open = await claimWhere(db, owner, now, limit, leaseMs, true);
-  const fresh = open.length < limit ? await claimWhere(db, owner, now, limit - open.length, leaseMs, false) : [];
-  return [...open, ...fresh];
-}
-
-async function claimWhere(db: Db, owner: string, now: number, limit: number, leaseMs: number, openAttempts: boolean): Promise<Subscription[]> {
-  const nowText = toDbTime(now);
-  const due = db
-    .selectFrom('subscriptions')
-    .select('id')
-    .where('work_at', '<=', nowText)
-    .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', nowText)]))
-    .where('next_action', openAttempts ? 'in' : 'not in', ['reconcile', 'poll'])
-    .orderBy('work_at')
-    .limit(limit);
-  // RETURNING gives exactly the rows this statement leased: a re-used owner name must not
-  // also get back rows it claimed earlier (whose lease may have run out and been taken over).
-  const rows = await db
-    .updateTable('subscriptions')
-    .set({ lease_owner: owner, lease_until: toDbTime(now + leaseMs) })
-    .where('id', 'in', due)
-    .returningAll()
-    .execute();
-  const order = (r: (typeof rows)[number]) => `${r.work_at ?? ''}\u0000${r.id}`;
-  rows.sort((x, y) => (order(x) < order(y) ? -1 : order(x) > order(y) ? 1 : 0));
-  return rows.map(rowToSubscription);
 }
 
 /**
@@ -665,11 +630,6 @@ export async function expireLeases(db: Db, ownerPrefix: string, now: number): Pr
     .where('work_at', '>', nowText)
     .execute();
   return Number(result.numUpdatedRows);
-}
-
-/** Moves the lease expiry forward for every row whose owner starts with `ownerPrefix` (heartbeat). */
-export async function extendLeases(db: Db, ownerPrefix: string, until: number): Promise<void> {
-  await db.updateTable('subscriptions').set({ lease_until: toDbTime(until) }).where(ownedBy(ownerPrefix)).execute();
 }
 
 /**
@@ -763,22 +723,6 @@ export function rowToAttempt(row: Selectable<AttemptTable>): AttemptInfo {
     unavailableSince: row.unavailable_since === null ? null : fromDbTime(row.unavailable_since),
     unavailableCount: Number(row.unavailable_count),
   };
-}
-
-/** Reads an attempt by idempotency key. */
-export async function getAttempt(db: Conn, key: string): Promise<AttemptInfo | undefined> {
-  const row = await db.selectFrom('attempts').selectAll().where('idempotency_key', '=', key).executeTakeFirst();
-  return row ? rowToAttempt(row) : undefined;
-}
-
-/** The stored state of many attempts by idempotency key (inside the caller's transaction); absent keys are left out. */
-export async function attemptStates(db: Conn, keys: readonly string[]): Promise<Map<string, AttemptState>> {
-  const out = new Map<string, AttemptState>();
-  for (let i = 0; i < keys.length; i += 500) {
-    const rows = await db.selectFrom('attempts').select(['idempotency_key', 'state']).where('idempotency_key', 'in', keys.slice(i, i + 500)).execute();
-    for (const row of rows) out.set(row.idempotency_key, row.state as AttemptState);
-  }
-  return out;
 }
 
 /** An attempt with the subscription and gateway it belongs to (a gateway callback names only the key). */
