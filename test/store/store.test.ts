@@ -375,7 +375,7 @@ describe('leases', () => {
   });
 
   it('two daemons on their own connections to the same database split the due rows without overlap', async () => {
-    const second = openDatabase(temp.url);
+    const second = temp.connect();
     try {
       const [x, y] = await Promise.all([claimDue(db, 'w1/1', T, 1, LEASE), claimDue(second, 'w2/1', T, 1, LEASE)]);
       expect([...ids(x), ...ids(y)].sort()).toEqual(['a', 'b']);

@@ -46,6 +46,8 @@ export interface TempDb {
   close(): Promise<void>;
   /** Closes this connection and opens the same database again (a restart); the new handle's close removes it all. */
   reopen(): Promise<TempDb>;
+  /** A second connection to the same database, opened the same way (another daemon); the caller destroys it. */
+  connect(): Db;
 }
 
 /**
@@ -87,6 +89,7 @@ function handle(db: Db, dialect: Dialect, url: string, dir: string, file: string
       await db.destroy();
       await remove();
     },
+    connect: () => openDatabase(url, options),
     async reopen() {
       await db.destroy();
       const again = openDatabase(url, options);
