@@ -53,9 +53,12 @@ describe('gateway callbacks between rebill run and rebill fake-gateway', () => {
       timeoutMs: 30_000,
       describe: () => JSON.stringify(attempts(dbFile)),
     });
-    const lines = logLines(daemon.stdout());
-    expect(lines.some((l) => l.msg === 'attempt pending' && l.subscriptionId === 'cb-e2e')).toBe(true);
-    expect(lines.some((l) => l.msg === 'gateway callback: attempt captured' && l.key === 'cb-e2e:1:1')).toBe(true);
+    // The line is written just after the commit the poll above saw; this process may not have read it from the pipe yet.
+    await waitFor(() => (logLines(daemon.stdout()).some((l) => l.msg === 'gateway callback: attempt captured' && l.key === 'cb-e2e:1:1') ? true : undefined), {
+      timeoutMs: 5_000,
+      describe: () => 'no "gateway callback: attempt captured" line on stdout',
+    });
+    expect(logLines(daemon.stdout()).some((l) => l.msg === 'attempt pending' && l.subscriptionId === 'cb-e2e')).toBe(true);
     await assertExactlyOnce(gateway, dbFile, ['cb-e2e']);
     expect(events(dbFile, 'charge.succeeded')).toHaveLength(1);
 
