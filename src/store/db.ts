@@ -391,6 +391,18 @@ export async function migrateToLatest(db: Db): Promise<MigrationResultSet> {
   return result;
 }
 
+/**
+ * A read of rows the transaction will write back. In a PostgreSQL
+ * transaction the rows are locked (`FOR UPDATE`) until it commits: a
+ * concurrent writer (another request, a callback, another daemon's outcome)
+ * waits, then reads what this one wrote, instead of overwriting it with what
+ * it read before. SQLite needs no lock: `begin immediate` already runs one
+ * writing transaction at a time.
+ */
+export function forWrite<Q extends { forUpdate(): Q }>(conn: Kysely<Database> | Transaction<Database>, query: Q): Q {
+  return conn.isTransaction && dialectOf(conn) === 'postgres' ? query.forUpdate() : query;
+}
+
 /** Whether a table exists (in PostgreSQL: in the connection's search path). Reads only the catalogue. */
 export async function tableExists(db: Db, name: string): Promise<boolean> {
   const query =

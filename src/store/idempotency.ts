@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Transaction } from 'kysely';
-import { dialectOf, toDbTime, fromDbTime, type Db } from './db.js';
+import { forWrite, toDbTime, fromDbTime, type Db } from './db.js';
 import type { Database } from './schema.js';
 
 type Trx = Transaction<Database>;
@@ -72,9 +72,7 @@ export async function claimIdempotencyKey(db: Db, request: IdempotencyRequest, n
       .returning('key')
       .executeTakeFirst();
     if (inserted) return { kind: 'claimed', token };
-    let read = trx.selectFrom('idempotency_keys').selectAll().where('key', '=', request.key);
-    if (dialectOf(db) === 'postgres') read = read.forUpdate();
-    const row = await read.executeTakeFirst();
+    const row = await forWrite(trx, trx.selectFrom('idempotency_keys').selectAll().where('key', '=', request.key)).executeTakeFirst();
     if (!row || fromDbTime(row.expires_at) <= now) {
       // Expired (or purged between the two statements): this request starts the key afresh.
       if (row) await trx.updateTable('idempotency_keys').set(claim).where('key', '=', request.key).execute();

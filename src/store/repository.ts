@@ -22,7 +22,7 @@ import {
 } from '../domain/index.js';
 import { createSubscription as createTransition } from '../domain/index.js';
 import { RebillError } from '../errors.js';
-import { dialectOf, fromDbTime, jsonField, tableExists, toDbTime, type Db } from './db.js';
+import { dialectOf, forWrite, fromDbTime, jsonField, tableExists, toDbTime, type Db } from './db.js';
 import { queueLinkEmails } from './link-emails.js';
 import type { AttemptTable, Database, SubscriptionTable } from './schema.js';
 
@@ -473,18 +473,6 @@ export async function createSubscriptionsBatch(db: Db, inputs: readonly NewInput
     await insertRows(trx, 'events', events.map(eventRow), 500);
     return outcomes;
   });
-}
-
-/**
- * A read of rows the transaction will write back. In a PostgreSQL
- * transaction the rows are locked (`FOR UPDATE`) until it commits: a
- * concurrent writer (another request, a callback, another daemon's outcome)
- * waits, then reads what this one wrote, instead of overwriting it with what
- * it read before. SQLite needs no lock: `begin immediate` already runs one
- * writing transaction at a time.
- */
-function forWrite<Q extends { forUpdate(): Q }>(conn: Conn, query: Q): Q {
-  return conn.isTransaction && dialectOf(conn) === 'postgres' ? query.forUpdate() : query;
 }
 
 /** Reads one subscription (locked for the rest of a PostgreSQL transaction, see forWrite), or throws NotFoundError. */
