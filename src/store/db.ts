@@ -148,7 +148,26 @@ function openPostgres(url: string, options: OpenOptions & { readOnly?: boolean }
   pool.on('error', () => {});
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   if (options.time === 'caller') callerTime.add(db);
+  postgresUrls.set(db, url);
   return db;
+}
+
+const postgresUrls = new WeakMap<Db, string>();
+
+/**
+ * A PostgreSQL connection of its own, outside the Db's pool, for a session
+ * that lasts as long as some work does (an advisory lock held by the webhook
+ * relay or the e-mail sender): held from the pool, such sessions would leave
+ * too few connections for the engine and the API. The caller ends it.
+ */
+export async function sessionConnection(db: Db): Promise<pg.Client> {
+  const url = postgresUrls.get(db);
+  if (url === undefined) throw new RebillError('DATABASE_UNSUPPORTED', 'a session connection needs a PostgreSQL database opened by openDatabase');
+  const client = new pg.Client({ connectionString: url });
+  // A server that goes away ends the session (and its locks); the error is the caller's next query's.
+  client.on('error', () => {});
+  await client.connect();
+  return client;
 }
 
 const callerTime = new WeakSet<Db>();

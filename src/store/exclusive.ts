@@ -5,13 +5,13 @@
  * sender's death because another daemon takes over.
  *
  * PostgreSQL: a session advisory lock, taken with `pg_try_advisory_lock` on a
- * connection held for as long as the work runs. When the daemon dies, its
+ * connection of its own (not from the daemon's pool, which the engine and the
+ * API need) held for as long as the work runs. When the daemon dies, its
  * session ends and the server drops the lock, so a waiting daemon (which
  * retries every `retryMs`) takes over; nothing to expire or clean up.
  * SQLite: one daemon per file already (store/lock.ts), so the work just runs.
  */
-import { sql } from 'kysely';
-import { dialectOf, type Db } from './db.js';
+import { dialectOf, sessionConnection, type Db } from './db.js';
 
 /** How often a daemon that did not get the lock asks again. */
 export const EXCLUSIVE_RETRY_MS = 5_000;
@@ -30,16 +30,23 @@ export async function runExclusively(
   if (dialectOf(db) !== 'postgres') return work();
   let told = false;
   while (!options.stopped()) {
-    const ran = await db.connection().execute(async (conn) => {
-      const { rows } = await sql<{ ok: boolean }>`select pg_try_advisory_lock(hashtext(${name})) as ok`.execute(conn);
-      if (!rows[0]?.ok) return false;
+    let ran = false;
+    try {
+      const session = await sessionConnection(db);
       try {
-        await work();
+        const { rows } = await session.query<{ ok: boolean }>('select pg_try_advisory_lock(hashtext($1)) as ok', [name]);
+        if (rows[0]?.ok) {
+          ran = true;
+          await work();
+        }
       } finally {
-        await sql`select pg_advisory_unlock(hashtext(${name}))`.execute(conn).catch(() => undefined);
+        // Ending the session drops its lock.
+        await session.end().catch(() => undefined);
       }
-      return true;
-    });
+    } catch (err) {
+      // The work's own errors are its own; a session that cannot be had is tried again later.
+      if (ran) throw err;
+    }
     if (ran) return;
     if (!told) options.onWaiting?.();
     told = true;
