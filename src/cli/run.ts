@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import cron, { type ScheduledTask } from 'node-cron';
 import { systemClock } from '../clock.js';
@@ -11,7 +13,7 @@ import { createLogger } from '../logger.js';
 import { createRelay, endpointId } from '../webhooks/index.js';
 import { createLinkEmailSender, type LinkEmailObserver, type LinkEmailSender } from '../notifications/index.js';
 import { catalogOf } from '../service/index.js';
-import { isPostgresUrl, lastEventId, linkEmailBacklog, migrateToLatest, syncPlanEmailLinks, toDbTime, type DaemonLock, type Db } from '../store/index.js';
+import { isPostgresUrl, lastEventId, openWakeBus, type WakeBus, linkEmailBacklog, migrateToLatest, syncPlanEmailLinks, toDbTime, type DaemonLock, type Db } from '../store/index.js';
 import { checkRemovedInUse, lockDatabaseOrReport, openDatabaseOrReport, printableUrl, verifyDatabaseOrReport } from './database.js';
 import { packageVersion, type CommandContext } from './index.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
@@ -63,6 +65,7 @@ export function registerRun(program: Command, ctx: CommandContext): void {
           resolve();
         });
       });
+      let wakeBus: WakeBus | undefined;
       try {
         const refused = await prepareDatabase(db, config, file);
         if (refused !== 0) {
@@ -84,6 +87,8 @@ export function registerRun(program: Command, ctx: CommandContext): void {
         const created = await seed(db, config, logger, clock);
         const linkEmails = await linkEmailSender(db, config, logger, clock, metrics.linkEmailObserver);
         await engine.recoverDeadOwners();
+        // On PostgreSQL, the other daemons' API writes wake this engine too (LISTEN/NOTIFY; nothing on SQLite).
+        wakeBus = openWakeBus(db, { sender: `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`, onWake: () => engine.kick(), logger });
         // The cron sweep is the safety net; the engine's own timer wakes it for the earliest due instant.
         const sweep = cron.schedule(config.scheduler.sweep, () => engine.kick(), { noOverlap: true });
         const server = createHttpServer({
@@ -97,7 +102,10 @@ export function registerRun(program: Command, ctx: CommandContext): void {
             tokens: config.http.tokens,
             catalog: catalogOf(config),
             // A create with a past start or a retry-now makes work due before the engine's timer would wake it.
-            wake: () => engine.kick(),
+            wake: () => {
+              engine.kick();
+              wakeBus?.notify();
+            },
             version: packageVersion(),
           },
           callbacks: { gateways: config.gateways, policy: options.policy },
@@ -128,6 +136,7 @@ export function registerRun(program: Command, ctx: CommandContext): void {
         logger.info({ signal: stopSignal }, 'stopping: HTTP server closing, no new claims, draining in-flight attempts');
         await server.close();
         await sweep.stop();
+        await wakeBus.close();
         // The sender drains beside the engine, within the same limit; links the engine records meanwhile stay queued for the next start.
         const [report, mail] = await Promise.all([engine.stop(config.scheduler.drainSeconds * 1000), linkEmails?.stop(config.scheduler.drainSeconds * 1000)]);
         await relay.stop();
@@ -147,6 +156,7 @@ export function registerRun(program: Command, ctx: CommandContext): void {
         ctx.exitCode = 1;
       } finally {
         stopParentWatch();
+        await wakeBus?.close();
         await db.destroy();
         lock?.release();
         logger.flush();

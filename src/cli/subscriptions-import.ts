@@ -8,6 +8,7 @@ import type { CommandContext } from './index.js';
 import { lineOutput } from './output.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
 import { openForReading, openForWriting } from './read-database.js';
+import { notifyWake } from '../store/index.js';
 
 interface ImportFlags {
   config?: string;
@@ -78,6 +79,8 @@ async function runImport(file: string, flags: ImportFlags): Promise<number> {
     });
     progress.stop();
     await report?.close();
+    // Daemons on the same PostgreSQL database collect what is due among these now, not at their next sweep.
+    if (summary.imported > 0 && flags.dryRun !== true) await notifyWake(db, 'import').catch(() => undefined);
     const out = lineOutput();
     if (flags.json) await out.line(JSON.stringify({ ...summary, dryRun: flags.dryRun === true }));
     else if (flags.dryRun) await out.line(`dry run: ${summary.imported} valid, ${summary.rejected} rejected (${summary.lines} lines); nothing written`);

@@ -5,6 +5,11 @@
  * `date -s`), and instants read from it must not drive billing: the engine
  * starts no attempt and readiness fails until the wall clock is back in line
  * with the last trusted reference, or the daemon restarts.
+ *
+ * On PostgreSQL the database's clock judges due work and leases for every
+ * daemon on it, so the guard also compares this host's clock with the
+ * database's (measured by the engine now and then): a host further off than
+ * `maxJumpMs` holds too, until the two agree again.
  */
 import type { Clock } from '../clock.js';
 
@@ -24,6 +29,12 @@ export class ClockGuard {
   private refWall: number;
   private refMono: number;
   private held: { reason: string; since: number; skew: number } | null = null;
+  /** This host's clock minus the database's, beyond the measurement's uncertainty (PostgreSQL; null: not measured). */
+  private databaseSkew: number | null = null;
+  /** The database's clock when the comparison first found this host off (null: in line). */
+  private databaseOffSince: number | null = null;
+  /** Whether the last check() found the guard holding (either reason). */
+  private holding = false;
 
   constructor(
     private readonly clock: Clock,
@@ -42,6 +53,19 @@ export class ClockGuard {
   }
 
   /**
+   * Records a reading of the database's clock: `databaseAt` read between
+   * this clock's `hostBefore` and `hostAfter`. Taken into account by the next
+   * check().
+   */
+  compareWithDatabase(hostBefore: number, hostAfter: number, databaseAt: number): void {
+    const uncertainty = Math.max(0, hostAfter - hostBefore) / 2;
+    const skew = (hostBefore + hostAfter) / 2 - databaseAt;
+    this.databaseSkew = Math.sign(skew) * Math.max(0, Math.abs(skew) - uncertainty);
+    if (Math.abs(this.databaseSkew) <= this.maxJumpMs) this.databaseOffSince = null;
+    else this.databaseOffSince ??= databaseAt;
+  }
+
+  /**
    * Called at each sweep: re-checks the clocks and returns whether the state
    * changed (`held` or `released`), so the caller logs each transition once.
    */
@@ -51,28 +75,38 @@ export class ClockGuard {
       // In line: this is the new trusted reference (slow drift is absorbed sweep by sweep).
       this.refWall = wall;
       this.refMono = mono;
-      if (!this.held) return null;
       this.held = null;
-      return 'released';
-    }
-    if (this.held) {
+    } else if (this.held) {
       this.held = { ...this.held, skew };
-      return null;
+    } else {
+      const since = this.trustedNow();
+      const reason = `wall clock ${skew > 0 ? 'jumped ahead' : 'went back'} by ${Math.round(Math.abs(skew) / 1000)} s against the monotonic clock (limit ${this.maxJumpMs / 1000} s): it reads ${new Date(wall).toISOString()}, elapsed time says ${new Date(since).toISOString()}`;
+      this.held = { reason, since, skew };
     }
-    const since = this.trustedNow();
-    const reason = `wall clock ${skew > 0 ? 'jumped ahead' : 'went back'} by ${Math.round(Math.abs(skew) / 1000)} s against the monotonic clock (limit ${this.maxJumpMs / 1000} s): it reads ${new Date(wall).toISOString()}, elapsed time says ${new Date(since).toISOString()}`;
-    this.held = { reason, since, skew };
-    return 'held';
+    const holding = !this.state().ok;
+    const change = holding === this.holding ? null : holding ? 'held' : 'released';
+    this.holding = holding;
+    return change;
+  }
+
+  /** Why the database comparison holds, or null. */
+  private databaseHold(): string | null {
+    const off = this.databaseSkew;
+    if (off === null || Math.abs(off) <= this.maxJumpMs) return null;
+    return `this host's clock is ${Math.round(Math.abs(off) / 1000)} s ${off > 0 ? 'ahead of' : 'behind'} the database's (limit ${this.maxJumpMs / 1000} s): fix this host's clock (NTP)`;
   }
 
   /** The current state, for readiness and stats. */
   state(): ClockGuardState {
-    return this.held ? { ok: false, reason: this.held.reason, since: this.held.since } : { ok: true, reason: null, since: null };
+    if (this.held) return { ok: false, reason: this.held.reason, since: this.held.since };
+    const database = this.databaseHold();
+    return database ? { ok: false, reason: database, since: this.databaseOffSince } : { ok: true, reason: null, since: null };
   }
 
   /** Skew in ms of the current hold (0 when ok). */
   skewMs(): number {
-    return this.held?.skew ?? 0;
+    if (this.held) return this.held.skew;
+    return this.databaseHold() ? (this.databaseSkew ?? 0) : 0;
   }
 
   /**

@@ -24,7 +24,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { iso, type CollectionPolicy } from '../domain/index.js';
 import type { Gateway } from '../gateways/gateway.js';
-import { hotPathStore, nextWakeAt, skippedCyclesSince, type Db } from '../store/index.js';
+import { databaseNow, hotPathStore, nextWakeAt, skippedCyclesSince, usesDatabaseClock, type Db } from '../store/index.js';
 import { CircuitBreakers, type CircuitOptions, type CircuitView } from './circuit.js';
 import { ClockGuard, type ClockGuardState } from './clock-guard.js';
 import { Dispatcher } from './dispatch.js';
@@ -34,6 +34,9 @@ import { safeObserver, type EngineObserver } from './observer.js';
 import { checkStartClock, recoverDeadOwners } from './recovery.js';
 import { Sweeper } from './sweep.js';
 import { GroupCommitWriter } from './writer.js';
+
+/** PostgreSQL: how often the clock guard compares this host's clock with the database's while they agree. */
+const DATABASE_CLOCK_CHECK_MS = 10_000;
 
 export { outcomeOfResult } from './dispatch.js';
 export type { ClockGuardState } from './clock-guard.js';
@@ -199,14 +202,35 @@ export function createEngine(deps: EngineDeps): Engine {
   let heartbeat: ReturnType<typeof setInterval> | null = null;
 
   /** Logs each change of the clock guard once, and says whether it holds now. */
-  function clockHeld(): boolean {
+  async function clockHeld(): Promise<boolean> {
+    await compareWithDatabase();
     const change = guard.check();
     if (change === 'held') {
       logger.error({ clockGuard: guard.state(), skewMs: guard.skewMs(), maxClockJumpSeconds: options.maxClockJumpMs / 1000 }, 'clock jump: no attempt starts until the wall clock is back in line (or rebill is restarted); readiness fails');
     } else if (change === 'released') {
-      logger.warn({ now: iso(clock.now()) }, 'clock back in line with elapsed time: collecting again');
+      logger.warn({ now: iso(clock.now()) }, 'clock back in line: collecting again');
     }
     return !guard.state().ok;
+  }
+
+  /**
+   * PostgreSQL: reads the database's clock for the guard, every
+   * DATABASE_CLOCK_CHECK_MS while they agree and at each check while they do
+   * not. A failed read changes nothing (the sweep's own query says why).
+   */
+  let lastDatabaseCheck = -Infinity;
+  async function compareWithDatabase(): Promise<void> {
+    if (!usesDatabaseClock(db)) return;
+    const at = elapsedMs();
+    if (guard.state().ok && at - lastDatabaseCheck < DATABASE_CLOCK_CHECK_MS) return;
+    lastDatabaseCheck = at;
+    try {
+      const before = clock.now();
+      const databaseAt = await databaseNow(db);
+      guard.compareWithDatabase(before, clock.now(), databaseAt);
+    } catch {
+      // The database is unreachable: the sweep fails and backs off, and says so.
+    }
   }
 
   async function sweepUntilIdle(): Promise<void> {

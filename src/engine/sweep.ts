@@ -67,7 +67,7 @@ export interface SweeperDeps {
   readonly leaseMs: number;
   readonly stopping: () => boolean;
   /** Checks the clock guard (logging each change once); true: it holds, claim nothing. */
-  readonly clockHeld: () => boolean;
+  readonly clockHeld: () => boolean | Promise<boolean>;
 }
 
 /** A row the calendar or the lifecycle refused inside the claim: logged once the claim committed. */
@@ -120,7 +120,7 @@ export class Sweeper {
     const { store, clock, holdings, leaseMs, owner } = this.deps;
     if (this.deps.stopping()) return NOTHING;
     // A stepped wall clock must not drive billing: no claims at all (no catch-up skipping either).
-    if (this.deps.clockHeld()) return { ...NOTHING, held: true };
+    if (await this.deps.clockHeld()) return { ...NOTHING, held: true };
     const now = clock.now();
     this.sweeps++;
     this.lastSweepAt = now;

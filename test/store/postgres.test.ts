@@ -2,11 +2,16 @@
  * What only PostgreSQL has to show (run by the `postgres` vitest project, on
  * databases of their own): daemons starting together migrate once, under
  * kysely's advisory lock; numbers come back as numbers; the URL's password
- * never reaches an error message.
+ * never reaches an error message; the clock guard compares this host's
+ * clock with the database's, at start and while running; a NOTIFY wakes the
+ * other daemons' engines.
  */
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createSubscription, dialectOf, lastEventId, migrateToLatest, openDatabase, type Db } from '../../src/store/index.js';
+import { pino } from 'pino';
+import type { Clock } from '../../src/clock.js';
+import { createSubscription, dialectOf, lastEventId, migrateToLatest, openDatabase, openWakeBus, notifyWake, type Db } from '../../src/store/index.js';
+import { addSubscription, daemonEngine } from '../support/engine-harness.js';
 import { goldSubscription as input } from '../support/plans.js';
 import { createTestPostgres, type TestPostgres } from '../support/postgres.js';
 
@@ -65,3 +70,97 @@ describe('PostgreSQL', () => {
     expect(String(err?.message)).not.toContain('s3cret-pw');
   });
 });
+
+/** This host's clock, off from the real one (and so from the database's) by `offset.ms`; wall and monotonic move together. */
+function offsetClock(offset: { ms: number }): Clock {
+  return {
+    now: () => Date.now() + offset.ms,
+    monotonic: () => performance.now() + offset.ms,
+    sleepUntil: (at, signal) => new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, Math.max(0, at - Date.now() - offset.ms));
+      signal?.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+    }),
+  };
+}
+
+describe('PostgreSQL: this host against the database', () => {
+  const HOUR = 3_600_000;
+
+  it('refuses to start (CLOCK_SKEW) when this host is further from the database\'s clock than maxClockJumpSeconds', async () => {
+    const server = await fresh();
+    const db = open(server.url);
+    await migrateToLatest(db);
+    const ahead = await daemonEngine(db, offsetClock({ ms: HOUR }), { maxClockJumpMs: 300_000 }).checkStartClock().then(
+      () => null,
+      (e: unknown) => e as Error & { code?: string },
+    );
+    expect(ahead).toMatchObject({ code: 'CLOCK_SKEW', message: expect.stringContaining('300 s') });
+    await expect(daemonEngine(db, offsetClock({ ms: 0 }), { maxClockJumpMs: 300_000 }).checkStartClock()).resolves.toBeUndefined();
+  });
+
+  it('while running, a host clock that drifts off the database\'s holds collection (readiness fails) until it is back in line', async () => {
+    const server = await fresh();
+    const db = open(server.url);
+    await migrateToLatest(db);
+    await addSubscription(db, Date.now(), { id: 'due', customer: { id: 'c1' }, paymentToken: 'tok_ok', startDate: '2020-01-01' });
+    const offset = { ms: -2 * HOUR };
+    const engine = daemonEngine(db, offsetClock(offset), { maxClockJumpMs: 300_000 });
+    // Behind the database by two hours: nothing is claimed, and readiness says why.
+    expect(await engine.sweep()).toBe(0);
+    expect(engine.health().ok).toBe(false);
+    expect(engine.health().clockGuard.reason).toMatch(/this host's clock is 7200 s behind the database's/);
+    expect(engine.stats().clockGuard.ok).toBe(false);
+    // NTP fixed it: the next sweep compares again and collects.
+    offset.ms = 0;
+    expect(await engine.sweep()).toBe(1);
+    expect(engine.health().clockGuard).toEqual({ ok: true, reason: null, since: null });
+    await engine.stop(5_000);
+    const captured = await db.selectFrom('attempts').select('state').execute();
+    expect(captured.map((a) => a.state)).toContain('captured');
+  });
+});
+
+describe('PostgreSQL: wake-ups between daemons', () => {
+  it('a NOTIFY from one daemon wakes the others, not itself; a listener that lost its session comes back', async () => {
+    const server = await fresh();
+    const db = open(server.url);
+    await migrateToLatest(db);
+    const woken = { a: 0, b: 0 };
+    const logger = pino({ level: 'silent' });
+    const a = openWakeBus(db, { sender: 'a', onWake: () => woken.a++, logger });
+    const b = openWakeBus(db, { sender: 'b', onWake: () => woken.b++, logger, reconnectMs: 50 });
+    try {
+      await Promise.all([a.listening, b.listening]);
+      // Connecting counts as one wake (whatever was notified before it is found by a sweep).
+      expect(woken).toEqual({ a: 1, b: 1 });
+      a.notify();
+      await until(() => woken.b === 2);
+      await notifyWake(db, 'import');
+      await until(() => woken.a === 2 && woken.b === 3);
+      // a's own notification never woke a; a burst is coalesced into few notifications, at least one after the last call.
+      for (let i = 0; i < 50; i++) a.notify();
+      await until(() => woken.b > 3);
+      await a.close();
+      expect(woken.a).toBe(2);
+      expect(woken.b).toBeLessThan(3 + 50);
+      // The server ends b's session: b connects again (one wake) and hears the next notification.
+      const before = woken.b;
+      await sql`select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and query = 'listen rebill_wake'`.execute(db);
+      await until(() => woken.b >= before + 1);
+      const afterReconnect = woken.b;
+      await notifyWake(db, 'c');
+      await until(() => woken.b === afterReconnect + 1);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+});
+
+async function until(ok: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error('condition not met within 10 s');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
