@@ -17,6 +17,7 @@ import { iso, type AttemptInfo, type CollectionPolicy, type DomainEvent, type Ou
 import { GatewayUnavailableError, type CollectRequest, type Gateway, type GatewayResult, type StatusResult } from '../gateways/gateway.js';
 import type { CircuitBreakers } from './circuit.js';
 import type { Holdings } from './holdings.js';
+import { TimeSlicer } from './time-slice.js';
 import { logSkipped, moneyFields } from './log-lines.js';
 import type { EngineObserver } from './observer.js';
 import type { GroupCommitWriter } from './writer.js';
@@ -70,7 +71,11 @@ export class Dispatcher {
   /** Gateway calls started and not yet returned. */
   private calling = 0;
 
+  /** Answers that come back in microtasks (the simulator) must not keep the event loop from turning. */
+  private readonly slicer: TimeSlicer;
+
   constructor(private readonly deps: DispatcherDeps) {
+    this.slicer = new TimeSlicer(deps.clock, deps.elapsedMs);
     this.queue = new PQueue({
       concurrency: deps.concurrency,
       ...(deps.ratePerSecond ? { intervalCap: Math.max(1, Math.floor(deps.ratePerSecond)), interval: 1000, carryoverIntervalCount: true } : {}),
@@ -197,6 +202,7 @@ export class Dispatcher {
       this.gatewayCalls++;
       this.calling++;
       try {
+        await this.slicer.yieldIfBusy();
         return await this.callGateway(sub, attempt, kind, dueAt);
       } finally {
         this.calling--;

@@ -167,9 +167,13 @@ export function createEngine(deps: EngineDeps): Engine {
   const failures = new FailureLog(logger, () => guard.trustedNow());
   let stopping = false;
   // Room in the queue again: due work waiting in the database can be claimed.
-  const holdings = new Holdings(options.queueBound, () => {
-    if (!stopping) loop.kick();
-  });
+  const holdings = new Holdings(
+    options.queueBound,
+    () => {
+      if (!stopping) loop.kick();
+    },
+    options.concurrency,
+  );
   const dispatcher = new Dispatcher({
     gateways,
     circuits,

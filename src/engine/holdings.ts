@@ -8,12 +8,30 @@
 export class Holdings {
   #active = 0;
   #highWater = 0;
+  /** Room worth a claim of its own: a quarter of the bound (a claim is a commit; one per finished row would be one per charge). */
+  readonly #refillAt: number;
 
-  /** @param onFreed called when rows are finished: room again, due work may be claimed now. */
+  /**
+   * @param onFreed called when rows are finished and a claim is worth making (wantsWork).
+   * @param slots calls the dispatcher runs at once: with fewer rows held than that, a slot would idle, so any room is worth claiming.
+   */
   constructor(
     readonly bound: number,
     private readonly onFreed: () => void,
-  ) {}
+    private readonly slots = bound,
+  ) {
+    this.#refillAt = Math.max(1, Math.floor(bound / 4));
+  }
+
+  /**
+   * Whether claiming now is worth a commit: room for a quarter of the bound,
+   * or so few rows held that gateway slots would idle. Until then the rows
+   * already queued keep every slot busy, and finishing rows wake nobody.
+   */
+  get wantsWork(): boolean {
+    const room = this.room;
+    return room > 0 && (room >= this.#refillAt || this.#active < this.slots);
+  }
 
   /** Rows held now. */
   get active(): number {
@@ -36,11 +54,11 @@ export class Holdings {
     if (this.#active > this.#highWater) this.#highWater = this.#active;
   }
 
-  /** Rows done with (outcome recorded or lifecycle step written): wakes the loop, as due work may be waiting. */
+  /** Rows done with (outcome recorded or lifecycle step written): wakes the loop when a claim is worth making, as due work may be waiting. */
   finish(n: number): void {
     if (n <= 0) return;
     this.#active -= n;
-    this.onFreed();
+    if (this.wantsWork) this.onFreed();
   }
 
   /**

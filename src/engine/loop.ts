@@ -10,6 +10,7 @@ import type { Clock } from '../clock.js';
 import { iso } from '../domain/index.js';
 import type { Holdings } from './holdings.js';
 import type { SweepReport } from './sweep.js';
+import { nextTurn } from './time-slice.js';
 
 /** Failing sweeps wait this long after the first failure, doubling up to SWEEP_BACKOFF_MAX_MS. */
 const SWEEP_BACKOFF_MIN_MS = 100;
@@ -103,17 +104,9 @@ export class WakeUpLoop {
     await this.done;
   }
 
-  /**
-   * Lets timers, I/O and signals run before the next sweep: the next turn of
-   * the event loop (setImmediate), or 1 ms on the clock, whichever comes
-   * first. The clock's timer is what moves a loop on fake timers (tests),
-   * where setImmediate only runs when real time passes.
-   */
-  private async yieldToEvents(): Promise<void> {
-    const { clock } = this.deps;
-    const timer = new AbortController();
-    await Promise.race([new Promise((resolve) => setImmediate(resolve)), clock.sleepUntil(clock.now() + 1, timer.signal)]);
-    timer.abort();
+  /** Lets timers, I/O and signals run before the next sweep (time-slice.ts). */
+  private yieldToEvents(): Promise<void> {
+    return nextTurn(this.deps.clock);
   }
 
   /** Sleeps `ms` (from now); only stop cuts it short, kicks do not (a backoff must hold). */
@@ -153,7 +146,8 @@ export class WakeUpLoop {
       }
       const now = clock.now();
       let wakeAt = now + maxSleepMs;
-      if (!this.kicked && holdings.room > 0) {
+      // With little room (the queue still full), due work waits for rows to finish: their kick comes when a claim is worth its commit.
+      if (!this.kicked && holdings.wantsWork) {
         try {
           const next = await this.deps.nextWakeAt();
           if (next !== null) wakeAt = Math.min(wakeAt, Math.max(next, now + 1));
@@ -176,6 +170,9 @@ export class WakeUpLoop {
       this.sleeper = sleeper;
       await clock.sleepUntil(wakeAt, sleeper.signal);
       if (this.sleeper === sleeper) this.sleeper = null;
+      // Cut short by a kick (rows finished in microtasks, as a zero-latency gateway's do): let timers,
+      // I/O and signals run before the next sweep, or the HTTP server would wait for the whole backlog.
+      if (sleeper.signal.aborted && report.claimed > 0) await this.yieldToEvents();
     }
   }
 }

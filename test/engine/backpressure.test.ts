@@ -139,4 +139,36 @@ describe('backpressure', () => {
     // Slots were refilled as they freed up: many more sweeps than total / queueBound.
     expect(stats.sweeps).toBeGreaterThan(2 * (total / queueBound));
   });
+
+  it('a backlog the simulator answers in microtasks still lets the event loop turn (timers, I/O, the HTTP server) while it is collected', async () => {
+    const total = 3_000;
+    await seedDue(total, 'ev');
+    const clock = new VirtualClock(ms(DUE));
+    const engine = daemonEngine(t.db, clock, { queueBound: 200, concurrency: 16, ratePerSecond: null, leaseMs: 120_000 }, { gateways: simulator(clock).gateways });
+    let capturedWhenTimerFired = -1;
+    let turns = 0;
+    let collecting = true;
+    const spin = () => {
+      turns++;
+      if (collecting) setImmediate(spin);
+    };
+    engine.start();
+    setImmediate(spin);
+    // Armed as the engine starts: it fires at the event loop's next turn, which must come long before the backlog is done.
+    setTimeout(() => void count(t.db, 'attempts', { column: 'state', value: 'captured' }).then((n) => (capturedWhenTimerFired = n)), 0);
+    try {
+      const deadline = Date.now() + 60_000;
+      while ((await count(t.db, 'attempts', { column: 'state', value: 'captured' })) < total && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    } finally {
+      collecting = false;
+      await engine.stop(5_000);
+    }
+    expect(await count(t.db, 'attempts', { column: 'state', value: 'captured' })).toBe(total);
+    expect(capturedWhenTimerFired).toBeGreaterThanOrEqual(0);
+    expect(capturedWhenTimerFired).toBeLessThan(total);
+    // At least one turn per claim batch (the loop yields after each), however fast the machine.
+    expect(turns).toBeGreaterThanOrEqual(total / 200);
+  });
 });
