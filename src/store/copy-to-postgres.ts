@@ -298,6 +298,14 @@ async function copyTable(
   let batchChars = 0;
   let rows = 0;
   let digest = 0n;
+  // One batch in flight while the next is read: PostgreSQL stores one while SQLite reads the other.
+  let inFlight: Promise<void> | undefined;
+  const send = async (batch: Array<Array<string | null>>) => {
+    if (inFlight) await inFlight;
+    inFlight = insertBatch(insert, batch, table);
+    // Awaited before the next batch or at the end; this only keeps a failure from being "unhandled" meanwhile.
+    inFlight.catch(() => {});
+  };
   for (const raw of statement.iterate() as Iterable<unknown[]>) {
     rows++;
     const texts = raw.map((value, i) => toText(value, table, columns[i]!, rows));
@@ -307,17 +315,16 @@ async function copyTable(
       batchChars += texts[i]?.length ?? 0;
     }
     if (++batchRows >= BATCH_ROWS || batchChars >= BATCH_CHARS) {
-      await insertBatch(insert, arrays, table);
+      await send(arrays);
       onBatch(rows);
       arrays = columns.map(() => []);
       batchRows = 0;
       batchChars = 0;
     }
   }
-  if (batchRows > 0) {
-    await insertBatch(insert, arrays, table);
-    onBatch(rows);
-  }
+  if (batchRows > 0) await send(arrays);
+  await inFlight;
+  onBatch(rows);
   return { rows, digest: digest.toString() };
 }
 
@@ -336,14 +343,14 @@ function toText(value: unknown, table: string, column: TargetColumn, row: number
   if (column.conversion === 'integer') {
     if (typeof value === 'bigint') return value.toString();
     if (typeof value === 'number' && Number.isInteger(value)) return BigInt(value).toString();
-    throw new RebillError('COPY_FAILED', `${where()}: expected an integer, found ${JSON.stringify(typeof value === 'string' ? value.slice(0, 40) : String(value))}; nothing was copied`);
+    throw new RebillError('COPY_FAILED', `${where()}: expected an integer, found ${JSON.stringify(typeof value === 'string' ? value.slice(0, 40) : String(value))}; nothing was committed`);
   }
   if (typeof value === 'string') {
-    if (value.includes('\u0000')) throw new RebillError('COPY_FAILED', `${where()}: the text holds a NUL character, which PostgreSQL text cannot store; nothing was copied`);
+    if (value.includes('\u0000')) throw new RebillError('COPY_FAILED', `${where()}: the text holds a NUL character, which PostgreSQL text cannot store; nothing was committed`);
     return value;
   }
   if (typeof value === 'bigint' || typeof value === 'number') return String(value);
-  throw new RebillError('COPY_FAILED', `${where()}: a binary value in a text column; nothing was copied`);
+  throw new RebillError('COPY_FAILED', `${where()}: a binary value in a text column; nothing was committed`);
 }
 
 /** Field and null markers of the row text that is hashed; PostgreSQL's digestOf builds the same text. */

@@ -237,7 +237,7 @@ describe('rebill migrate-to postgres://...', () => {
     expect(ids.firstNew).toBe(maxEventId + 1);
   }, 120_000);
 
-  it('names a bad target or source in one line, never with its password, and touches nothing', async () => {
+  it('names a bad target or source in one line, never with its password; a row PostgreSQL cannot store rolls the whole copy back', async () => {
     const dir = newDir('bad');
     const dbFile = path.join(dir, 'rebill.db');
     const file = config(dir, `sqlite:${dbFile}`, 'http://127.0.0.1:9/hooks', 9);
@@ -260,7 +260,17 @@ describe('rebill migrate-to postgres://...', () => {
     expect(noSource.code).toBe(1);
     expect(noSource.stderr).toBe(`migrate-to: no database at ${path.join(dir, 'none.db')}: nothing to copy (check database.url / REBILL_DATABASE_URL, or --from)\n`);
 
-    for (const run of [down, missing, notPostgres, noSource]) expect(run.stdout + run.stderr).not.toContain(PASSWORD);
+    // A row PostgreSQL cannot store (a NUL in text), in a table copied after others: nothing is committed.
+    const sqlite = new Database(dbFile);
+    sqlite.prepare("insert into customers (id, email, created_at) values ('c-1', 'c@example.com', '2026-01-01T00:00:00.000Z')").run();
+    sqlite.prepare("insert into events (type, occurred_at, payload) values ('subscription.created', '2026-01-01T00:00:00.000Z', ?)").run('{"x":"a\u0000b"}');
+    sqlite.close();
+    const nul = await cli(['migrate-to', url, '--from', `sqlite:${dbFile}`]);
+    expect(nul.code).toBe(1);
+    expect(nul.stderr).toBe('migrate-to: table events, row 1, column payload: the text holds a NUL character, which PostgreSQL text cannot store; nothing was committed\n');
+    expect(await postgresRows(url)).toMatchObject({ customers: [], events: [] });
+
+    for (const run of [down, missing, notPostgres, noSource, nul]) expect(run.stdout + run.stderr).not.toContain(PASSWORD);
     expect(new Database(dbFile, { readonly: true }).prepare('select count(*) as n from subscriptions').get()).toEqual({ n: 0 });
   }, 60_000);
 });
