@@ -78,8 +78,9 @@ async function migrateTo(url: string, flags: MigrateToFlags): Promise<number> {
     return 0;
   } catch (err) {
     progress.stop();
-    if (!(err instanceof RebillError)) throw err;
-    process.stderr.write(`migrate-to: ${printableUrl(err.message)}\n`);
+    // Anything else (the server went away mid-copy, a lock wait cancelled) also rolled the whole copy back.
+    const message = err instanceof RebillError ? err.message : `copy failed, nothing was committed: ${err instanceof Error ? err.message : String(err)}`;
+    process.stderr.write(`migrate-to: ${printableUrl(message)}\n`);
     return 1;
   } finally {
     lock.release();

@@ -154,7 +154,13 @@ async function prepareTarget(target: Db, url: string): Promise<void> {
   }
   // Text is copied as it is and verified by md5 of its bytes: both sides must be UTF-8.
   if (encoding !== 'UTF8') throw new RebillError('SCHEMA_MISMATCH', `target ${printable} has server_encoding ${encoding}; rebill needs a UTF8 database (createdb --encoding=UTF8)`);
-  await migrateToLatest(target);
+  try {
+    await migrateToLatest(target);
+  } catch (err) {
+    // Say which of the two databases it is about (the source was checked already).
+    if (err instanceof RebillError) throw new RebillError(err.code, `target ${printable}: ${err.message}`, { cause: err });
+    throw err;
+  }
 }
 
 async function copy(source: SQLite.Database, target: Db, url: string, options: CopyOptions): Promise<CopyReport> {
