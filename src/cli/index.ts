@@ -18,6 +18,7 @@ import { registerStatus } from './status.js';
 import { registerSubscriptions } from './subscriptions.js';
 import { registerBackup } from './backup.js';
 import { registerWebhooks } from './webhooks.js';
+import { registerMigrateTo } from './migrate-to.js';
 
 /** Where a command reports its exit code; commander actions cannot return one. */
 export interface CommandContext {
@@ -37,6 +38,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   registerRun(program, ctx);
   registerMigrate(program, ctx);
+  registerMigrateTo(program, ctx);
   registerCheckConfig(program, ctx);
   registerPreview(program, ctx);
   registerSimulate(program, ctx);

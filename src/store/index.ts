@@ -13,3 +13,4 @@ export * from './webhooks.js';
 export * from './exclusive.js';
 export * from './link-emails.js';
 export * from './wake.js';
+export * from './copy-to-postgres.js';
