@@ -12,3 +12,4 @@ export * from './backup.js';
 export * from './webhooks.js';
 export * from './exclusive.js';
 export * from './link-emails.js';
+export * from './write-batcher.js';
