@@ -146,33 +146,40 @@ export class WriteBatcher {
   }
 }
 
+const SAVEPOINT = CompiledQuery.raw('savepoint w');
+const ROLLBACK_TO = CompiledQuery.raw('rollback to savepoint w');
+const RELEASE = CompiledQuery.raw('release savepoint w');
+
 /** The transaction itself is gone (SQLite rolls back by itself on SQLITE_FULL, IOERR, NOMEM): nothing of it can commit. */
 class TransactionLost extends Error {}
-
-let savepoints = 0;
 
 /**
  * Runs `fn` inside a savepoint of `trx`: if it throws, what it wrote is rolled
  * back and the error rethrown; the transaction goes on. If even the rollback
  * fails, the transaction is lost, and so is everything else written in it: a
  * TransactionLost (the original error as its cause) is thrown.
+ *
+ * Every savepoint is named `w`: savepoints nest strictly here (one write at a
+ * time per transaction), and `rollback to` / `release` act on the innermost
+ * of that name. One name is also one SQL text: the statement cache prepares
+ * it once (a name per savepoint made every one a prepare, and pushed the
+ * engine's statements out of the cache).
  */
 export async function inSavepoint<T>(trx: Trx, fn: () => Promise<T>): Promise<T> {
-  const name = `w${(savepoints = (savepoints + 1) % 1_000_000)}`;
-  await trx.executeQuery(CompiledQuery.raw(`savepoint ${name}`));
+  await trx.executeQuery(SAVEPOINT);
   let value: T;
   try {
     value = await fn();
   } catch (error) {
     if (error instanceof TransactionLost) throw error;
     try {
-      await trx.executeQuery(CompiledQuery.raw(`rollback to savepoint ${name}`));
-      await trx.executeQuery(CompiledQuery.raw(`release savepoint ${name}`));
+      await trx.executeQuery(ROLLBACK_TO);
+      await trx.executeQuery(RELEASE);
     } catch {
       throw new TransactionLost('the transaction was rolled back under a failed write', { cause: error });
     }
     throw error;
   }
-  await trx.executeQuery(CompiledQuery.raw(`release savepoint ${name}`));
+  await trx.executeQuery(RELEASE);
   return value;
 }
