@@ -72,6 +72,8 @@ describe('group commit of API writes', () => {
     for (const r of responses.slice(48, 50)) expect(r.status).toBe(400);
 
     const keyedCreated = keyed.find((r) => r.status === 201)!;
+    // A create answers with the object a read of it gives.
+    for (const r of [...ok, ...dup, ...keyed].filter((x) => x.status < 300)) expect((await api.call('GET', `${CREATE}/${r.body.id}`)).text).toBe(r.text);
     const retried = await api.call('POST', CREATE, { body: { ...base, externalId: 'keyed' }, headers: { 'idempotency-key': 'shared-key' } });
     expect(retried.headers.get('idempotent-replayed')).toBe('true');
     expect(retried.text).toBe(keyedCreated.text);
