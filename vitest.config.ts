@@ -16,6 +16,7 @@ const PORTABLE_SUITES = [
   'test/http/api-reads.test.ts',
   'test/http/api-lifecycle.test.ts',
   'test/http/api-idempotency.test.ts',
+  'test/http/api-group-commit.test.ts',
   'test/http/api-card-update.test.ts',
   'test/http/api-link-emails.test.ts',
   'test/http/callbacks.test.ts',

@@ -1,7 +1,7 @@
 /**
  * api-create: `POST /v1/subscriptions` per second against a real `rebill
- * run` (simulator, nothing due, SQLite at synchronous=FULL: every create is
- * its own committed transaction), 32 concurrent keep-alive connections from
+ * run` (simulator, nothing due, SQLite at synchronous=FULL; the creates that
+ * arrive together share one commit: src/store/write-batcher.ts), 32 concurrent keep-alive connections from
  * autocannon in the bench process, each request a new subscription with a
  * new customer. Baseline: ../support/bare-server.mjs, fastify with one route
  * answering 201 at once, spawned the same way and loaded the same way. The

@@ -47,7 +47,7 @@ import {
   type Conn,
   type Trx,
 } from '../store/index.js';
-import { getSubscriptionView, type SubscriptionObject } from './subscriptions.js';
+import { getSubscriptionView, subscriptionObject, type SubscriptionObject } from './subscriptions.js';
 
 /** Input that is well-formed but does not fit the running config (unknown plan, missing token, ...). */
 export class InputError extends RebillError {
@@ -154,7 +154,8 @@ export async function createSubscriptionCommand(trx: Trx, catalog: Catalog, inpu
     throw new ConflictError('SUBSCRIPTION_EXISTS', `a subscription with id "${input.id}" already exists; retry a create with the same Idempotency-Key instead`);
   }
   const created = await createSubscriptionIn(trx, draft, now);
-  return { created: created.created, subscription: await getSubscriptionView(trx, created.subscription.id, now) };
+  // The row as written (or as found): reading it back cost a select and a parse per create.
+  return { created: created.created, subscription: await subscriptionObject(trx, created.subscription, now) };
 }
 
 /** A validated `PATCH /v1/subscriptions/{id}` body. */

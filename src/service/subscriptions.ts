@@ -65,7 +65,11 @@ function toObject(sub: Subscription, customer: CustomerRow | undefined, now: num
 
 /** One subscription's public object as of `now`; throws NotFoundError (SUBSCRIPTION_NOT_FOUND) for an unknown id. */
 export async function getSubscriptionView(db: Db, id: string, now: number): Promise<SubscriptionObject> {
-  const sub = await getSubscription(db, id);
+  return subscriptionObject(db, await getSubscription(db, id), now);
+}
+
+/** The public object of a subscription already read (or just written: a create answers without reading its row back). */
+export async function subscriptionObject(db: Db, sub: Subscription, now: number): Promise<SubscriptionObject> {
   const customers = sub.customerId ? await customersById(db, [sub.customerId]) : new Map();
   return toObject(sub, sub.customerId ? customers.get(sub.customerId) : undefined, now);
 }

@@ -1,10 +1,14 @@
 /**
  * Idempotency keys of the admin API (SPEC section 9, migration 0003). A key is
- * claimed (committed `in_progress`) before its request runs, so a concurrent
- * request with the same key sees it and gets 409; the response is then stored
- * by `completeIdempotencyKey` inside the transaction that makes the change, so
- * a crash leaves either the change and its stored response, or neither (and
- * the stale claim may be taken over once `locked_until` has passed).
+ * claimed, its request runs and its response is stored, all in the request's
+ * own transaction (a savepoint of a group commit, see write-batcher.ts): a
+ * crash leaves either the change and its stored response, or neither. Two
+ * requests with one key cannot both run it: in SQLite one writer runs at a
+ * time; in PostgreSQL the second one's insert of the key waits for the first
+ * transaction and then finds its row. A second request in the same, still
+ * uncommitted, transaction finds the key `in_progress` (its first request has
+ * not been answered yet). A claim left `in_progress` by an older rebill, which
+ * committed it first, is taken over once `locked_until` has passed.
  */
 import { randomUUID } from 'node:crypto';
 import type { Transaction } from 'kysely';
@@ -41,11 +45,18 @@ export interface IdempotencyTimes {
 const lastPurge = new WeakMap<Db, number>();
 const PURGE_EVERY_MS = 60_000;
 
-/** Claims `request.key` for one request, or says why it cannot run (see IdempotencyClaim). */
-export async function claimIdempotencyKey(db: Db, request: IdempotencyRequest, now: number, times: IdempotencyTimes): Promise<IdempotencyClaim> {
+/** Keys completed in a transaction that has not committed yet (their requests are not answered yet). */
+const uncommitted = new WeakMap<Trx, Set<string>>();
+
+/**
+ * Claims `request.key` for one request inside its transaction, or says why it
+ * cannot run (see IdempotencyClaim). `db`: the database `trx` is on (expired
+ * keys are purged once a minute per database).
+ */
+export async function claimIdempotencyKey(trx: Trx, db: Db, request: IdempotencyRequest, now: number, times: IdempotencyTimes): Promise<IdempotencyClaim> {
   if (now - (lastPurge.get(db) ?? -Infinity) >= PURGE_EVERY_MS) {
     lastPurge.set(db, now);
-    await db.deleteFrom('idempotency_keys').where('expires_at', '<', toDbTime(now)).execute();
+    await trx.deleteFrom('idempotency_keys').where('expires_at', '<', toDbTime(now)).execute();
   }
   const token = randomUUID();
   const claim = {
@@ -64,34 +75,33 @@ export async function claimIdempotencyKey(db: Db, request: IdempotencyRequest, n
   // find it). An existing key is then read under a row lock in PostgreSQL, so two requests that
   // find it expired or abandoned take it over one at a time (SQLite's `begin immediate` already
   // serialises the whole transaction).
-  return db.transaction().execute(async (trx): Promise<IdempotencyClaim> => {
-    const inserted = await trx
-      .insertInto('idempotency_keys')
-      .values({ key: request.key, ...claim })
-      .onConflict((oc) => oc.column('key').doNothing())
-      .returning('key')
-      .executeTakeFirst();
-    if (inserted) return { kind: 'claimed', token };
-    const row = await forWrite(trx, trx.selectFrom('idempotency_keys').selectAll().where('key', '=', request.key)).executeTakeFirst();
-    if (!row || fromDbTime(row.expires_at) <= now) {
-      // Expired (or purged between the two statements): this request starts the key afresh.
-      if (row) await trx.updateTable('idempotency_keys').set(claim).where('key', '=', request.key).execute();
-      else await trx.insertInto('idempotency_keys').values({ key: request.key, ...claim }).execute();
-      return { kind: 'claimed', token };
-    }
-    if (row.request_hash !== request.requestHash) return { kind: 'mismatch', method: row.method, path: row.path };
-    if (row.state === 'done') return { kind: 'replay', status: Number(row.response_status), body: row.response_body ?? '' };
-    if (row.locked_until !== null && fromDbTime(row.locked_until) > now) return { kind: 'in_progress' };
-    // Abandoned: its request never committed (completion is atomic with the change), so running it again is safe.
-    await trx.updateTable('idempotency_keys').set({ lock_token: token, locked_until: claim.locked_until }).where('key', '=', request.key).execute();
+  const inserted = await trx
+    .insertInto('idempotency_keys')
+    .values({ key: request.key, ...claim })
+    .onConflict((oc) => oc.column('key').doNothing())
+    .returning('key')
+    .executeTakeFirst();
+  if (inserted) return { kind: 'claimed', token };
+  const row = await forWrite(trx, trx.selectFrom('idempotency_keys').selectAll().where('key', '=', request.key)).executeTakeFirst();
+  if (!row || fromDbTime(row.expires_at) <= now) {
+    // Expired (or purged between the two statements): this request starts the key afresh.
+    if (row) await trx.updateTable('idempotency_keys').set(claim).where('key', '=', request.key).execute();
+    else await trx.insertInto('idempotency_keys').values({ key: request.key, ...claim }).execute();
     return { kind: 'claimed', token };
-  });
+  }
+  if (row.request_hash !== request.requestHash) return { kind: 'mismatch', method: row.method, path: row.path };
+  if (uncommitted.get(trx)?.has(request.key)) return { kind: 'in_progress' };
+  if (row.state === 'done') return { kind: 'replay', status: Number(row.response_status), body: row.response_body ?? '' };
+  if (row.locked_until !== null && fromDbTime(row.locked_until) > now) return { kind: 'in_progress' };
+  // Abandoned: its request never committed (completion is atomic with the change), so running it again is safe.
+  await trx.updateTable('idempotency_keys').set({ lock_token: token, locked_until: claim.locked_until }).where('key', '=', request.key).execute();
+  return { kind: 'claimed', token };
 }
 
 /**
  * Stores the response of a claimed key inside the transaction of the change.
- * Returns false when the claim was lost meanwhile (it ran past `lockMs` and
- * another request took the key over): the caller must roll back.
+ * Returns false when the claim was lost meanwhile (it is not this request's
+ * any more): the caller must roll back.
  */
 export async function completeIdempotencyKey(trx: Trx, key: string, token: string, status: number, body: string): Promise<boolean> {
   const result = await trx
@@ -101,10 +111,9 @@ export async function completeIdempotencyKey(trx: Trx, key: string, token: strin
     .where('lock_token', '=', token)
     .where('state', '=', 'in_progress')
     .executeTakeFirst();
-  return Number(result.numUpdatedRows) === 1;
-}
-
-/** Drops a claim whose request failed without a response worth replaying (a 5xx): a retry runs it afresh. */
-export async function releaseIdempotencyKey(db: Db, key: string, token: string): Promise<void> {
-  await db.deleteFrom('idempotency_keys').where('key', '=', key).where('lock_token', '=', token).where('state', '=', 'in_progress').execute();
+  if (Number(result.numUpdatedRows) !== 1) return false;
+  let keys = uncommitted.get(trx);
+  if (!keys) uncommitted.set(trx, (keys = new Set()));
+  keys.add(key);
+  return true;
 }

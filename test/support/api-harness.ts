@@ -10,6 +10,7 @@ import { parseConfig, type Config } from '../../src/config/index.js';
 import type { Engine } from '../../src/engine/index.js';
 import { createHttpServer, type HttpServer } from '../../src/http/index.js';
 import { catalogOf } from '../../src/service/index.js';
+import { WriteBatcher } from '../../src/store/index.js';
 import { dumpTables, type TableDump } from './db-dump.js';
 import { daemonEngine, openTempDb, testServerDeps, type TempDb } from './engine-harness.js';
 
@@ -34,6 +35,8 @@ export interface ApiHarness {
   readonly config: Config;
   /** How often the API woke the engine. */
   readonly wakes: () => number;
+  /** The group commit the API's writes go through (its stats, hold). */
+  readonly writes: WriteBatcher;
   call(method: string, path: string, options?: CallOptions): Promise<ApiResponse>;
   /** Every row of every table (see dumpTables), to show that a refused request changed nothing. */
   dump(options?: { except?: readonly string[] }): Promise<TableDump>;
@@ -84,6 +87,7 @@ export async function startApi(options: StartOptions = {}): Promise<ApiHarness> 
 async function serve(config: Config, tmp: TempDb, clock: VirtualClock, options: StartOptions): Promise<ApiHarness> {
   const engine = daemonEngine(tmp.db, clock);
   let wakes = 0;
+  const writes = new WriteBatcher(tmp.db);
   const server = createHttpServer({
     ...testServerDeps(tmp, clock, engine),
     adminApi: {
@@ -94,6 +98,7 @@ async function serve(config: Config, tmp: TempDb, clock: VirtualClock, options: 
         engine.kick();
       },
       version: 'test',
+      writes,
     },
   });
   options.beforeListen?.(server.app);
@@ -112,6 +117,7 @@ async function serve(config: Config, tmp: TempDb, clock: VirtualClock, options: 
     server,
     config,
     wakes: () => wakes,
+    writes,
     async call(method, path, call = {}) {
       const headers: Record<string, string> = { ...(call.headers ?? {}) };
       const token = call.token === undefined ? WRITE_TOKEN : call.token;

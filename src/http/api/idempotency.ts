@@ -5,30 +5,29 @@
  * key with another method, path or body is 422; a request still running with
  * that key is 409.
  *
- * Money safety: the key is claimed (committed) before the change runs, and
- * its response is stored in the change's own transaction, so ten parallel
- * POSTs with one key create one subscription, and a crash mid-request leaves
- * no change without its stored response for a retry to miss. Client errors
- * (4xx) are stored and replayed too (Stripe does the same): the request
- * failed the same way it would again. A 5xx releases the key for a retry.
+ * Every write goes through the store's group commit (WriteBatcher): it runs
+ * in a savepoint of a transaction shared with the writes that arrived with
+ * it, and is answered once that transaction has committed.
+ *
+ * Money safety: the key is claimed, the change made and its response stored
+ * in that one savepoint, so ten parallel POSTs with one key create one
+ * subscription (the first claims it; the others find it claimed), and a crash
+ * leaves no change without its stored response for a retry to miss. Client
+ * errors (4xx) are stored and replayed too (Stripe does the same): the request
+ * failed the same way it would again; the change is rolled back to a nested
+ * savepoint and the claim kept. A 5xx rolls the whole savepoint back, claim
+ * included: the key is free for a retry.
  */
 import { createHash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Clock } from '../../clock.js';
-import {
-  claimIdempotencyKey,
-  completeIdempotencyKey,
-  inTransaction,
-  releaseIdempotencyKey,
-  type Db,
-  type Trx,
-} from '../../store/index.js';
+import { claimIdempotencyKey, completeIdempotencyKey, inSavepoint, type Db, type IdempotencyClaim, type Trx, type WriteBatcher, type WriteOptions } from '../../store/index.js';
 import { PROBLEM_JSON, problem, sendProblem, type Problem } from '../problem.js';
 import { PROBLEM_TYPE, problemFor, RequestInputError } from './errors.js';
 
 /** How long a response is kept for replay (SPEC: 24 h). */
 export const IDEMPOTENCY_TTL_MS = 24 * 3600_000;
-/** A claim older than this whose request never completed is taken over (its request died). */
+/** A claim older than this whose request never completed is taken over (its request died; claims were committed on their own before 0.2). */
 export const IDEMPOTENCY_LOCK_MS = 60_000;
 
 /** What a write handler answers: a status and a JSON body. */
@@ -39,6 +38,8 @@ export interface WriteResponse {
 
 export interface WriteDeps {
   readonly db: Db;
+  /** The group commit every write goes through. */
+  readonly writes: WriteBatcher;
   readonly clock: Clock;
   /** Called after a change commits: due work may have been created or moved earlier. */
   readonly wake: () => void;
@@ -71,82 +72,84 @@ function asResponse(p: Problem): WriteResponse {
 }
 
 /**
- * Runs `command` in one transaction and sends its response, honouring the
- * request's Idempotency-Key. Errors the API maps (problemFor) become their
+ * Runs `command` through the group commit and sends its response, honouring
+ * the request's Idempotency-Key. Errors the API maps (problemFor) become their
  * problem responses; anything else propagates to the server's 500 handler.
+ * `options.locksRows`: the command reads the subscription for update (see
+ * WriteOptions).
  */
-export async function runWrite(request: FastifyRequest, reply: FastifyReply, deps: WriteDeps, command: (trx: Trx, now: number) => Promise<WriteResponse>): Promise<void> {
-  await writeOnce(request, reply, deps, command);
-}
-
-async function writeOnce(request: FastifyRequest, reply: FastifyReply, deps: WriteDeps, command: (trx: Trx, now: number) => Promise<WriteResponse>): Promise<FastifyReply> {
+export async function runWrite(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  deps: WriteDeps,
+  command: (trx: Trx, now: number) => Promise<WriteResponse>,
+  options: WriteOptions = {},
+): Promise<void> {
   const header = request.headers['idempotency-key'];
   const now = deps.clock.now();
   if (header === undefined) {
-    const response = await runMapped(deps, (trx) => command(trx, now));
+    let response: WriteResponse;
+    try {
+      response = await deps.writes.run((trx) => command(trx, now), options);
+    } catch (err) {
+      const mapped = problemFor(err);
+      if (!mapped) throw err;
+      response = asResponse(mapped);
+    }
     if (response.status < 400) deps.wake();
-    return send(reply, response);
+    send(reply, response);
+    return;
   }
   if (Array.isArray(header) || !KEY_PATTERN.test(header)) {
     throw new RequestInputError('headers', [{ path: ['Idempotency-Key'], message: 'expected one key of 1..255 visible ASCII characters (a UUID is a good choice)' }]);
   }
   const path = request.url;
   const requestHash = createHash('sha256').update(`${request.method} ${path}\n${canonical(rawBodies.get(request) ?? null)}`).digest('hex');
-  const claim = await claimIdempotencyKey(deps.db, { key: header, requestHash, method: request.method, path }, now, { ttlMs: IDEMPOTENCY_TTL_MS, lockMs: IDEMPOTENCY_LOCK_MS });
+  const outcome = await deps.writes.run(async (trx): Promise<{ claim: IdempotencyClaim; response?: WriteResponse }> => {
+    const claim = await claimIdempotencyKey(trx, deps.db, { key: header, requestHash, method: request.method, path }, now, { ttlMs: IDEMPOTENCY_TTL_MS, lockMs: IDEMPOTENCY_LOCK_MS });
+    if (claim.kind !== 'claimed') return { claim };
+    let response: WriteResponse;
+    try {
+      response = await inSavepoint(trx, () => command(trx, now));
+    } catch (err) {
+      const mapped = problemFor(err);
+      if (!mapped) throw err; // a 5xx: the claim rolls back with the rest
+      // The change rolled back; its error is this key's answer.
+      response = asResponse(mapped);
+    }
+    if (!(await completeIdempotencyKey(trx, header, claim.token, response.status, JSON.stringify(response.body)))) throw new LostClaim();
+    return { claim, response };
+  }, options);
+  const { claim, response } = outcome;
   switch (claim.kind) {
+    case 'claimed':
+      if (response!.status < 400) deps.wake();
+      send(reply, response!);
+      return;
     case 'replay':
       reply.header('idempotent-replayed', 'true');
-      return claim.status >= 400
-        ? reply.code(claim.status).type(PROBLEM_JSON).send(claim.body)
-        : reply.code(claim.status).type('application/json').send(claim.body);
+      if (claim.status >= 400) reply.code(claim.status).type(PROBLEM_JSON).send(claim.body);
+      else reply.code(claim.status).type('application/json').send(claim.body);
+      return;
     case 'mismatch':
-      return sendProblem(
+      sendProblem(
         reply,
         problem(422, `Idempotency-Key was already used for another request (${claim.method} ${claim.path}, or another body); use a new key for a new request`, {
           type: `${PROBLEM_TYPE}idempotency-key-reused`,
         }),
       );
+      return;
     case 'in_progress':
       reply.header('retry-after', '1');
-      return sendProblem(
+      sendProblem(
         reply,
         problem(409, 'a request with this Idempotency-Key is still in progress; retry after it completes to get its response', {
           type: `${PROBLEM_TYPE}idempotency-key-in-progress`,
         }),
       );
-    case 'claimed':
-      break;
+      return;
   }
-  let response: WriteResponse;
-  try {
-    response = await inTransaction(deps.db, async (trx) => {
-      const out = await command(trx, now);
-      if (!(await completeIdempotencyKey(trx, header, claim.token, out.status, JSON.stringify(out.body)))) throw new LostClaim();
-      return out;
-    });
-    deps.wake();
-  } catch (err) {
-    const mapped = err instanceof LostClaim ? undefined : problemFor(err);
-    if (!mapped) {
-      await releaseIdempotencyKey(deps.db, header, claim.token).catch(() => {});
-      throw err;
-    }
-    // The change rolled back; its error is this key's answer.
-    response = asResponse(mapped);
-    await inTransaction(deps.db, (trx) => completeIdempotencyKey(trx, header, claim.token, response.status, JSON.stringify(response.body)));
-  }
-  return send(reply, response);
 }
 
-/** The claim ran past IDEMPOTENCY_LOCK_MS and another request took the key: roll back. */
+/** The claim is no longer this request's (another took the key over): roll back. */
 class LostClaim extends Error {}
-
-async function runMapped(deps: WriteDeps, fn: (trx: Trx) => Promise<WriteResponse>): Promise<WriteResponse> {
-  try {
-    return await inTransaction(deps.db, fn);
-  } catch (err) {
-    const mapped = problemFor(err);
-    if (!mapped) throw err;
-    return asResponse(mapped);
-  }
-}

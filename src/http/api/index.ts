@@ -12,7 +12,7 @@ import { createJsonSchemaTransform, createJsonSchemaTransformObject, type ZodTyp
 import * as z from 'zod';
 import type { Clock } from '../../clock.js';
 import { configErrorMap } from '../../config/index.js';
-import type { Db } from '../../store/index.js';
+import { WriteBatcher, type Db } from '../../store/index.js';
 import type { Catalog } from '../../service/index.js';
 import { PROBLEM_JSON, problem, sendProblem } from '../problem.js';
 import { allows, tokenChecker, type Scope, type TokenConfig } from './auth.js';
@@ -43,6 +43,8 @@ export interface AdminApiDeps {
   readonly authFailure?: () => void;
   /** The version shown in the OpenAPI document. */
   readonly version: string;
+  /** The group commit of the API's writes (default: one made here on `db`; tests pass theirs to read its stats). */
+  readonly writes?: WriteBatcher;
 }
 
 const PARTS: Record<string, RequestPart> = { body: 'body', querystring: 'querystring', params: 'params', headers: 'headers' };
@@ -131,7 +133,7 @@ export function adminApi(deps: AdminApiDeps): FastifyPluginAsync {
         reply.type('application/json').send(JSON.stringify(api.swagger())),
       );
 
-      registerRoutes(api.withTypeProvider<ZodTypeProvider>(), deps);
+      registerRoutes(api.withTypeProvider<ZodTypeProvider>(), { ...deps, writes: deps.writes ?? new WriteBatcher(deps.db) });
   };
 }
 

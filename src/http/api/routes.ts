@@ -1,7 +1,8 @@
 /**
  * The `/v1` routes (SPEC section 9). Each is a thin call into src/service:
- * validate (by schema), call, send. Writes go through runWrite (transaction,
- * Idempotency-Key, engine wake-up); reads through the service's list and view
+ * validate (by schema), call, send. Writes go through runWrite (group commit,
+ * Idempotency-Key, engine wake-up; all but creates read their subscription for
+ * update: `rowLocks`); reads through the service's list and view
  * functions that the operator CLI uses too.
  */
 import type { FastifyInstance, FastifyBaseLogger, RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression } from 'fastify';
@@ -31,6 +32,7 @@ import {
   updateSubscriptionCommand,
 } from '../../service/index.js';
 import type { AdminApiDeps } from './index.js';
+import type { WriteBatcher } from '../../store/index.js';
 import { runWrite } from './idempotency.js';
 import {
   chargeListQuery,
@@ -71,11 +73,12 @@ const writeErrors = {
 };
 
 /** Registers every `/v1` route on the (prefixed, encapsulated) API instance. */
-export function registerRoutes(api: Api, deps: AdminApiDeps): void {
+export function registerRoutes(api: Api, deps: AdminApiDeps & { readonly writes: WriteBatcher }): void {
   const { db, clock, catalog } = deps;
   const read = { scope: 'read' as const };
   const write = { scope: 'write' as const };
   const tags = (tag: string) => [tag];
+  const rowLocks = { locksRows: true };
 
   // ---- subscriptions
   api.post(
@@ -134,7 +137,7 @@ export function registerRoutes(api: Api, deps: AdminApiDeps): void {
         response: { 200: subscriptionObject, ...writeErrors },
       },
     },
-    (request, reply) => runWrite(request, reply, deps, async (trx, now) => ({ status: 200, body: await updateSubscriptionCommand(trx, request.params.id, request.body, now) })),
+    (request, reply) => runWrite(request, reply, deps, async (trx, now) => ({ status: 200, body: await updateSubscriptionCommand(trx, request.params.id, request.body, now) }), rowLocks),
   );
 
   api.post(
@@ -153,7 +156,7 @@ export function registerRoutes(api: Api, deps: AdminApiDeps): void {
         response: { 200: subscriptionObject, ...writeErrors },
       },
     },
-    (request, reply) => runWrite(request, reply, deps, async (trx, now) => ({ status: 200, body: await pauseSubscriptionCommand(trx, request.params.id, request.body ?? {}, now) })),
+    (request, reply) => runWrite(request, reply, deps, async (trx, now) => ({ status: 200, body: await pauseSubscriptionCommand(trx, request.params.id, request.body ?? {}, now) }), rowLocks),
   );
 
   api.post(
@@ -162,7 +165,7 @@ export function registerRoutes(api: Api, deps: AdminApiDeps): void {
       config: write,
       schema: { operationId: 'resumeSubscription', summary: 'Resume a paused subscription (or drop a pause not yet started)', tags: tags('subscriptions'), headers: idempotencyHeader, querystring: noQuery, params: idParams, body: emptyInputSchema.optional(), response: { 200: subscriptionObject, ...writeErrors } },
     },
-    (request, reply) => runWrite(request, reply, deps, async (trx, now) => ({ status: 200, body: await resumeSubscriptionCommand(trx, request.params.id, now) })),
+    (request, reply) => runWrite(request, reply, deps, async (trx, now) => ({ status: 200, body: await resumeSubscriptionCommand(trx, request.params.id, now) }), rowLocks),
   );
 
   api.post(
@@ -181,7 +184,7 @@ export function registerRoutes(api: Api, deps: AdminApiDeps): void {
       },
     },
     (request, reply) =>
-      runWrite(request, reply, deps, async (trx, now) => ({ status: 200, body: await cancelSubscriptionCommand(trx, request.params.id, { atPeriodEnd: request.body?.atPeriodEnd ?? false }, now) })),
+      runWrite(request, reply, deps, async (trx, now) => ({ status: 200, body: await cancelSubscriptionCommand(trx, request.params.id, { atPeriodEnd: request.body?.atPeriodEnd ?? false }, now) }), rowLocks),
   );
 
   api.post(
@@ -200,7 +203,7 @@ export function registerRoutes(api: Api, deps: AdminApiDeps): void {
         response: { 200: subscriptionObject, ...writeErrors },
       },
     },
-    (request, reply) => runWrite(request, reply, deps, async (trx, now) => ({ status: 200, body: await retrySubscriptionCommand(trx, request.params.id, now) })),
+    (request, reply) => runWrite(request, reply, deps, async (trx, now) => ({ status: 200, body: await retrySubscriptionCommand(trx, request.params.id, now) }), rowLocks),
   );
 
   api.get(
@@ -281,7 +284,7 @@ export function registerRoutes(api: Api, deps: AdminApiDeps): void {
         response: { 200: z.object({ data: z.array(deliveryObject) }), ...writeErrors, 404: problemObject.meta({ description: 'no such event' }) },
       },
     },
-    (request, reply) => runWrite(request, reply, deps, async (trx, now) => ({ status: 200, body: await redeliverEventCommand(trx, request.params.id, now) })),
+    (request, reply) => runWrite(request, reply, deps, async (trx, now) => ({ status: 200, body: await redeliverEventCommand(trx, request.params.id, now) }), rowLocks),
   );
 
   api.get(
