@@ -14,3 +14,4 @@ export * from './exclusive.js';
 export * from './link-emails.js';
 export * from './wake.js';
 export * from './copy-to-postgres.js';
+export * from './moved.js';
