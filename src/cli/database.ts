@@ -13,9 +13,12 @@ import {
   acquireDaemonLock,
   hasSubscriptionsTable,
   isPostgresUrl,
+  movedMark,
+  movedMessage,
   openDatabase,
   openDatabaseReadOnly,
   refuseNewerSchema,
+  reopenCommand,
   sqliteFile,
   verifyDatabase,
   type DaemonLock,
@@ -78,6 +81,33 @@ export async function verifyDatabaseOrReport(db: Db, config: Config): Promise<0 
 }
 
 /**
+ * The check for a SQLite file that `rebill migrate-to` moved to PostgreSQL
+ * (store/moved.ts). `run` (and `check-config`) refuse it: a daemon on it would
+ * collect again the cycles the PostgreSQL daemons collect. Commands that write
+ * (`subscriptions import`, webhook changes) refuse it too: what they wrote
+ * would never reach PostgreSQL. The read-only commands read it as the archive
+ * it is, after a note on stderr. One line; 1 when refused, else 0.
+ */
+export async function checkMovedOrReport(db: Db, config: Config, use: 'run' | 'write' | 'read'): Promise<0 | 1> {
+  const file = sqliteFile(config.database.url);
+  if (file === undefined) return 0;
+  const mark = await movedMark(db);
+  if (!mark) return 0;
+  const moved = movedMessage(file, mark);
+  const there = 'point database.url (or REBILL_DATABASE_URL) there';
+  if (use === 'read') {
+    process.stderr.write(`note: ${moved}; this file is the archive as of then: ${there} for the live data\n`);
+    return 0;
+  }
+  const why =
+    use === 'run'
+      ? 'rebill will not run on this file: it would collect again the cycles collected on PostgreSQL'
+      : 'nothing is written to this file: it would never reach PostgreSQL';
+  process.stderr.write(`${moved}; ${there}; ${why} (to roll the move back instead: ${reopenCommand(file)})\n`);
+  return 1;
+}
+
+/**
  * The removed-but-in-use check of `run` and `check-config`: prints one
  * compiler-style line per plan or gateway (at its section in `file` when it
  * can be found) and returns 78, or 0 when nothing is missing.
@@ -124,6 +154,7 @@ export async function checkExistingDatabase(config: Config, file: string): Promi
     db = openDatabaseReadOnly(config.database.url);
     if (!db || !(await hasSubscriptionsTable(db))) return 0;
     await refuseNewerSchema(db); // `run` refuses a downgrade: say so before a deploy
+    if ((await checkMovedOrReport(db, config, 'run')) !== 0) return 1; // ...and a file moved to PostgreSQL
     return await checkRemovedInUse(db, config, file);
   } catch (err) {
     // A PostgreSQL server that does not answer is not a config problem (the SQLite equivalent, a

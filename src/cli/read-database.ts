@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import type { Config } from '../config/index.js';
 import { FilterError } from '../service/index.js';
 import { openDatabase, openDatabaseReadOnly, pendingMigrations, refuseNewerSchema, sqliteFile, type Db } from '../store/index.js';
-import { openOptions, printableUrl } from './database.js';
+import { checkMovedOrReport, openOptions, printableUrl } from './database.js';
 import { UsageError, type CommandContext } from './index.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
 
@@ -68,6 +68,11 @@ async function openExisting(config: Config, purpose: 'read' | 'write'): Promise<
     const pending = await pendingMigrations(db);
     if (pending.length > 0) {
       process.stderr.write(`database ${file ?? printableUrl(url)} has an older schema (missing ${pending.join(', ')}): run \`rebill migrate\`\n`);
+      await db.destroy();
+      return 1;
+    }
+    // A file migrate-to moved to PostgreSQL: read as the archive (with a note), never written.
+    if ((await checkMovedOrReport(db, config, purpose)) !== 0) {
       await db.destroy();
       return 1;
     }

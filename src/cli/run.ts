@@ -14,7 +14,7 @@ import { createRelay, endpointId } from '../webhooks/index.js';
 import { createLinkEmailSender, type LinkEmailObserver, type LinkEmailSender } from '../notifications/index.js';
 import { catalogOf } from '../service/index.js';
 import { isPostgresUrl, lastEventId, openWakeBus, type WakeBus, linkEmailBacklog, migrateToLatest, syncPlanEmailLinks, toDbTime, type DaemonLock, type Db } from '../store/index.js';
-import { checkRemovedInUse, lockDatabaseOrReport, openDatabaseOrReport, printableUrl, verifyDatabaseOrReport } from './database.js';
+import { checkMovedOrReport, checkRemovedInUse, lockDatabaseOrReport, openDatabaseOrReport, printableUrl, verifyDatabaseOrReport } from './database.js';
 import { packageVersion, type CommandContext } from './index.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
 import { watchParent } from './parent.js';
@@ -205,11 +205,13 @@ function openLockedDatabase(config: Config, clock: Clock): { db: Db; lock: Daemo
 }
 
 /**
- * The database checks before the engine may start: the file is not damaged
- * (quick_check), the schema is migrated, and no plan or gateway that live
+ * The database checks before the engine may start: the SQLite file was not
+ * moved to PostgreSQL (migrate-to), the file is not damaged (quick_check), the schema is migrated, and no plan or gateway that live
  * subscriptions use was removed from the config. 0, or the exit code.
  */
 async function prepareDatabase(db: Db, config: Config, file: string): Promise<number> {
+  const moved = await checkMovedOrReport(db, config, 'run');
+  if (moved !== 0) return moved;
   const damaged = await verifyDatabaseOrReport(db, config);
   if (damaged !== 0) return damaged;
   try {

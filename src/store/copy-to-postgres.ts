@@ -35,10 +35,15 @@ import { RebillError } from '../errors.js';
 import { redactUrlPasswords } from '../logger.js';
 import { pendingMigrations } from './admin-queries.js';
 import { migrateToLatest, openDatabase, openDatabaseReadOnly, refuseNewerSchema, sqliteConnectionOf, type Db } from './db.js';
+import { MOVED_TABLE, movedMark, movedMessage, reopenCommand } from './moved.js';
 import type { Database } from './schema.js';
 
-/** Tables that belong to kysely's migrator: each side keeps its own, written by its own migrations. */
-const MIGRATOR_TABLES = new Set(['kysely_migration', 'kysely_migration_lock']);
+/**
+ * Tables never copied: kysely's migrator's (each side keeps its own, written
+ * by its own migrations) and the moved mark (moved.ts), which only a SQLite
+ * file that was moved away holds.
+ */
+const NOT_COPIED = new Set(['kysely_migration', 'kysely_migration_lock', MOVED_TABLE]);
 
 /**
  * PostgreSQL column types (`udt_name`) the copy converts, and how. Every type
@@ -86,6 +91,12 @@ export interface CopyOptions {
   onPlan?(tables: ReadonlyArray<{ name: string; rows: number }>): void;
   /** Called after every batch with the rows copied so far in `table` and in total. */
   onProgress?(table: string, tableRows: number, totalRows: number): void;
+  /**
+   * Called once everything is copied and verified, the SQLite snapshot closed,
+   * and just before the PostgreSQL transaction commits (the CLI marks the
+   * source moved there). Throwing rolls the copy back.
+   */
+  beforeCommit?(report: CopyReport): void | Promise<void>;
 }
 
 interface SourceTable {
@@ -105,7 +116,8 @@ interface TargetColumn {
  * `targetUrl` (see the module comment). The caller holds the source's daemon
  * lock. Migrates the target first (in its own transactions: a failed copy
  * leaves it migrated and empty, so the command can simply be run again).
- * Throws RebillError: SOURCE_SCHEMA (source not at this build's schema),
+ * Throws RebillError: SOURCE_MOVED (the source was moved already: moved.ts),
+ * SOURCE_SCHEMA (source not at this build's schema),
  * TARGET_UNREACHABLE, TARGET_NOT_EMPTY, SCHEMA_MISMATCH, COPY_FAILED (a row
  * PostgreSQL refused), COPY_VERIFY_FAILED; nothing is committed then.
  */
@@ -126,8 +138,16 @@ export async function copySqliteToPostgres(sourceFile: string, targetUrl: string
   }
 }
 
-/** The source must be at exactly this build's schema: migrate-to never writes to the file it copies. */
+/** The source must be at exactly this build's schema (migrate-to never migrates the file it copies), and not moved already. */
 async function checkSourceSchema(source: Db, file: string): Promise<void> {
+  // A second copy of a moved file would make two databases that both collect its cycles.
+  const mark = await movedMark(source);
+  if (mark) {
+    throw new RebillError(
+      'SOURCE_MOVED',
+      `${movedMessage(file, mark)}; it is not copied again: the daemons belong on that database. To copy it elsewhere after all, roll the move back first (\`${reopenCommand(file)}\`, after which that PostgreSQL copy must not be used)`,
+    );
+  }
   try {
     await refuseNewerSchema(source);
   } catch (err) {
@@ -193,7 +213,12 @@ async function copy(source: SQLite.Database, target: Db, url: string, options: C
         copied.push({ name: table.name, rows: read.rows, digest: read.digest });
       }
       const sequences = await moveSequences(source, trx, tables);
-      return { tables: copied, rows: total, sequences };
+      const report = { tables: copied, rows: total, sequences };
+      // Everything is read: the snapshot ends before beforeCommit writes to the file (a file in
+      // rollback-journal mode would make that write wait on this read).
+      source.exec('rollback');
+      await options.beforeCommit?.(report);
+      return report;
     });
   } finally {
     if (source.inTransaction) source.exec('rollback');
@@ -204,7 +229,7 @@ async function copy(source: SQLite.Database, target: Db, url: string, options: C
 function sourceTables(source: SQLite.Database): SourceTable[] {
   const names = (source.prepare("select name from sqlite_master where type = 'table' and name not like 'sqlite\\_%' escape '\\' order by name").all() as Array<{ name: string }>)
     .map((r) => r.name)
-    .filter((name) => !MIGRATOR_TABLES.has(name));
+    .filter((name) => !NOT_COPIED.has(name));
   return names.map((name) => ({
     name,
     columns: (source.prepare('select name from pragma_table_info(?) order by cid').all(name) as Array<{ name: string }>).map((c) => c.name),

@@ -15,3 +15,4 @@ export * from './link-emails.js';
 export * from './wake.js';
 export * from './copy-to-postgres.js';
 export * from './write-batcher.js';
+export * from './moved.js';
