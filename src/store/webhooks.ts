@@ -126,9 +126,10 @@ async function claimIn(trx: Transaction<Database>, endpointId: string, owner: st
   const postgres = dialectOf(trx) === 'postgres';
   const at = claim.databaseClock ? await databaseNow(trx) : claim.now;
   const nowText = toDbTime(at);
+  // The picked rows in a materialized CTE: as `event_id in (select ... limit n)`, PostgreSQL may run the
+  // subquery again per row and lease more than `limit` heads.
   const rows = await sql<Parameters<typeof toRow>[0]>`
-    update webhook_deliveries set lease_owner = ${owner}, lease_until = ${toDbTime(at + claim.leaseMs)}
-    where endpoint_id = ${endpointId} and event_id in (
+    with picked as materialized (
       select d.event_id from webhook_deliveries d
       where d.endpoint_id = ${endpointId} and d.state = 'pending' and d.next_attempt_at <= ${nowText}
         and (d.lease_until is null or d.lease_until <= ${nowText}) and ${isHead}
@@ -136,6 +137,9 @@ async function claimIn(trx: Transaction<Database>, endpointId: string, owner: st
       limit ${claim.limit}
       ${postgres ? sql`for update skip locked` : sql``}
     )
+    update webhook_deliveries set lease_owner = ${owner}, lease_until = ${toDbTime(at + claim.leaseMs)}
+    from picked
+    where webhook_deliveries.endpoint_id = ${endpointId} and webhook_deliveries.event_id = picked.event_id
     returning *`.execute(trx);
   return rows.rows.map(toRow).sort((x, y) => x.eventId - y.eventId);
 }
@@ -149,10 +153,14 @@ export interface DeliveryClaim {
   readonly databaseClock?: boolean;
 }
 
-/** The earliest instant an endpoint's pending stream head becomes claimable (its next attempt, or its lease's end if later), or null. */
+/**
+ * The earliest next attempt among an endpoint's pending stream heads, or
+ * null. Leases are not counted: a head another daemon holds may be recorded
+ * (and its successor become claimable) at any moment, not at its lease's end.
+ */
 export async function nextDeliveryAt(db: Db, endpointId: string): Promise<number | null> {
   const row = await sql<{ at: string | null }>`
-    select min(case when d.lease_until > d.next_attempt_at then d.lease_until else d.next_attempt_at end) as at from webhook_deliveries d
+    select min(d.next_attempt_at) as at from webhook_deliveries d
     where d.endpoint_id = ${endpointId} and d.state = 'pending' and ${isHead}`.execute(db);
   return ms(row.rows[0]?.at ?? null);
 }
