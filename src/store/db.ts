@@ -156,8 +156,8 @@ const postgresUrls = new WeakMap<Db, string>();
 
 /**
  * A PostgreSQL connection of its own, outside the Db's pool, for a session
- * that lasts as long as some work does (an advisory lock held by the webhook
- * relay or the e-mail sender): held from the pool, such sessions would leave
+ * that lasts as long as some work does (an advisory lock held by the e-mail
+ * sender): held from the pool, such sessions would leave
  * too few connections for the engine and the API. The caller ends it.
  */
 export async function sessionConnection(db: Db): Promise<pg.Client> {

@@ -1,8 +1,8 @@
 /**
  * Work that one daemon at a time may do across every daemon on one database
- * (a webhook endpoint's delivery stream, the link e-mail sender): keeping
- * order per stream needs a single sender, and "at least once" survives the
- * sender's death because another daemon takes over.
+ * (the link e-mail sender): "at least once" survives the sender's death
+ * because another daemon takes over. (The webhook relay shares its
+ * endpoints' work instead: leased stream heads, store/webhooks.ts.)
  *
  * PostgreSQL: a session advisory lock, taken with `pg_try_advisory_lock` on a
  * connection of its own (not from the daemon's pool, which the engine and the

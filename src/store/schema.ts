@@ -145,6 +145,9 @@ export interface WebhookDeliveryTable {
   delivered_at: string | null;
   created_at: string;
   updated_at: string;
+  /** Migration 0007: the daemon whose claim holds this stream head, and until when. */
+  lease_owner: string | null;
+  lease_until: string | null;
 }
 
 /** Migration 0004: every delivery attempt. */

@@ -3,10 +3,11 @@
  * cursor into the outbox and one delivery row per subscribed event; every
  * attempt is recorded. The relay (src/webhooks) decides what to send when.
  */
-import { sql, type Selectable } from 'kysely';
-import { fromDbTime, toDbTime, type Db } from './db.js';
+import { sql, type Selectable, type Transaction } from 'kysely';
+import { dialectOf, forWrite, fromDbTime, toDbTime, usesDatabaseClock, type Db } from './db.js';
+import { databaseNow } from './postgres-hot-path.js';
 import type { Conn } from './repository.js';
-import type { WebhookDeliveryTable } from './schema.js';
+import type { Database, WebhookDeliveryTable } from './schema.js';
 
 export type DeliveryState = 'pending' | 'delivered' | 'failed';
 
@@ -63,10 +64,13 @@ export async function ensureWebhookEndpoint(db: Db, id: string, url: string, sta
  * `matches` accepts get a pending delivery row (due now), in one transaction
  * with the cursor's move, so a crash neither loses nor doubles a row.
  * Returns how many events were scanned (`limit`: more may follow).
+ * PostgreSQL: the endpoint row is locked for the transaction, so daemons
+ * sharing the endpoint scan it one at a time (the next one reads the cursor
+ * this one moved).
  */
 export async function scanOutbox(db: Db, endpointId: string, matches: (type: string) => boolean, limit: number, now: number): Promise<number> {
   return db.transaction().execute(async (trx) => {
-    const endpoint = await trx.selectFrom('webhook_endpoints').select('cursor').where('id', '=', endpointId).executeTakeFirstOrThrow();
+    const endpoint = await forWrite(trx, trx.selectFrom('webhook_endpoints').select('cursor').where('id', '=', endpointId)).executeTakeFirstOrThrow();
     const events = await trx
       .selectFrom('events')
       .select(['id', 'type', 'subscription_id', 'occurred_at'])
@@ -99,34 +103,75 @@ export async function scanOutbox(db: Db, endpointId: string, matches: (type: str
 }
 
 /**
- * The heads of an endpoint's pending streams: per subscription, its earliest
- * pending delivery (a later event waits for it), the ones due by `now`, in
- * event order. Events without a subscription are each their own stream.
- * `exclude`: deliveries in flight.
+ * Whether pending row `d` is the head of its stream: no earlier pending event
+ * of the same subscription on the same endpoint (events without a
+ * subscription are each their own stream).
  */
-export async function dueDeliveries(db: Db, endpointId: string, now: number, limit: number): Promise<DeliveryRow[]> {
+const isHead = sql`not exists (
+  select 1 from webhook_deliveries e
+  where e.endpoint_id = d.endpoint_id and e.state = 'pending' and e.subscription_id = d.subscription_id and e.event_id < d.event_id
+)`;
+
+/**
+ * Claims up to `limit` due stream heads of an endpoint for `owner`, in event
+ * order: a head is due when its next attempt has come and nobody holds a
+ * lease on it that runs past now. Each claimed row is leased to `owner`
+ * until now + `leaseMs`, in one statement: no other claim (another daemon's,
+ * or this daemon's next) takes it, and the later events of its subscription
+ * are not heads while it is pending. PostgreSQL: rows another daemon is
+ * claiming at the same moment are skipped (`FOR UPDATE SKIP LOCKED`), and
+ * now is the database's clock unless the Db runs on the caller's.
+ */
+async function claimIn(trx: Transaction<Database>, endpointId: string, owner: string, claim: DeliveryClaim): Promise<DeliveryRow[]> {
+  const postgres = dialectOf(trx) === 'postgres';
+  const at = claim.databaseClock ? await databaseNow(trx) : claim.now;
+  const nowText = toDbTime(at);
+  // The picked rows in a materialized CTE: as `event_id in (select ... limit n)`, PostgreSQL may run the
+  // subquery again per row and lease more than `limit` heads.
   const rows = await sql<Parameters<typeof toRow>[0]>`
-    select d.* from webhook_deliveries d
-    where d.endpoint_id = ${endpointId} and d.state = 'pending' and d.next_attempt_at <= ${toDbTime(now)}
-      and not exists (
-        select 1 from webhook_deliveries e
-        where e.endpoint_id = d.endpoint_id and e.state = 'pending' and e.subscription_id = d.subscription_id and e.event_id < d.event_id
-      )
-    order by d.event_id
-    limit ${limit}`.execute(db);
-  return rows.rows.map(toRow);
+    with picked as materialized (
+      select d.event_id from webhook_deliveries d
+      where d.endpoint_id = ${endpointId} and d.state = 'pending' and d.next_attempt_at <= ${nowText}
+        and (d.lease_until is null or d.lease_until <= ${nowText}) and ${isHead}
+      order by d.event_id
+      limit ${claim.limit}
+      ${postgres ? sql`for update skip locked` : sql``}
+    )
+    update webhook_deliveries set lease_owner = ${owner}, lease_until = ${toDbTime(at + claim.leaseMs)}
+    from picked
+    where webhook_deliveries.endpoint_id = ${endpointId} and webhook_deliveries.event_id = picked.event_id
+    returning *`.execute(trx);
+  return rows.rows.map(toRow).sort((x, y) => x.eventId - y.eventId);
 }
 
-/** The earliest next attempt among an endpoint's pending stream heads, or null. */
+/** What to claim: up to `limit` heads due at `now` (the caller's clock), each leased for `leaseMs`. */
+export interface DeliveryClaim {
+  readonly now: number;
+  readonly limit: number;
+  readonly leaseMs: number;
+  /** Set by recordAndClaim: whether "now" is the database's clock. */
+  readonly databaseClock?: boolean;
+}
+
+/**
+ * The earliest next attempt among an endpoint's pending stream heads, or
+ * null. Leases are not counted: a head another daemon holds may be recorded
+ * (and its successor become claimable) at any moment, not at its lease's end.
+ */
 export async function nextDeliveryAt(db: Db, endpointId: string): Promise<number | null> {
   const row = await sql<{ at: string | null }>`
     select min(d.next_attempt_at) as at from webhook_deliveries d
-    where d.endpoint_id = ${endpointId} and d.state = 'pending'
-      and not exists (
-        select 1 from webhook_deliveries e
-        where e.endpoint_id = d.endpoint_id and e.state = 'pending' and e.subscription_id = d.subscription_id and e.event_id < d.event_id
-      )`.execute(db);
+    where d.endpoint_id = ${endpointId} and d.state = 'pending' and ${isHead}`.execute(db);
   return ms(row.rows[0]?.at ?? null);
+}
+
+/** Gives leases back (the heads become claimable now): an owner's on one endpoint (a relay stopping; `eventIds`: only those), or every lease (SQLite at start: one daemon per file, so any lease is a dead one's). */
+export async function releaseDeliveryLeases(db: Db, which: { owner: string; endpointId: string; eventIds?: readonly number[] } | 'all'): Promise<number> {
+  let q = db.updateTable('webhook_deliveries').set({ lease_owner: null, lease_until: null }).where('lease_owner', 'is not', null);
+  if (which !== 'all') q = q.where('lease_owner', '=', which.owner).where('endpoint_id', '=', which.endpointId);
+  if (which !== 'all' && which.eventIds) q = q.where('event_id', 'in', which.eventIds.length > 0 ? [...which.eventIds] : [-1]);
+  const result = await q.executeTakeFirst();
+  return Number(result.numUpdatedRows);
 }
 
 /** One attempt's outcome. */
@@ -142,52 +187,67 @@ export interface AttemptOutcome {
 
 /** One recorded attempt: which delivery, its number, its outcome. */
 export interface RecordedAttempt {
-  readonly endpointId: string;
   readonly eventId: number;
   readonly attempt: number;
   readonly outcome: AttemptOutcome;
 }
 
-/** Records attempts and their deliveries' new states, all in one transaction (one commit for a batch). */
-export async function recordDeliveryAttempts(db: Db, attempts: readonly RecordedAttempt[]): Promise<void> {
-  if (attempts.length === 0) return;
-  await db.transaction().execute(async (trx) => {
-    for (let i = 0; i < attempts.length; i += 100) {
-      await trx
-        .insertInto('webhook_attempts')
-        .values(
-          attempts.slice(i, i + 100).map((a) => ({
-            endpoint_id: a.endpointId,
-            event_id: a.eventId,
-            attempt: a.attempt,
-            at: toDbTime(a.outcome.at),
-            status: a.outcome.status,
-            duration_ms: a.outcome.durationMs,
-            error: a.outcome.error,
-          })),
-        )
-        .execute();
-    }
-    for (const { endpointId, eventId, attempt, outcome } of attempts) {
-      const at = toDbTime(outcome.at);
-      await trx
-        .updateTable('webhook_deliveries')
-        .set({
-          state: outcome.state,
-          attempts: attempt,
-          next_attempt_at: outcome.nextAttemptAt === null ? null : toDbTime(outcome.nextAttemptAt),
-          last_attempt_at: at,
-          last_status: outcome.status,
-          last_duration_ms: outcome.durationMs,
-          last_error: outcome.error,
-          delivered_at: outcome.state === 'delivered' ? at : null,
-          updated_at: at,
-        })
-        .where('endpoint_id', '=', endpointId)
-        .where('event_id', '=', eventId)
-        .execute();
-    }
+/** Rows per multi-row statement (9 parameters a row: far below either dialect's limit). */
+const RECORD_CHUNK = 500;
+
+/**
+ * One commit of an endpoint's relay: records `attempts` (answers received)
+ * and their deliveries' new states, then claims the next due heads (those
+ * just delivered may have made their subscriptions' next events heads), all
+ * in one transaction: one commit per batch, and a crash before it only means
+ * the batch is sent again (same webhook-id). An attempt is recorded only
+ * where `owner` still holds its delivery's lease (which it gives back): one
+ * whose lease ran out and was claimed by another daemon is that daemon's to
+ * send again (at least once). Returns how many attempts were recorded and
+ * the heads claimed.
+ */
+export async function recordAndClaim(
+  db: Db,
+  endpointId: string,
+  owner: string,
+  attempts: readonly RecordedAttempt[],
+  claim: DeliveryClaim | null,
+): Promise<{ recorded: number; claimed: DeliveryRow[] }> {
+  if (attempts.length === 0 && (claim === null || claim.limit <= 0)) return { recorded: 0, claimed: [] };
+  const databaseClock = usesDatabaseClock(db);
+  return db.transaction().execute(async (trx) => {
+    let recorded = 0;
+    for (let i = 0; i < attempts.length; i += RECORD_CHUNK) recorded += await recordIn(trx, endpointId, owner, attempts.slice(i, i + RECORD_CHUNK));
+    const claimed = claim && claim.limit > 0 ? await claimIn(trx, endpointId, owner, { ...claim, databaseClock }) : [];
+    return { recorded, claimed };
   });
+}
+
+/** One multi-row UPDATE of the deliveries `owner` still holds, then the attempt rows of those it changed. */
+async function recordIn(trx: Transaction<Database>, endpointId: string, owner: string, chunk: readonly RecordedAttempt[]): Promise<number> {
+  const values = sql.join(
+    chunk.map(({ eventId, attempt, outcome: o }) => {
+      const at = toDbTime(o.at);
+      return sql`(${eventId}, ${o.state}, ${attempt}, ${o.nextAttemptAt === null ? null : toDbTime(o.nextAttemptAt)}, ${at}, ${o.status}, ${o.durationMs}, ${o.error}, ${o.state === 'delivered' ? at : null})`;
+    }),
+  );
+  // The VALUES columns are untyped parameters (text to PostgreSQL): the casts give the columns' types in both dialects.
+  const changed = await sql<{ event_id: number }>`
+    with v (event_id, state, attempts, next_attempt_at, at, status, duration_ms, error, delivered_at) as (values ${values})
+    update webhook_deliveries set
+      state = v.state, attempts = cast(v.attempts as integer), next_attempt_at = v.next_attempt_at, last_attempt_at = v.at,
+      last_status = cast(v.status as integer), last_duration_ms = cast(v.duration_ms as integer), last_error = v.error,
+      delivered_at = v.delivered_at, updated_at = v.at, lease_owner = null, lease_until = null
+    from v
+    where webhook_deliveries.endpoint_id = ${endpointId} and webhook_deliveries.event_id = cast(v.event_id as bigint)
+      and webhook_deliveries.lease_owner = ${owner}
+    returning webhook_deliveries.event_id`.execute(trx);
+  const kept = new Set(changed.rows.map((r) => Number(r.event_id)));
+  const rows = chunk
+    .filter((a) => kept.has(a.eventId))
+    .map((a) => ({ endpoint_id: endpointId, event_id: a.eventId, attempt: a.attempt, at: toDbTime(a.outcome.at), status: a.outcome.status, duration_ms: a.outcome.durationMs, error: a.outcome.error }));
+  for (let j = 0; j < rows.length; j += 100) await trx.insertInto('webhook_attempts').values(rows.slice(j, j + 100)).execute();
+  return rows.length;
 }
 
 /** Every attempt of one delivery, oldest first. */

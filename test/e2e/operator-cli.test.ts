@@ -202,7 +202,7 @@ describe('operator CLI refusals', () => {
     for (const args of [['status'], ['subscriptions', 'list'], ['subscriptions', 'show', 'x']]) {
       const old = await cli([...args, '--config', config]);
       expect(old.code, args.join(' ')).toBe(1);
-      expect(old.stderr).toMatch(/^database .* has an older schema \(missing 0001_initial, 0002_attempt_outage, 0003_idempotency_keys, 0004_webhook_deliveries, 0005_link_emails, 0006_hot_path\): run `rebill migrate`\n$/);
+      expect(old.stderr).toMatch(/^database .* has an older schema \(missing 0001_initial, 0002_attempt_outage, 0003_idempotency_keys, 0004_webhook_deliveries, 0005_link_emails, 0006_hot_path, 0007_webhook_leases\): run `rebill migrate`\n$/);
     }
   });
 });

@@ -74,6 +74,7 @@ describe('migrations', () => {
         ['0004_webhook_deliveries', 'Success'],
         ['0005_link_emails', 'Success'],
         ['0006_hot_path', 'Success'],
+        ['0007_webhook_leases', 'Success'],
       ]);
     } finally {
       await other.destroy();
