@@ -22,7 +22,7 @@ import {
 } from '../domain/index.js';
 import { createSubscription as createTransition } from '../domain/index.js';
 import { RebillError } from '../errors.js';
-import { dialectOf, forWrite, fromDbTime, jsonField, tableExists, toDbTime, type Db } from './db.js';
+import { dialectOf, forWrite, fromDbTime, jsonField, numbered, Statement, tableExists, toDbTime, type Db } from './db.js';
 import { queueLinkEmails } from './link-emails.js';
 import type { AttemptTable, Database, SubscriptionTable } from './schema.js';
 
@@ -177,30 +177,6 @@ function insertText(table: string, columns: readonly string[], count: number, po
     insertTexts.set(key, text);
   }
   return text;
-}
-
-/** `?` placeholders as PostgreSQL numbers them ($1, $2, ...); SQLite takes `?`. */
-function numbered(text: string): string {
-  let n = 0;
-  return text.replace(/\?/g, () => `$${++n}`);
-}
-
-/**
- * A statement of fixed SQL text with `?` placeholders, run as it is (its
- * PostgreSQL text numbered once): for the statements of every API create,
- * which kysely otherwise builds and compiles anew each time.
- */
-class Statement {
-  readonly postgres: string;
-  constructor(readonly sqlite: string) {
-    this.postgres = numbered(sqlite);
-  }
-  async rows<R>(conn: Conn, params: readonly unknown[]): Promise<R[]> {
-    return (await conn.executeQuery<R>(CompiledQuery.raw(dialectOf(conn) === 'postgres' ? this.postgres : this.sqlite, params as unknown[]))).rows;
-  }
-  async first<R>(conn: Conn, params: readonly unknown[]): Promise<R | undefined> {
-    return (await this.rows<R>(conn, params))[0];
-  }
 }
 
 /** The outbox row of an event. */
