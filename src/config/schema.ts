@@ -728,8 +728,8 @@ function isCalendarDate(value: unknown): value is string {
 function endNotBeforeStart(sub: unknown, ctx: z.core.$RefinementCtx<unknown>): void {
   if (!isPlainObject(sub)) return; // reported as the wrong type
   const { startDate, endDate } = sub;
-  // yyyy-MM-dd strings compare correctly as text.
-  if (isCalendarDate(startDate) && isCalendarDate(endDate) && endDate < startDate) {
+  // yyyy-MM-dd strings compare correctly as text; the calendar checks (luxon) only when both are given and out of order.
+  if (typeof startDate === 'string' && typeof endDate === 'string' && endDate < startDate && isCalendarDate(startDate) && isCalendarDate(endDate)) {
     ctx.addIssue({ code: 'custom', input: endDate, path: ['endDate'], message: `must not be before startDate (${startDate}); got "${endDate}"` });
   }
 }

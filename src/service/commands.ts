@@ -155,7 +155,7 @@ export async function createSubscriptionCommand(trx: Trx, catalog: Catalog, inpu
   }
   const created = await createSubscriptionIn(trx, draft, now);
   // The row as written (or as found): reading it back cost a select and a parse per create.
-  return { created: created.created, subscription: await subscriptionObject(trx, created.subscription, now) };
+  return { created: created.created, subscription: await subscriptionObject(trx, created.subscription, now, created.customer) };
 }
 
 /** A validated `PATCH /v1/subscriptions/{id}` body. */

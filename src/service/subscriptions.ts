@@ -68,8 +68,13 @@ export async function getSubscriptionView(db: Db, id: string, now: number): Prom
   return subscriptionObject(db, await getSubscription(db, id), now);
 }
 
-/** The public object of a subscription already read (or just written: a create answers without reading its row back). */
-export async function subscriptionObject(db: Db, sub: Subscription, now: number): Promise<SubscriptionObject> {
+/**
+ * The public object of a subscription already read (or just written: a create
+ * answers without reading its row back). `customer`: its customer's row when
+ * the caller has it (null: it has none), else it is read.
+ */
+export async function subscriptionObject(db: Db, sub: Subscription, now: number, customer?: CustomerRow | null): Promise<SubscriptionObject> {
+  if (customer !== undefined && (customer?.id ?? null) === sub.customerId) return toObject(sub, customer ?? undefined, now);
   const customers = sub.customerId ? await customersById(db, [sub.customerId]) : new Map();
   return toObject(sub, sub.customerId ? customers.get(sub.customerId) : undefined, now);
 }

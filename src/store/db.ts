@@ -467,3 +467,32 @@ let dbTimeNext = 0;
 export function fromDbTime(text: string): number {
   return Date.parse(text);
 }
+
+/** `?` placeholders as PostgreSQL numbers them ($1, $2, ...); SQLite takes `?`. */
+export function numbered(text: string): string {
+  let n = 0;
+  return text.replace(/\?/g, () => `$${++n}`);
+}
+
+/**
+ * A statement of fixed SQL text with `?` placeholders, run as it is (its
+ * PostgreSQL text numbered once): for the statements of every API create,
+ * which kysely otherwise builds and compiles anew each time. Store modules only.
+ */
+export class Statement {
+  readonly postgres: string;
+  constructor(readonly sqlite: string) {
+    this.postgres = numbered(sqlite);
+  }
+  async rows<R>(conn: Kysely<Database> | Transaction<Database>, params: readonly unknown[]): Promise<R[]> {
+    return (await conn.executeQuery<R>(CompiledQuery.raw(dialectOf(conn) === 'postgres' ? this.postgres : this.sqlite, params as unknown[]))).rows;
+  }
+  async first<R>(conn: Kysely<Database> | Transaction<Database>, params: readonly unknown[]): Promise<R | undefined> {
+    return (await this.rows<R>(conn, params))[0];
+  }
+  /** Runs an insert, update or delete; the number of rows it changed. */
+  async run(conn: Kysely<Database> | Transaction<Database>, params: readonly unknown[]): Promise<number> {
+    const result = await conn.executeQuery(CompiledQuery.raw(dialectOf(conn) === 'postgres' ? this.postgres : this.sqlite, params as unknown[]));
+    return Number(result.numAffectedRows ?? 0);
+  }
+}

@@ -12,7 +12,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Transaction } from 'kysely';
-import { forWrite, toDbTime, fromDbTime, type Db } from './db.js';
+import { forWrite, toDbTime, fromDbTime, Statement, type Db } from './db.js';
 import type { Database } from './schema.js';
 
 type Trx = Transaction<Database>;
@@ -48,6 +48,21 @@ const PURGE_EVERY_MS = 60_000;
 /** Keys completed in a transaction that has not committed yet (their requests are not answered yet). */
 const uncommitted = new WeakMap<Trx, Set<string>>();
 
+/** The columns of a claim besides its key (the row claimIdempotencyKey writes). */
+const CLAIM_COLUMNS = ['request_hash', 'method', 'path', 'state', 'response_status', 'response_body', 'lock_token', 'locked_until', 'created_at', 'expires_at'] as const;
+
+/**
+ * The statements of every idempotent write, of fixed text (kysely building
+ * them cost more than SQLite running them). A new key is inserted, or found
+ * taken: `on conflict do nothing` changes 0 rows.
+ */
+const CLAIM_NEW_KEY = new Statement(
+  `insert into "idempotency_keys" ("key", ${CLAIM_COLUMNS.map((c) => `"${c}"`).join(', ')}) values (?, ${CLAIM_COLUMNS.map(() => '?').join(', ')}) on conflict ("key") do nothing`,
+);
+const COMPLETE_KEY = new Statement(
+  `update "idempotency_keys" set "state" = 'done', "response_status" = ?, "response_body" = ?, "lock_token" = null, "locked_until" = null where "key" = ? and "lock_token" = ? and "state" = 'in_progress'`,
+);
+
 /**
  * Claims `request.key` for one request inside its transaction, or says why it
  * cannot run (see IdempotencyClaim). `db`: the database `trx` is on (expired
@@ -70,18 +85,13 @@ export async function claimIdempotencyKey(trx: Trx, db: Db, request: Idempotency
     locked_until: toDbTime(now + times.lockMs),
     created_at: toDbTime(now),
     expires_at: toDbTime(now + times.ttlMs),
-  };
+  } satisfies Record<(typeof CLAIM_COLUMNS)[number], unknown>;
   // The insert decides a race for a new key: exactly one request inserts the row (the others
   // find it). An existing key is then read under a row lock in PostgreSQL, so two requests that
   // find it expired or abandoned take it over one at a time (SQLite's `begin immediate` already
   // serialises the whole transaction).
-  const inserted = await trx
-    .insertInto('idempotency_keys')
-    .values({ key: request.key, ...claim })
-    .onConflict((oc) => oc.column('key').doNothing())
-    .returning('key')
-    .executeTakeFirst();
-  if (inserted) return { kind: 'claimed', token };
+  const inserted = await CLAIM_NEW_KEY.run(trx, [request.key, ...CLAIM_COLUMNS.map((column) => claim[column])]);
+  if (inserted === 1) return { kind: 'claimed', token };
   const row = await forWrite(trx, trx.selectFrom('idempotency_keys').selectAll().where('key', '=', request.key)).executeTakeFirst();
   if (!row || fromDbTime(row.expires_at) <= now) {
     // Expired (or purged between the two statements): this request starts the key afresh.
@@ -104,14 +114,7 @@ export async function claimIdempotencyKey(trx: Trx, db: Db, request: Idempotency
  * any more): the caller must roll back.
  */
 export async function completeIdempotencyKey(trx: Trx, key: string, token: string, status: number, body: string): Promise<boolean> {
-  const result = await trx
-    .updateTable('idempotency_keys')
-    .set({ state: 'done', response_status: status, response_body: body, lock_token: null, locked_until: null })
-    .where('key', '=', key)
-    .where('lock_token', '=', token)
-    .where('state', '=', 'in_progress')
-    .executeTakeFirst();
-  if (Number(result.numUpdatedRows) !== 1) return false;
+  if ((await COMPLETE_KEY.run(trx, [status, body, key, token])) !== 1) return false;
   let keys = uncommitted.get(trx);
   if (!keys) uncommitted.set(trx, (keys = new Set()));
   keys.add(key);

@@ -22,7 +22,7 @@ import {
 } from '../domain/index.js';
 import { createSubscription as createTransition } from '../domain/index.js';
 import { RebillError } from '../errors.js';
-import { dialectOf, forWrite, fromDbTime, jsonField, tableExists, toDbTime, type Db } from './db.js';
+import { dialectOf, forWrite, fromDbTime, jsonField, numbered, Statement, tableExists, toDbTime, type Db } from './db.js';
 import { queueLinkEmails } from './link-emails.js';
 import type { AttemptTable, Database, SubscriptionTable } from './schema.js';
 
@@ -148,26 +148,35 @@ async function writeCycles(trx: Trx, sub: Subscription, cycles: readonly CycleWr
  * A plain multi-row insert of rows that all have the keys of the first, without
  * kysely's per-value parsing and compiling (a third of seeding 100k
  * subscriptions went there). The SQL text depends only on the table, the
- * columns and the row count, so the statement cache prepares it once.
+ * columns and the row count: it is built once and kept (the same string each
+ * time, so the statement cache finds its prepared statement without hashing
+ * a new text).
  */
 async function insertRows(trx: Trx, table: keyof Database, rows: ReadonlyArray<Record<string, unknown>>, perStatement: number): Promise<void> {
   if (rows.length === 0) return;
   const columns = Object.keys(rows[0]!);
-  const head = `insert into "${table}" (${columns.map((c) => `"${c}"`).join(', ')}) values `;
-  // PostgreSQL numbers its parameters ($1, $2, ...); SQLite takes `?`.
-  const numbered = dialectOf(trx) === 'postgres';
-  const tuple = `(${columns.map(() => '?').join(', ')})`;
+  const postgres = dialectOf(trx) === 'postgres';
   for (let i = 0; i < rows.length; i += perStatement) {
     const chunk = rows.slice(i, i + perStatement);
     const params: unknown[] = [];
     for (const row of chunk) for (const column of columns) params.push(row[column] ?? null);
-    let text = head + new Array<string>(chunk.length).fill(tuple).join(', ');
-    if (numbered) {
-      let n = 0;
-      text = text.replace(/\?/g, () => `$${++n}`);
-    }
-    await trx.executeQuery(CompiledQuery.raw(text, params));
+    await trx.executeQuery(CompiledQuery.raw(insertText(table, columns, chunk.length, postgres), params));
   }
+}
+
+const insertTexts = new Map<string, string>();
+
+function insertText(table: string, columns: readonly string[], count: number, postgres: boolean): string {
+  const key = `${postgres ? 'p' : 's'}${count} ${table} ${columns.join(' ')}`;
+  let text = insertTexts.get(key);
+  if (text === undefined) {
+    const tuple = `(${columns.map(() => '?').join(', ')})`;
+    text = `insert into "${table}" (${columns.map((c) => `"${c}"`).join(', ')}) values ${new Array<string>(count).fill(tuple).join(', ')}`;
+    if (postgres) text = numbered(text);
+    if (insertTexts.size >= 1_000) insertTexts.clear();
+    insertTexts.set(key, text);
+  }
+  return text;
 }
 
 /** The outbox row of an event. */
@@ -202,7 +211,7 @@ export async function lockOutbox(trx: Trx): Promise<void> {
 async function writeEvents(trx: Trx, events: readonly DomainEvent[]): Promise<void> {
   if (events.length === 0) return;
   await lockOutbox(trx);
-  await trx.insertInto('events').values(events.map(eventRow)).execute();
+  await insertRows(trx, 'events', events.map(eventRow), events.length);
 }
 
 /**
@@ -236,25 +245,34 @@ export async function writeTransitions(trx: Trx, transitions: readonly Transitio
   await queueLinkEmails(trx, events, now);
 }
 
-/** Finds a customer by id, then email, then phone; creates one otherwise (SPEC section 5). */
-async function resolveCustomer(trx: Trx, customer: CustomerInput | null | undefined, now: number): Promise<string | null> {
+type CustomerRow = Selectable<Database['customers']>;
+
+/** The row of a new customer (resolveCustomer and the batch's resolver alike). */
+function customerRow(id: string, customer: CustomerInput, createdAt: string): CustomerRow {
+  return { id, email: customer.email ?? null, phone: customer.phone ?? null, first_name: customer.firstName ?? null, last_name: customer.lastName ?? null, created_at: createdAt };
+}
+
+const CUSTOMER_BY = {
+  id: new Statement('select * from "customers" where "id" = ?'),
+  email: new Statement('select * from "customers" where "email" = ? order by "created_at" limit 1'),
+  phone: new Statement('select * from "customers" where "phone" = ? order by "created_at" limit 1'),
+};
+
+/**
+ * Finds a customer by id, then email, then phone; creates one otherwise
+ * (SPEC section 5). Returns its row, or null for no customer.
+ */
+async function resolveCustomer(trx: Trx, customer: CustomerInput | null | undefined, now: number): Promise<CustomerRow | null> {
   if (!customer) return null;
-  if (customer.id) {
-    const found = await trx.selectFrom('customers').select('id').where('id', '=', customer.id).executeTakeFirst();
-    if (found) return found.id;
-  }
-  for (const [column, value] of [['email', customer.email], ['phone', customer.phone]] as const) {
+  for (const [column, value] of [['id', customer.id], ['email', customer.email], ['phone', customer.phone]] as const) {
     if (!value) continue;
-    const found = await trx.selectFrom('customers').select('id').where(column, '=', value).orderBy('created_at').executeTakeFirst();
-    if (found) return found.id;
+    const found = await CUSTOMER_BY[column].first<CustomerRow>(trx, [value]);
+    if (found) return found;
   }
   if (!customer.id && !customer.email && !customer.phone && !customer.firstName && !customer.lastName) return null;
-  const id = customer.id ?? `cus_${randomUUID()}`;
-  await trx
-    .insertInto('customers')
-    .values({ id, email: customer.email ?? null, phone: customer.phone ?? null, first_name: customer.firstName ?? null, last_name: customer.lastName ?? null, created_at: toDbTime(now) })
-    .execute();
-  return id;
+  const row = customerRow(customer.id ?? `cus_${randomUUID()}`, customer, toDbTime(now));
+  await insertRows(trx, 'customers', [row], 1);
+  return row;
 }
 
 /**
@@ -286,7 +304,7 @@ async function customerResolver(
       }
     }
   }
-  const created: Array<Selectable<Database['customers']>> = [];
+  const created: CustomerRow[] = [];
   const createdAt = toDbTime(now);
   return {
     resolve(customer) {
@@ -298,7 +316,7 @@ async function customerResolver(
       if (hit) return hit;
       if (!customer.id && !customer.email && !customer.phone && !customer.firstName && !customer.lastName) return null;
       const id = customer.id ?? `cus_${randomUUID()}`;
-      created.push({ id, email: customer.email ?? null, phone: customer.phone ?? null, first_name: customer.firstName ?? null, last_name: customer.lastName ?? null, created_at: createdAt });
+      created.push(customerRow(id, customer, createdAt));
       found.id.set(id, id);
       if (customer.email && !found.email.has(customer.email)) found.email.set(customer.email, id);
       if (customer.phone && !found.phone.has(customer.phone)) found.phone.set(customer.phone, id);
@@ -314,6 +332,8 @@ export interface CreateResult {
   readonly subscription: Subscription;
   /** false when an existing subscription was returned (same id, or same live source+externalId). */
   readonly created: boolean;
+  /** The subscription's customer row when this create found or inserted it (null: none); absent when not read here. */
+  readonly customer?: CustomerRow | null;
 }
 
 /**
@@ -325,31 +345,39 @@ export async function createSubscription(db: Db, input: NewInput, now: number): 
   return db.transaction().execute((trx) => createSubscriptionIn(trx, input, now));
 }
 
-/** createSubscription inside the caller's transaction (the API stores its idempotent response in the same one). */
+const SUBSCRIPTION_BY_ID = new Statement('select * from "subscriptions" where "id" = ?');
+const LIVE_BY_EXTERNAL_ID = {
+  withSource: new Statement('select * from "subscriptions" where "external_id" = ? and "source" = ? and "status" <> \'terminated\' limit 1'),
+  noSource: new Statement('select * from "subscriptions" where "external_id" = ? and "source" is null and "status" <> \'terminated\' limit 1'),
+};
+
+/**
+ * createSubscription inside the caller's transaction (the API stores its
+ * idempotent response in the same one). Its statements are of fixed text
+ * (Statement, insertRows): kysely building them cost more CPU per API create
+ * than SQLite running them.
+ */
 export async function createSubscriptionIn(trx: Trx, input: NewInput, now: number): Promise<CreateResult> {
   // PostgreSQL: creations run one at a time from here on, so two requests with the same id or
   // externalId cannot both find nothing and both insert (the second would fail on the unique index).
   await lockOutbox(trx);
-  const byId = await trx.selectFrom('subscriptions').selectAll().where('id', '=', input.id).executeTakeFirst();
+  const byId = await SUBSCRIPTION_BY_ID.first<Selectable<SubscriptionTable>>(trx, [input.id]);
   if (byId) return { subscription: rowToSubscription(byId), created: false };
   if (input.externalId) {
-    const byExternal = await trx
-      .selectFrom('subscriptions')
-      .selectAll()
-      .where('external_id', '=', input.externalId)
-      .where((eb) => (input.source ? eb('source', '=', input.source) : eb('source', 'is', null)))
-      .where('status', '<>', 'terminated')
-      .executeTakeFirst();
+    const byExternal = input.source
+      ? await LIVE_BY_EXTERNAL_ID.withSource.first<Selectable<SubscriptionTable>>(trx, [input.externalId, input.source])
+      : await LIVE_BY_EXTERNAL_ID.noSource.first<Selectable<SubscriptionTable>>(trx, [input.externalId]);
     if (byExternal) return { subscription: rowToSubscription(byExternal), created: false };
   }
-  const customerId = input.customerId ?? (await resolveCustomer(trx, input.customer, now));
+  const customer = input.customerId == null ? await resolveCustomer(trx, input.customer, now) : undefined;
+  const customerId = input.customerId ?? customer?.id ?? null;
   const { customer: _customer, emailLinks = false, ...rest } = input;
   const transition = createTransition({ ...rest, customerId }, now);
   const sub = transition.subscription;
-  await trx.insertInto('subscriptions').values(subscriptionRow(sub, emailLinks)).execute();
+  await insertRows(trx, 'subscriptions', [subscriptionRow(sub, emailLinks)], 1);
   await writeCycles(trx, sub, transition.cycles, now);
   await writeEvents(trx, transition.events);
-  return { subscription: sub, created: true };
+  return { subscription: sub, created: true, ...(customer === undefined ? {} : { customer }) };
 }
 
 /** The full row of a new subscription; `emailLinks`: its payment links are e-mailed (migration 0005). */
@@ -518,7 +546,7 @@ export type CustomerFields = Pick<CustomerInput, 'email' | 'phone' | 'firstName'
  * Returns the customer id.
  */
 export async function updateCustomerIn(trx: Trx, customerId: string | null, fields: CustomerFields, now: number): Promise<string | null> {
-  if (customerId === null) return resolveCustomer(trx, fields, now);
+  if (customerId === null) return (await resolveCustomer(trx, fields, now))?.id ?? null;
   const set: Record<string, string | null> = {};
   if (fields.email !== undefined) set.email = fields.email;
   if (fields.phone !== undefined) set.phone = fields.phone;
