@@ -157,6 +157,13 @@ describe('deploy/webhook-receiver.mjs', () => {
   });
   afterAll(() => child?.kill('SIGKILL'));
 
+  /** The receiver's log line matching `re`: it logs after answering, and its stdout pipe may deliver the line after the response. */
+  async function logged(re: RegExp): Promise<string> {
+    const deadline = Date.now() + 10_000;
+    while (!re.test(output) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    return output;
+  }
+
   function post(body: string, headers: Record<string, string>): Promise<Response> {
     return fetch(`${url}/rebill`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
   }
@@ -167,7 +174,7 @@ describe('deploy/webhook-receiver.mjs', () => {
     const signature = new Webhook(secret).sign('msg_1', now, body);
     const res = await post(body, { 'webhook-id': 'msg_1', 'webhook-timestamp': String(Math.floor(now.getTime() / 1000)), 'webhook-signature': signature });
     expect(res.status).toBe(204);
-    expect(output).toMatch(/"msg":"delivery","verified":true,"webhookId":"msg_1","type":"charge.succeeded"/);
+    expect(await logged(/"msg":"delivery","verified":true/)).toMatch(/"msg":"delivery","verified":true,"webhookId":"msg_1","type":"charge.succeeded"/);
   });
 
   it('rejects a forged or unsigned delivery (401), logs why, and never logs the secret', async () => {
@@ -176,7 +183,7 @@ describe('deploy/webhook-receiver.mjs', () => {
     const forged = new Webhook('whsec_' + Buffer.from('another-secret').toString('base64')).sign('msg_2', now, body);
     expect((await post(body, { 'webhook-id': 'msg_2', 'webhook-timestamp': String(Math.floor(now.getTime() / 1000)), 'webhook-signature': forged })).status).toBe(401);
     expect((await post(body, {})).status).toBe(401);
-    expect(output).toMatch(/"msg":"delivery rejected","verified":false,"webhookId":"msg_2"/);
+    expect(await logged(/"msg":"delivery rejected","verified":false,"webhookId":"msg_2"/)).toMatch(/"msg":"delivery rejected","verified":false,"webhookId":"msg_2"/);
     expect(output).not.toContain(secret);
     expect(output).not.toContain(secret.slice('whsec_'.length));
   });
