@@ -82,9 +82,14 @@ export class GroupCommitWriter {
       clearTimeout(this.timer);
       this.timer = null;
     }
-    const batch = this.buffer;
-    this.buffer = [];
-    this.flushing = this.flushing.then(() => (batch.length ? this.write(batch) : this.store.flushStaged()));
+    // The batch is cut when the previous commit has ended, not now: outcomes that arrive while a
+    // commit is in flight join the next one (on PostgreSQL a commit is several round trips and a
+    // WAL flush; cut every 2 ms, the batches were a handful of rows and the commits the limit).
+    this.flushing = this.flushing.then(() => {
+      const batch = this.buffer;
+      this.buffer = [];
+      return batch.length ? this.write(batch) : this.store.flushStaged();
+    });
     return this.flushing;
   }
 
