@@ -32,7 +32,7 @@ import { dueAt } from '../../src/calendar/index.js';
 import { toDbTime } from '../../src/store/index.js';
 import { atLeast, median, row, type BenchContext, type Row, type Scenario } from '../harness.js';
 import { BENCH_PLAN, BENCH_TOKEN, writeBenchConfig, type BenchConfigOptions } from '../support/config.js';
-import { collect, slowestHealthz, startDaemon, waitFor, type DaemonRun } from '../support/daemon.js';
+import { collect, cpuSecondsOf, slowestHealthz, startDaemon, waitFor, type DaemonRun } from '../support/daemon.js';
 import { analyze, postgresRecords, withClient, withDatabases } from '../support/postgres.js';
 import { freePort, startFakeGatewayProcess } from '../support/processes.js';
 import { rawPgDispatch } from '../support/raw-pg-dispatch.js';
@@ -206,7 +206,10 @@ async function scaleOutRun(ctx: BenchContext, create: (label: string) => Promise
         if (wake.status !== 201) throw new Error(`the wake-up create answered ${wake.status}: ${await wake.text()}`);
       }),
     );
+    const cpu = () => [...running.map((d) => cpuSecondsOf(d.child.pid)), cpuSecondsOf(gateway.child.pid)];
+    const cpuFrom = cpu();
     await waitFor(running[0]!.child, async () => (await records.captured()) >= n, `${n} captures`, timeoutFor(n), 250);
+    const cpuUsed = cpu().map((c, i) => c - cpuFrom[i]!);
     const w = await records.window();
     if (w.count !== n) throw new Error(`expected ${n} attempts, found ${w.count}`);
     const ledger = (await (await fetch(`${gateway.url}/__ledger`)).json()) as unknown[];
@@ -214,7 +217,12 @@ async function scaleOutRun(ctx: BenchContext, create: (label: string) => Promise
     await records.close();
     for (const d of running.splice(0)) await d.stop();
     const seconds = (w.to - w.from) / 1000;
-    ctx.log(`${daemons} daemon${daemons > 1 ? 's' : ''}: ${n} in ${seconds.toFixed(2)} s = ${(n / seconds).toFixed(0)}/s`);
+    ctx.log(
+      `${daemons} daemon${daemons > 1 ? 's' : ''}: ${n} in ${seconds.toFixed(2)} s = ${(n / seconds).toFixed(0)}/s; CPU s meanwhile: daemons ${cpuUsed
+        .slice(0, -1)
+        .map((c) => c.toFixed(1))
+        .join(' + ')}, fake gateway ${cpuUsed.at(-1)!.toFixed(1)}`,
+    );
     return n / seconds;
   } finally {
     await records.close();
