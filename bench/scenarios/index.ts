@@ -7,6 +7,7 @@ import { apiCreate } from './api-create.js';
 import { import100k, seed100k } from './bulk-create.js';
 import { calendar } from './calendar.js';
 import { dispatchLatencyBound, dispatchZeroLatency } from './dispatch.js';
+import { pgDispatch, pgScaleOut } from './postgres.js';
 import { scheduleLag } from './schedule-lag.js';
 import { simulateYear } from './simulate-year.js';
 import { sweepScale } from './sweep-scale.js';
@@ -23,4 +24,6 @@ export const SCENARIOS: readonly Scenario[] = [
   apiCreate,
   calendar,
   simulateYear,
+  pgDispatch,
+  pgScaleOut,
 ];

@@ -133,6 +133,8 @@ export interface CollectOptions {
   readonly timeoutMs: number;
   /** Default: the SQLite database in `dir`. */
   readonly records?: AttemptRecords;
+  /** How often the records are polled (default 100 ms; a PostgreSQL count costs the server CPU the daemon shares). */
+  readonly pollMs?: number;
 }
 
 /**
@@ -177,6 +179,7 @@ export async function collect(options: CollectOptions): Promise<Collected> {
       },
       `${expected} captures`,
       timeoutMs,
+      options.pollMs,
     );
     probing = false;
     await probe;

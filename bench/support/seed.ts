@@ -5,13 +5,16 @@
  * exactly the row the daemon would store; then it is copied with raw
  * prepared statements in one transaction at synchronous=OFF (the subscription
  * row, its cycles and its events, the id replaced, optionally its due
- * instant), and the templates are deleted. Seeding is never what a scenario
- * times.
+ * instant), and the templates are deleted. On PostgreSQL the copy is one
+ * `insert ... select` per table from the template rows, joined to `unnest`
+ * arrays of the new ids and due instants (the rows never leave the server).
+ * Seeding is never what a scenario times.
  */
 import SQLite from 'better-sqlite3';
+import { CompiledQuery } from 'kysely';
 import { loadConfig, seedSubscriptionSchema } from '../../src/config/index.js';
 import { upsertSeeds } from '../../src/engine/index.js';
-import { migrateToLatest, openDatabase, toDbTime } from '../../src/store/index.js';
+import { dialectOf, migrateToLatest, openDatabase, toDbTime, type Db } from '../../src/store/index.js';
 
 /** One kind of seeded row: a subscription of the bench plan starting on `startDate` (00:00 UTC). */
 export interface SeedTemplate {
@@ -62,6 +65,7 @@ export async function seedSubscriptions(configFile: string, spec: SeedSpec): Pro
       seedSubscriptionSchema.parse({ id: `template-${n}`, planId: config.plans[0]!.id, paymentToken: t.paymentToken ?? 'tok_ok', startDate: t.startDate }),
     );
     await upsertSeeds(db, config.plans, seeds, now);
+    if (dialectOf(db) === 'postgres') return await copyOnPostgres(db, spec);
   } finally {
     await db.destroy();
   }
@@ -113,6 +117,58 @@ export async function seedSubscriptions(configFile: string, spec: SeedSpec): Pro
   } finally {
     sqlite.close();
   }
+}
+
+/** The template of row i is `template-<n>`; its copies are inserted in row order (event ids too). */
+async function copyOnPostgres(db: Db, spec: SeedSpec): Promise<Seeded> {
+  const ids: string[] = [];
+  const templates: number[] = [];
+  const due: Array<string | null> = [];
+  for (let i = 0; i < spec.count; i++) {
+    const { template, dueAt } = spec.row(i);
+    ids.push(seededId(i));
+    templates.push(template);
+    due.push(dueAt === undefined ? null : toDbTime(dueAt));
+  }
+  const run = async (conn: Db, text: string, params: unknown[] = []) => (await conn.executeQuery<Record<string, unknown>>(CompiledQuery.raw(text, params))).rows;
+  const columns = async (table: string) =>
+    (await run(db, 'select column_name as c from information_schema.columns where table_schema = current_schema() and table_name = $1 order by ordinal_position', [table]))
+      .map((r) => String(r.c))
+      .filter((c) => !(table === 'events' && c === 'id'));
+  const [subColumns, cycleColumns, eventColumns] = [await columns('subscriptions'), await columns('cycles'), await columns('events')];
+  const quoted = (cols: readonly string[]) => cols.map((c) => `"${c}"`).join(', ');
+  const rows = `unnest($1::text[], $2::int[], $3::text[]) with ordinality as r(id, template, due, n)`;
+  const of = (alias: string) => `${alias}.subscription_id = 'template-' || r.template`;
+  const select = (cols: readonly string[], alias: string, value: (c: string) => string | undefined) => cols.map((c) => value(c) ?? `${alias}."${c}"`).join(', ');
+  const params = [ids, templates, due];
+  await db.transaction().execute(async (trx) => {
+    await run(
+      trx,
+      `insert into subscriptions (${quoted(subColumns)})
+       select ${select(subColumns, 't', (c) => (c === 'id' ? 'r.id' : c === 'action_at' || c === 'work_at' ? `coalesce(r.due, t."${c}")` : undefined))}
+       from ${rows} join subscriptions t on t.id = 'template-' || r.template order by r.n`,
+      params,
+    );
+    await run(
+      trx,
+      `insert into cycles (${quoted(cycleColumns)})
+       select ${select(cycleColumns, 'c', (col) => (col === 'subscription_id' ? 'r.id' : undefined))}
+       from ${rows} join cycles c on ${of('c')} order by r.n, c.cycle`,
+      params,
+    );
+    await run(
+      trx,
+      `insert into events (${quoted(eventColumns)})
+       select ${select(eventColumns, 'e', (c) => (c === 'subscription_id' ? 'r.id' : c === 'payload' ? `replace(e.payload, '"template-' || r.template || '"', '"' || r.id || '"')` : undefined))}
+       from ${rows} join events e on ${of('e')} order by r.n, e.id`,
+      params,
+    );
+    const names = spec.templates.map((_, n) => `template-${n}`);
+    for (const table of ['events', 'cycles']) await run(trx, `delete from ${table} where subscription_id = any($1::text[])`, [names]);
+    await run(trx, 'delete from subscriptions where id = any($1::text[])', [names]);
+  });
+  const [last] = await run(db, 'select coalesce(max(id), 0) as id from events');
+  return { id: seededId, lastEventId: Number(last!.id) };
 }
 
 /** Multi-row inserts: rows are buffered and written ROWS_PER_STATEMENT at a time (a third of the time of one insert per row). */

@@ -46,6 +46,10 @@ export class GroupCommitWriter {
   private buffer: Entry[] = [];
   private timer: ReturnType<typeof setTimeout> | null = null;
   private flushing: Promise<void> = Promise.resolve();
+  /** A commit is being written now. */
+  private writing = false;
+  /** The flush that will cut the buffer when the commit in flight ends (at most one). */
+  private deferred: Promise<void> | null = null;
 
   /** Says whether no further outcome can arrive soon (no gateway call out or queued): then waiting only adds latency. */
   private idle: () => boolean = () => false;
@@ -85,10 +89,37 @@ export class GroupCommitWriter {
       clearTimeout(this.timer);
       this.timer = null;
     }
+    if (this.writing) {
+      // A commit is in flight: what is buffered now, and whatever arrives until it ends, goes into
+      // ONE commit cut when it ends (on PostgreSQL a commit is several round trips and a WAL flush;
+      // cut every 2 ms behind it, the batches were a handful of rows and the commits the limit).
+      // One such cut at a time, so a chain of commits never outlives the flush calls that asked.
+      this.deferred ??= this.flushing.then(() => {
+        this.deferred = null;
+        return this.writeNow(this.take());
+      });
+      this.flushing = this.deferred;
+      return this.flushing;
+    }
+    const batch = this.take();
+    this.flushing = this.flushing.then(() => this.writeNow(batch));
+    return this.flushing;
+  }
+
+  private take(): Entry[] {
     const batch = this.buffer;
     this.buffer = [];
-    this.flushing = this.flushing.then(() => (batch.length ? this.write(batch) : this.store.flushStaged()));
-    return this.flushing;
+    return batch;
+  }
+
+  private async writeNow(batch: Entry[]): Promise<void> {
+    if (batch.length === 0) return this.store.flushStaged();
+    this.writing = true;
+    try {
+      await this.write(batch);
+    } finally {
+      this.writing = false;
+    }
   }
 
   private async write(batch: Entry[]): Promise<void> {

@@ -71,6 +71,8 @@ function stateArrays(subs: readonly Subscription[]): unknown[][] {
 
 class PostgresHotPathStore implements HotPathStore {
   private readonly stagedEntries = new Map<string, StagedEntry>();
+  /** Ledger lookups waiting for the next batched query (lookUpLedger). */
+  private lookups: Array<{ gateway: string; key: string; resolve: (entry: string | undefined) => void; reject: (err: unknown) => void }> = [];
 
   /** false: the instants the engine passes in are used instead of the server's clock (OpenOptions.time). */
   private readonly databaseClock: boolean;
@@ -473,8 +475,34 @@ class PostgresHotPathStore implements HotPathStore {
   async ledgerEntry(gateway: string, key: string): Promise<string | undefined> {
     const staged = this.stagedEntries.get(`${gateway}\u0000${key}`);
     if (staged) return staged.entry;
-    const [row] = await query<{ entry: string }>(this.db, 'select entry from simulator_ledger where idempotency_key = $1 and gateway = $2', [key, gateway]);
-    return row?.entry;
+    return new Promise((resolve, reject) => {
+      this.lookups.push({ gateway, key, resolve, reject });
+      if (this.lookups.length === 1) setImmediate(() => void this.lookUpLedger());
+    });
+  }
+
+  /**
+   * The ledger lookups asked for in one turn of the event loop, in one query
+   * (one autocommit round trip per simulated charge was a third of the
+   * daemon's time on PostgreSQL). An entry staged meanwhile is the answer.
+   */
+  private async lookUpLedger(): Promise<void> {
+    const batch = this.lookups;
+    this.lookups = [];
+    try {
+      const rows = await query<{ idempotency_key: string; gateway: string; entry: string }>(
+        this.db,
+        'select idempotency_key, gateway, entry from simulator_ledger where idempotency_key = any($1::text[])',
+        [[...new Set(batch.map((b) => b.key))]],
+      );
+      const stored = new Map(rows.map((r) => [`${r.gateway}\u0000${r.idempotency_key}`, r.entry]));
+      for (const b of batch) {
+        const id = `${b.gateway}\u0000${b.key}`;
+        b.resolve(this.stagedEntries.get(id)?.entry ?? stored.get(id));
+      }
+    } catch (err) {
+      for (const b of batch) b.reject(err);
+    }
   }
 
   async ledgerEntries(gateway: string): Promise<string[]> {

@@ -10,8 +10,8 @@ import { jsonLine, row, atLeast, atMost, below } from '../../bench/harness.js';
 import { SCENARIOS } from '../../bench/scenarios/index.js';
 import { root } from '../support/cli.js';
 
-function bench(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'bench/run.ts'), ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+function bench(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'bench/run.ts'), ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -35,6 +35,9 @@ describe('npm run bench', () => {
       'api-create',
       'calendar',
       'simulate-year',
+      'pg-dispatch-zero-latency',
+      'pg-scale-out',
+      'pg-peer-graphile-worker',
     ]) {
       expect(names).toContain(name);
     }
@@ -60,6 +63,17 @@ describe('npm run bench', () => {
     expect(calendar).toMatchObject({ unit: 'instants/s', target: null, pass: null });
     expect(typeof calendar!.value).toBe('number');
     expect(typeof calendar!.baseline).toBe('number');
+  });
+
+  it('a PostgreSQL row whose server cannot be reached fails alone: value null, pass false, saying so; exit 1', async () => {
+    // Port 1 on loopback: nothing listens there, the connection is refused at once.
+    const run = await bench(['--json', '--quick', '--only', 'pg-scale-out,calendar'], { REBILL_BENCH_POSTGRES_URL: 'postgres://postgres@127.0.0.1:1/postgres' });
+    expect(run.code, run.stderr).toBe(1);
+    expect(run.stderr).toContain('PostgreSQL is not reachable at postgres://postgres@127.0.0.1:1/postgres');
+    const parsed = JSON.parse(run.stdout.trimEnd().split('\n').at(-1)!) as { scenarios: Array<Record<string, unknown>> };
+    expect(parsed.scenarios.map((s) => s.name)).toEqual(['calendar', 'pg-scale-out']);
+    expect(parsed.scenarios[1]).toMatchObject({ value: null, ratio: null, pass: false });
+    expect(typeof parsed.scenarios[0]!.value).toBe('number');
   });
 
   it('refuses an unknown row name or flag with exit 2 and the usage', async () => {

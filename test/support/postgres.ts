@@ -21,14 +21,14 @@ export interface TestPostgres {
   drop(): Promise<void>;
 }
 
-async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: POSTGRES_ADMIN_URL });
+async function admin<T>(fn: (client: pg.Client) => Promise<T>, adminUrl = POSTGRES_ADMIN_URL, hint = 'REBILL_TEST_POSTGRES_URL'): Promise<T> {
+  const client = new pg.Client({ connectionString: adminUrl });
   try {
     await client.connect();
   } catch (err) {
     throw new Error(
-      `PostgreSQL is not reachable at ${POSTGRES_ADMIN_URL} (${(err as Error).message}); start it with ` +
-        `"pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start" or set REBILL_TEST_POSTGRES_URL`,
+      `PostgreSQL is not reachable at ${adminUrl} (${(err as Error).message}); start it with ` +
+        `"pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start" or set ${hint}`,
       { cause: err },
     );
   }
@@ -40,14 +40,22 @@ async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
 }
 
 /** Creates an empty database `rebill_<label>_<pid>_<random>` and returns its URL. */
-export async function createTestPostgres(label = 't'): Promise<TestPostgres> {
+export function createTestPostgres(label = 't'): Promise<TestPostgres> {
+  return createPostgresDatabase(POSTGRES_ADMIN_URL, label, 'REBILL_TEST_POSTGRES_URL');
+}
+
+/**
+ * The same on the server of `adminUrl` (the bench passes its own); `hint`
+ * names the variable that points elsewhere, for the unreachable-server message.
+ */
+export async function createPostgresDatabase(adminUrl: string, label: string, hint: string): Promise<TestPostgres> {
   const name = `rebill_${label.replace(/[^a-z0-9]/gi, '').toLowerCase().slice(0, 20)}_${process.pid}_${randomBytes(4).toString('hex')}`;
-  await admin((c) => c.query(`create database "${name}"`));
-  const url = new URL(POSTGRES_ADMIN_URL);
+  await admin((c) => c.query(`create database "${name}"`), adminUrl, hint);
+  const url = new URL(adminUrl);
   url.pathname = `/${name}`;
   return {
     url: url.toString(),
     name,
-    drop: () => admin((c) => c.query(`drop database if exists "${name}" with (force)`)).then(() => undefined),
+    drop: () => admin((c) => c.query(`drop database if exists "${name}" with (force)`), adminUrl, hint).then(() => undefined),
   };
 }
