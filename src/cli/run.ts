@@ -77,18 +77,21 @@ export function registerRun(program: Command, ctx: CommandContext): void {
         // Metrics first: the engine takes their observer when it is built, then the metrics read the engine.
         const webhookEndpoints = config.webhooks.filter((w) => w.enabled).map((w) => endpointId(w.url));
         const metrics = createMetrics({ db, clock, queueBound: options.queueBound, gateways: [...gateways.keys()], webhookEndpoints });
-        const engine = createEngine({ db, clock, gateways, logger, options, observer: metrics.engineObserver });
+        // One id for this daemon's engine claims, relay leases and wake-ups: recovery at the next start
+        // recognises all of them as this process's if it dies.
+        const daemonId = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+        const engine = createEngine({ db, clock, gateways, logger, options, observer: metrics.engineObserver, owner: daemonId });
         metrics.attach(engine);
         // Before anything is written with it: a clock behind the stored changes refuses to collect (exit 1).
         await engine.checkStartClock();
         // Endpoints are registered before seeding, so a first start delivers the seeds' events too.
-        const relay = createRelay({ db, clock, logger, webhooks: config.webhooks, observer: metrics.webhookObserver });
+        const relay = createRelay({ db, clock, logger, webhooks: config.webhooks, observer: metrics.webhookObserver, options: { owner: daemonId } });
         await relay.init();
         const created = await seed(db, config, logger, clock);
         const linkEmails = await linkEmailSender(db, config, logger, clock, metrics.linkEmailObserver);
         await engine.recoverDeadOwners();
         // On PostgreSQL, the other daemons' API writes wake this engine too (LISTEN/NOTIFY; nothing on SQLite).
-        wakeBus = openWakeBus(db, { sender: `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`, onWake: () => engine.kick(), logger });
+        wakeBus = openWakeBus(db, { sender: daemonId, onWake: () => engine.kick(), logger });
         // The cron sweep is the safety net; the engine's own timer wakes it for the earliest due instant.
         const sweep = cron.schedule(config.scheduler.sweep, () => engine.kick(), { noOverlap: true });
         const server = createHttpServer({

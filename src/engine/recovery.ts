@@ -1,6 +1,6 @@
 /**
  * Recovery at start: leases held by dead daemons on this host are expired so
- * their in-flight attempts are reconciled at once (the next sweep asks the
+ * their in-flight attempts are reconciled (and their webhook deliveries sent) at once (the next sweep asks the
  * gateway about the same key), and a clock behind the stored changes refuses
  * to collect. The reconciliation itself is ordinary claiming: a row whose
  * pointer says `reconcile` is claimed first and its status query made.
@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { iso } from '../domain/index.js';
 import { RebillError } from '../errors.js';
-import { databaseNow, expireLeases, latestChangeAt, leaseOwners, processAlive, usesDatabaseClock, type Db } from '../store/index.js';
+import { databaseNow, deliveryLeaseOwners, expireLeases, latestChangeAt, leaseOwners, processAlive, releaseDeliveryLeases, usesDatabaseClock, type Db } from '../store/index.js';
 
 /**
  * Expires leases held by dead processes on this host (a daemon killed with
@@ -20,7 +20,8 @@ import { databaseNow, expireLeases, latestChangeAt, leaseOwners, processAlive, u
 export async function recoverDeadOwners(db: Db, owner: string, now: number, logger: Logger): Promise<number> {
   const host = `${hostname()}:`;
   const dead = new Set<string>();
-  for (const claim of await leaseOwners(db, host)) {
+  // Engine claims are `<daemon>/<n>`; a relay leases delivery stream heads as `<daemon>` (run passes both the same id).
+  for (const claim of [...(await leaseOwners(db, host)), ...(await deliveryLeaseOwners(db, host))]) {
     const daemon = claim.split('/')[0]!;
     if (daemon === owner) continue;
     const pid = Number(daemon.slice(host.length).split(':')[0]);
@@ -28,8 +29,14 @@ export async function recoverDeadOwners(db: Db, owner: string, now: number, logg
     if (Number.isInteger(pid) && (pid === process.pid || !processAlive(pid))) dead.add(daemon);
   }
   let expired = 0;
-  for (const daemon of dead) expired += await expireLeases(db, `${daemon}/`, now);
+  let deliveries = 0;
+  for (const daemon of dead) {
+    expired += await expireLeases(db, `${daemon}/`, now);
+    // Its webhook stream heads go back at once (sent again with the same webhook-id), not when their lease runs out.
+    deliveries += await releaseDeliveryLeases(db, { owner: daemon });
+  }
   if (expired) logger.warn({ expired, owners: [...dead] }, 'expired the leases of dead daemons; their in-flight attempts will be reconciled');
+  if (deliveries) logger.warn({ deliveries, owners: [...dead] }, 'gave back the webhook deliveries dead daemons held; they are sent again');
   return expired;
 }
 

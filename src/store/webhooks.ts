@@ -166,12 +166,28 @@ export async function nextDeliveryAt(db: Db, endpointId: string): Promise<number
 }
 
 /** Gives leases back (the heads become claimable now): an owner's on one endpoint (a relay stopping; `eventIds`: only those), or every lease (SQLite at start: one daemon per file, so any lease is a dead one's). */
-export async function releaseDeliveryLeases(db: Db, which: { owner: string; endpointId: string; eventIds?: readonly number[] } | 'all'): Promise<number> {
+export async function releaseDeliveryLeases(db: Db, which: { owner: string; endpointId?: string; eventIds?: readonly number[] } | 'all'): Promise<number> {
   let q = db.updateTable('webhook_deliveries').set({ lease_owner: null, lease_until: null }).where('lease_owner', 'is not', null);
-  if (which !== 'all') q = q.where('lease_owner', '=', which.owner).where('endpoint_id', '=', which.endpointId);
+  if (which !== 'all') q = q.where('lease_owner', '=', which.owner);
+  if (which !== 'all' && which.endpointId !== undefined) q = q.where('endpoint_id', '=', which.endpointId);
   if (which !== 'all' && which.eventIds) q = q.where('event_id', 'in', which.eventIds.length > 0 ? [...which.eventIds] : [-1]);
   const result = await q.executeTakeFirst();
   return Number(result.numUpdatedRows);
+}
+
+/**
+ * The relays holding delivery leases whose owner starts with `prefix` (this
+ * host's daemons, for recovery at start), compared as text like the
+ * engine's leases (LIKE would treat `_` and `%` in a host name as wildcards).
+ */
+export async function deliveryLeaseOwners(db: Db, prefix: string): Promise<string[]> {
+  const rows = await db
+    .selectFrom('webhook_deliveries')
+    .select('lease_owner')
+    .distinct()
+    .where(sql<boolean>`lease_owner is not null and substr(lease_owner, 1, ${prefix.length}) = ${prefix}`)
+    .execute();
+  return rows.map((r) => r.lease_owner!);
 }
 
 /** One attempt's outcome. */

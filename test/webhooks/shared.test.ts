@@ -15,7 +15,9 @@ import path from 'node:path';
 import { Webhook } from 'standardwebhooks';
 import { afterEach, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
-import { ensureWebhookEndpoint, lastEventId, listDeliveries, toDbTime, type Db } from '../../src/store/index.js';
+import { hostname } from 'node:os';
+import { recoverDeadOwners } from '../../src/engine/recovery.js';
+import { ensureWebhookEndpoint, lastEventId, listDeliveries, scanOutbox, toDbTime, type Db } from '../../src/store/index.js';
 import { createRelay, endpointId, type Relay } from '../../src/webhooks/index.js';
 import { root } from '../support/cli.js';
 import { addSubscription, openTempDb, silentLogger, type TempDb } from '../support/engine-harness.js';
@@ -148,3 +150,30 @@ it("relays sharing an endpoint deliver every event in order per subscription, an
 async function addUpdate(db: Db, subscriptionId: string): Promise<void> {
   await db.insertInto('events').values({ type: 'subscription.updated', subscription_id: subscriptionId, cycle: null, attempt: null, occurred_at: toDbTime(Date.now()), payload: '{}' }).execute();
 }
+
+it("a daemon starting on this host gives back the webhook deliveries a dead one held (no lease wait), not a live daemon's", async () => {
+  const t: TempDb = await openTempDb({}, { name: 'deadrelay' });
+  cleanups.push(() => t.close());
+  const url = 'http://127.0.0.1:9/hooks';
+  const ep = endpointId(url);
+  await ensureWebhookEndpoint(t.db, ep, url, await lastEventId(t.db), Date.now());
+  for (const id of ['d1', 'd2', 'd3']) await addSubscription(t.db, Date.now(), { id, startDate: '2030-01-01', paymentToken: 'tok_ok' });
+  expect(await scanOutbox(t.db, ep, () => true, 100, Date.now())).toBe(3);
+  // d1's head leased by a dead daemon of this host (no process has a pid above pid_max), d2's by a daemon on another host.
+  const dead = `${hostname()}:99999999:dead0001`;
+  const elsewhere = 'another-host:1:live0001';
+  const until = toDbTime(Date.now() + 3_600_000);
+  const lease = async (subscription: string, owner: string) =>
+    t.db.updateTable('webhook_deliveries').set({ lease_owner: owner, lease_until: until }).where('subscription_id', '=', subscription).execute();
+  await lease('d1', dead);
+  await lease('d2', elsewhere);
+  expect(await recoverDeadOwners(t.db, `${hostname()}:${process.pid}:self0001`, Date.now(), silentLogger)).toBe(0);
+  const owners = Object.fromEntries((await listDeliveries(t.db, { endpointId: ep })).map((d) => [d.subscriptionId, d]));
+  const leases = await t.db.selectFrom('webhook_deliveries').select(['subscription_id', 'lease_owner']).orderBy('subscription_id').execute();
+  expect(leases).toEqual([
+    { subscription_id: 'd1', lease_owner: null },
+    { subscription_id: 'd2', lease_owner: elsewhere },
+    { subscription_id: 'd3', lease_owner: null },
+  ]);
+  expect(Object.keys(owners).sort()).toEqual(['d1', 'd2', 'd3']);
+});
