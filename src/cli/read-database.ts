@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import type { Config } from '../config/index.js';
 import { FilterError } from '../service/index.js';
-import { openDatabase, openDatabaseReadOnly, pendingMigrations, refuseNewerSchema, sqliteFile, type Db } from '../store/index.js';
+import { openDatabase, openDatabaseReadOnly, pendingMigrations, refuseNewerSchema, sqliteFile, type Db, type OpenOptions } from '../store/index.js';
 import { checkMovedOrReport, openOptions, printableUrl } from './database.js';
 import { UsageError, type CommandContext } from './index.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
@@ -45,11 +45,11 @@ export async function openForReading(config: Config): Promise<Db | 1> {
  * import`): the same checks as openForReading (an existing, migrated file), and
  * no daemon lock; writers wait on SQLite's own lock (busy timeout).
  */
-export async function openForWriting(config: Config): Promise<Db | 1> {
-  return openExisting(config, 'write');
+export async function openForWriting(config: Config, options: Pick<OpenOptions, 'pageCacheKib'> = {}): Promise<Db | 1> {
+  return openExisting(config, 'write', options);
 }
 
-async function openExisting(config: Config, purpose: 'read' | 'write'): Promise<Db | 1> {
+async function openExisting(config: Config, purpose: 'read' | 'write', options: Pick<OpenOptions, 'pageCacheKib'> = {}): Promise<Db | 1> {
   const url = config.database.url;
   const file = sqliteFile(url);
   if (url.startsWith('sqlite:') && file === undefined) {
@@ -62,7 +62,7 @@ async function openExisting(config: Config, purpose: 'read' | 'write'): Promise<
   }
   let db: Db | undefined;
   try {
-    db = purpose === 'read' ? openDatabaseReadOnly(url) : openDatabase(url, openOptions(config));
+    db = purpose === 'read' ? openDatabaseReadOnly(url) : openDatabase(url, { ...openOptions(config), ...options });
     if (!db) throw new Error(`cannot open database ${printableUrl(url)}`);
     await refuseNewerSchema(db);
     const pending = await pendingMigrations(db);

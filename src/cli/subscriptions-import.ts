@@ -8,7 +8,7 @@ import type { CommandContext } from './index.js';
 import { lineOutput } from './output.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
 import { openForReading, openForWriting } from './read-database.js';
-import { notifyWake } from '../store/index.js';
+import { notifyWake, STREAMING_PAGE_CACHE_KIB } from '../store/index.js';
 
 interface ImportFlags {
   config?: string;
@@ -55,7 +55,7 @@ async function runImport(file: string, flags: ImportFlags): Promise<number> {
     process.stderr.write(`cannot read ${file}: ${(err as Error).message}\n`);
     return 1;
   }
-  const db = flags.dryRun ? await openForReading(config) : await openForWriting(config);
+  const db = flags.dryRun ? await openForReading(config) : await openForWriting(config, { pageCacheKib: STREAMING_PAGE_CACHE_KIB });
   if (typeof db === 'number') return db;
 
   const input = createReadStream(file);
