@@ -102,7 +102,7 @@ export function createCoolpayGateway(options: CoolpayGatewayOptions): Gateway {
   const caller: HttpCaller = {
     gateway: `coolpay "${name}"`,
     timeoutSeconds: options.timeoutSeconds,
-    fetch: options.fetch ?? globalThis.fetch,
+    ...(options.fetch ? { fetch: options.fetch } : {}),
     secrets: [apiKey],
   };
   const authorization = `Basic ${Buffer.from(`:${apiKey}`).toString('base64')}`;

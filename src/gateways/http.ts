@@ -63,7 +63,7 @@ export function createHttpGateway(options: HttpGatewayOptions): Gateway {
   const caller: HttpCaller = {
     gateway: `http "${name}"`,
     timeoutSeconds: options.timeoutSeconds,
-    fetch: options.fetch ?? globalThis.fetch,
+    ...(options.fetch ? { fetch: options.fetch } : {}),
     secrets: [secret],
   };
 
