@@ -621,9 +621,10 @@ export async function leaseOwners(db: Db, prefix: string): Promise<string[]> {
 /**
  * `lease_owner` starts with `prefix`, compared as text (LIKE would treat `_`
  * and `%` in a host name as wildcards and match other daemons' leases).
+ * Subscriptions and webhook deliveries name their lease owner alike.
  */
-function ownedBy(prefix: string) {
-  // `lease_owner IS NOT NULL` lets the partial index subscriptions_leased narrow the rows first.
+export function ownedBy(prefix: string) {
+  // `lease_owner IS NOT NULL` lets a partial index on leased rows narrow them first.
   return sql<boolean>`lease_owner is not null and substr(lease_owner, 1, ${prefix.length}) = ${prefix}`;
 }
 

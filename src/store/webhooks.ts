@@ -6,7 +6,7 @@
 import { sql, type Selectable, type Transaction } from 'kysely';
 import { dialectOf, forWrite, fromDbTime, toDbTime, usesDatabaseClock, type Db } from './db.js';
 import { databaseNow } from './postgres-hot-path.js';
-import type { Conn } from './repository.js';
+import { ownedBy, type Conn } from './repository.js';
 import type { Database, WebhookDeliveryTable } from './schema.js';
 
 export type DeliveryState = 'pending' | 'delivered' | 'failed';
@@ -175,18 +175,9 @@ export async function releaseDeliveryLeases(db: Db, which: { owner: string; endp
   return Number(result.numUpdatedRows);
 }
 
-/**
- * The relays holding delivery leases whose owner starts with `prefix` (this
- * host's daemons, for recovery at start), compared as text like the
- * engine's leases (LIKE would treat `_` and `%` in a host name as wildcards).
- */
+/** The relays holding delivery leases whose owner starts with `prefix` (this host's daemons, for recovery at start). */
 export async function deliveryLeaseOwners(db: Db, prefix: string): Promise<string[]> {
-  const rows = await db
-    .selectFrom('webhook_deliveries')
-    .select('lease_owner')
-    .distinct()
-    .where(sql<boolean>`lease_owner is not null and substr(lease_owner, 1, ${prefix.length}) = ${prefix}`)
-    .execute();
+  const rows = await db.selectFrom('webhook_deliveries').select('lease_owner').distinct().where(ownedBy(prefix)).execute();
   return rows.map((r) => r.lease_owner!);
 }
 
