@@ -12,6 +12,7 @@ import { pino } from 'pino';
 import type { Clock } from '../../src/clock.js';
 import { createSubscription, dialectOf, lastEventId, migrateToLatest, openDatabase, openWakeBus, notifyWake, type Db } from '../../src/store/index.js';
 import { addSubscription, daemonEngine } from '../support/engine-harness.js';
+import { waitFor } from '../e2e/support/processes.js';
 import { goldSubscription as input } from '../support/plans.js';
 import { createTestPostgres, type TestPostgres } from '../support/postgres.js';
 
@@ -134,22 +135,22 @@ describe('PostgreSQL: wake-ups between daemons', () => {
       // Connecting counts as one wake (whatever was notified before it is found by a sweep).
       expect(woken).toEqual({ a: 1, b: 1 });
       a.notify();
-      await until(() => woken.b === 2);
+      await waitFor(() => (woken.b === 2 ? true : undefined), { timeoutMs: 10_000, intervalMs: 10 });
       await notifyWake(db, 'import');
-      await until(() => woken.a === 2 && woken.b === 3);
+      await waitFor(() => (woken.a === 2 && woken.b === 3 ? true : undefined), { timeoutMs: 10_000, intervalMs: 10 });
       // a's own notification never woke a; a burst is coalesced into few notifications, at least one after the last call.
       for (let i = 0; i < 50; i++) a.notify();
-      await until(() => woken.b > 3);
+      await waitFor(() => (woken.b > 3 ? true : undefined), { timeoutMs: 10_000, intervalMs: 10 });
       await a.close();
       expect(woken.a).toBe(2);
       expect(woken.b).toBeLessThan(3 + 50);
       // The server ends b's session: b connects again (one wake) and hears the next notification.
       const before = woken.b;
       await sql`select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and query = 'listen rebill_wake'`.execute(db);
-      await until(() => woken.b >= before + 1);
+      await waitFor(() => (woken.b >= before + 1 ? true : undefined), { timeoutMs: 10_000, intervalMs: 10 });
       const afterReconnect = woken.b;
       await notifyWake(db, 'c');
-      await until(() => woken.b === afterReconnect + 1);
+      await waitFor(() => (woken.b === afterReconnect + 1 ? true : undefined), { timeoutMs: 10_000, intervalMs: 10 });
     } finally {
       await a.close();
       await b.close();
@@ -157,10 +158,3 @@ describe('PostgreSQL: wake-ups between daemons', () => {
   });
 });
 
-async function until(ok: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error('condition not met within 10 s');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
