@@ -104,11 +104,6 @@ export class WakeUpLoop {
     await this.done;
   }
 
-  /** Lets timers, I/O and signals run before the next sweep (time-slice.ts). */
-  private yieldToEvents(): Promise<void> {
-    return nextTurn(this.deps.clock);
-  }
-
   /** Sleeps `ms` (from now); only stop cuts it short, kicks do not (a backoff must hold). */
   private async pause(ms: number): Promise<void> {
     const { clock } = this.deps;
@@ -163,7 +158,7 @@ export class WakeUpLoop {
         // More work is waiting. After a sweep that claimed work, yield to timers and signals first
         // (the store settles in microtasks, so a loop that never yields would starve SIGTERM). A
         // kick during a sweep that found nothing (a job finished, an API change) sweeps again at once.
-        if (report.claimed > 0) await this.yieldToEvents();
+        if (report.claimed > 0) await nextTurn(clock);
         continue;
       }
       const sleeper = new AbortController();
@@ -172,7 +167,7 @@ export class WakeUpLoop {
       if (this.sleeper === sleeper) this.sleeper = null;
       // Cut short by a kick (rows finished in microtasks, as a zero-latency gateway's do): let timers,
       // I/O and signals run before the next sweep, or the HTTP server would wait for the whole backlog.
-      if (sleeper.signal.aborted && report.claimed > 0) await this.yieldToEvents();
+      if (sleeper.signal.aborted && report.claimed > 0) await nextTurn(clock);
     }
   }
 }
