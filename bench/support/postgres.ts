@@ -8,7 +8,9 @@
  * still run.
  */
 import pg from 'pg';
-import { createPostgresDatabase, type TestPostgres } from '../../test/support/postgres.js';
+import { createPostgresDatabase, withClient, type TestPostgres } from '../../test/support/postgres.js';
+
+export { withClient };
 import type { AttemptRecords } from './daemon.js';
 
 /** The server's maintenance database, where the bench creates and drops its own. */
@@ -34,17 +36,6 @@ export async function withDatabases<T>(work: (create: (label: string) => Promise
         process.stderr.write(`  could not drop database ${db.name}: ${(err as Error).message}\n`);
       }
     }
-  }
-}
-
-/** Runs `fn` on one connection to `url`. */
-export async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
   }
 }
 

@@ -15,10 +15,9 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
-import { createTestPostgres, type TestPostgres } from '../support/postgres.js';
+import { createTestPostgres, withClient, type TestPostgres } from '../support/postgres.js';
 import { freePort, startSmtpCatcher } from '../support/smtp.js';
 import { startDaemon } from './support/daemon.js';
 import { logLines, readDb, todayUtc, waitFor, writeConfig } from './support/processes.js';
@@ -108,7 +107,7 @@ function sqliteRows(file: string): Record<string, string[]> {
 
 /** The same from PostgreSQL (int8 comes back as text there, int4 as a number: both become text). */
 async function postgresRows(url: string): Promise<Record<string, string[]>> {
-  return withPg(url, async (client) => {
+  return withClient(url, async (client) => {
     const names = (await client.query<{ name: string }>("select tablename as name from pg_tables where schemaname = 'public' order by tablename")).rows.map((r) => r.name);
     const out: Record<string, string[]> = {};
     for (const n of names.filter((name) => !MIGRATOR_TABLES.includes(name))) out[n] = normalize((await client.query(`select * from "${n}"`)).rows as Array<Record<string, unknown>>);
@@ -120,15 +119,6 @@ function normalize(rows: Array<Record<string, unknown>>): string[] {
   return rows.map((row) => JSON.stringify(Object.fromEntries(Object.entries(row).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => [k, v === null ? null : String(v)])))).sort();
 }
 
-async function withPg<T>(url: string, use: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await use(client);
-  } finally {
-    await client.end();
-  }
-}
 
 describe('rebill migrate-to postgres://...', () => {
   it('refuses while the daemon runs; copies every table exactly; marks the file moved (run refuses, status reads, reopen lifts it); refuses a non-empty target; a daemon on PostgreSQL carries on', async () => {
@@ -164,7 +154,7 @@ describe('rebill migrate-to postgres://...', () => {
     expect(refused.stderr).toContain(`migrate-to: database ${dbFile} is in use by another rebill daemon: pid ${daemon.pid}`);
     expect(refused.stderr).toContain('stop it first');
     // Refused before the target was touched: not even migrated.
-    expect(await withPg(server.url, async (c) => (await c.query("select count(*)::int as n from pg_tables where schemaname = 'public'")).rows[0].n)).toBe(0);
+    expect(await withClient(server.url, async (c) => (await c.query("select count(*)::int as n from pg_tables where schemaname = 'public'")).rows[0].n)).toBe(0);
 
     daemon.kill('SIGTERM');
     expect((await daemon.exited).code).toBe(0);
@@ -226,7 +216,7 @@ describe('rebill migrate-to postgres://...', () => {
     // SQLite daemon's poll, or the PostgreSQL daemon's, settle it before the sender's try): then it is skipped, never sent.
     const emailState = await waitFor(
       () =>
-        withPg(server.url, async (c) => {
+        withClient(server.url, async (c) => {
           const pendingState = (await c.query("select state from attempts where idempotency_key = 's-pending:1:1'")).rows[0].state as string;
           const undelivered = Number((await c.query("select count(*) as n from webhook_deliveries where state <> 'delivered'")).rows[0].n);
           const email = (await c.query("select state from link_emails")).rows.map((r) => r.state as string);
@@ -250,7 +240,7 @@ describe('rebill migrate-to postgres://...', () => {
     // New events continue the copied ids (the settled charge when it was still pending at the copy).
     const newEvents = after.events!.length - before.events!.length;
     if (pendingAtCopy) expect(newEvents).toBeGreaterThan(0);
-    const ids = await withPg(server.url, async (c) => {
+    const ids = await withClient(server.url, async (c) => {
       const maxBefore = (await c.query('select max(id) as id from events')).rows[0].id as string;
       const added = (await c.query("insert into events (type, occurred_at, payload) values ('test.probe', '2026-01-01T00:00:00.000Z', '{}') returning id")).rows[0].id as string;
       const firstNew = (await c.query('select min(id) as id from events where id > $1', [maxEventId])).rows[0].id as string;

@@ -40,6 +40,17 @@ async function admin<T>(fn: (client: pg.Client) => Promise<T>, adminUrl = POSTGR
 }
 
 /** Creates an empty database `rebill_<label>_<pid>_<random>` and returns its URL. */
+/** Runs `fn` on one connection to `url`, closed afterwards. */
+export async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
 export function createTestPostgres(label = 't'): Promise<TestPostgres> {
   return createPostgresDatabase(POSTGRES_ADMIN_URL, label, 'REBILL_TEST_POSTGRES_URL');
 }
