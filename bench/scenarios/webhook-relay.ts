@@ -14,18 +14,24 @@
  *
  * The row is delivered/s over written/s: >= 1 means the outbox cannot grow
  * without bound while the engine collects at full speed.
+ *
+ * 3. The ceiling, for the detail: a bare node:http client
+ *    (../support/bare-webhook-client.mjs, a process of its own, the relay's
+ *    16 keep-alive sockets) POSTs as many bodies of the same mean size to the
+ *    same receiver: no relay built on node:http can deliver faster here.
  */
 import { createServer } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import SQLite from 'better-sqlite3';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WEBHOOK_EVENT_TYPES } from '../../src/config/index.js';
 import { endpointId } from '../../src/webhooks/index.js';
 import { atLeast, row, type Scenario } from '../harness.js';
 import { writeBenchConfig } from '../support/config.js';
 import { collect, sqliteRecords, startDaemon, waitFor } from '../support/daemon.js';
-import { freePort, waitForLog } from '../support/processes.js';
+import { freePort, ROOT, spawnNode, waitForLog } from '../support/processes.js';
 import { seedSubscriptions, utcDate } from '../support/seed.js';
 
 export const webhookRelay: Scenario = {
@@ -35,9 +41,16 @@ export const webhookRelay: Scenario = {
     const n = ctx.size(10_000, 500);
     const received = new Set<string>();
     let lastAt = 0;
+    let bytes = 0;
+    let bareReceived = 0;
     const receiver = createServer((req, res) => {
-      req.resume();
+      req.on('data', (chunk: Buffer) => (bytes += chunk.length));
       req.on('end', () => {
+        if (String(req.headers['webhook-id']).startsWith('bare_')) {
+          bareReceived++;
+          res.writeHead(204).end();
+          return;
+        }
         received.add(String(req.headers['webhook-id']));
         lastAt = Date.now();
         res.writeHead(204).end();
@@ -79,6 +92,9 @@ export const webhookRelay: Scenario = {
         const seconds = (lastAt - readyAt) / 1000;
         const deliverRate = events / seconds;
         ctx.log(`relay: ${events} delivered in ${seconds.toFixed(2)} s = ${deliverRate.toFixed(0)}/s`);
+        const ceiling = await bareClient(ctx.dir('relay-bare'), url, events, Math.round(bytes / received.size));
+        if (bareReceived !== events) throw new Error(`the bare client's receiver counted ${bareReceived} requests, expected ${events}`);
+        ctx.log(`bare node:http client: ${events} in ${ceiling.seconds.toFixed(2)} s = ${(events / ceiling.seconds).toFixed(0)}/s, ${((ceiling.cpuSeconds / events) * 1e6).toFixed(0)} us CPU each`);
         return [
           row(
             'webhook-relay',
@@ -86,7 +102,8 @@ export const webhookRelay: Scenario = {
             'events/s',
             writeRate,
             atLeast(1),
-            `${n} charges wrote ${events} events in ${engine.seconds.toFixed(1)} s; the relay delivered them (a backlog, one endpoint) in ${seconds.toFixed(1)} s`,
+            `${n} charges wrote ${events} events in ${engine.seconds.toFixed(1)} s; the relay delivered them (a backlog, one endpoint) in ${seconds.toFixed(1)} s; ` +
+              `ceiling: a bare node:http client (16 keep-alive sockets, same receiver, ${Math.round(bytes / received.size)}-byte bodies) did ${(events / ceiling.seconds).toFixed(0)}/s (${((ceiling.cpuSeconds / events) * 1e6).toFixed(0)} us CPU each), ${(events / ceiling.seconds / writeRate).toFixed(2)} of the write rate`,
           ),
         ];
       } catch (err) {
@@ -99,3 +116,12 @@ export const webhookRelay: Scenario = {
     }
   },
 };
+
+/** Runs ../support/bare-webhook-client.mjs against the receiver: its wall and CPU seconds for `count` POSTs. */
+async function bareClient(dir: string, url: string, count: number, bytes: number): Promise<{ seconds: number; cpuSeconds: number }> {
+  const child = spawnNode(join(ROOT, 'bench/support/bare-webhook-client.mjs'), [url, String(count), String(bytes), '16'], { dir, name: 'bare-client' });
+  const code = await child.exited;
+  const line = readFileSync(join(dir, 'bare-client.log'), 'utf8').trim().split('\n').at(-1) ?? '';
+  if (code !== 0) throw new Error(`the bare webhook client exited ${code}: ${line}`);
+  return JSON.parse(line) as { seconds: number; cpuSeconds: number };
+}
