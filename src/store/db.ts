@@ -97,6 +97,12 @@ export function openDatabase(url: string, options: OpenOptions = {}): Db {
   // SQLite's default page cache is 2 MiB: past a few thousand subscriptions every claim, outcome
   // and ledger lookup went to the OS for its pages again. 64 MiB keeps the hot B-tree pages.
   sqlite.pragma(`cache_size = -${options.pageCacheKib ?? PAGE_CACHE_KIB}`);
+  // Every API write runs in a savepoint of its group commit (write-batcher.ts), and a savepoint
+  // journals the original of each page it changes (about ten per create) in a statement journal.
+  // Past 64 KiB SQLite spills that journal to a temp file under /var/tmp: a file created, written
+  // (15 pwrites per create) and deleted per batch, a third of a create's system CPU. That journal
+  // only ever rolls back a savepoint (WAL recovers a crash), so it lives in memory.
+  sqlite.pragma('temp_store = MEMORY');
   return kyselyOver(sqlite);
 }
 

@@ -6,7 +6,7 @@
  * an API pause or cancel finds the row moved and settles against it instead
  * of overwriting it.
  */
-import { randomUUID } from 'node:crypto';
+import { newId } from './ids.js';
 import { CompiledQuery, sql, type Transaction, type Selectable } from 'kysely';
 import {
   workAt,
@@ -270,7 +270,7 @@ async function resolveCustomer(trx: Trx, customer: CustomerInput | null | undefi
     if (found) return found;
   }
   if (!customer.id && !customer.email && !customer.phone && !customer.firstName && !customer.lastName) return null;
-  const row = customerRow(customer.id ?? `cus_${randomUUID()}`, customer, toDbTime(now));
+  const row = customerRow(customer.id ?? newId('cus_', now), customer, toDbTime(now));
   await insertRows(trx, 'customers', [row], 1);
   return row;
 }
@@ -315,7 +315,7 @@ async function customerResolver(
         (customer.phone ? found.phone.get(customer.phone) : undefined);
       if (hit) return hit;
       if (!customer.id && !customer.email && !customer.phone && !customer.firstName && !customer.lastName) return null;
-      const id = customer.id ?? `cus_${randomUUID()}`;
+      const id = customer.id ?? newId('cus_', now);
       created.push(customerRow(id, customer, createdAt));
       found.id.set(id, id);
       if (customer.email && !found.email.has(customer.email)) found.email.set(customer.email, id);
