@@ -37,8 +37,11 @@ export interface AdminApiDeps {
   readonly clock: Clock;
   readonly tokens: readonly TokenConfig[];
   readonly catalog: Catalog;
-  /** Wakes the engine after a change that may have made work due (a create with a past start, a retry). */
-  readonly wake: () => void;
+  /**
+   * Wakes the engine after a change that may have made work due (a create with a past start, a retry).
+   * `dueAt`: the earliest instant the change made work due (null: none; absent: unknown, wake now).
+   */
+  readonly wake: (dueAt?: number | null) => void;
   /** Counts failed authentications (`rebill_http_auth_failures_total`). */
   readonly authFailure?: () => void;
   /** The version shown in the OpenAPI document. */
