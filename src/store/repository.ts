@@ -7,7 +7,7 @@
  * of overwriting it.
  */
 import { newId } from './ids.js';
-import { CompiledQuery, sql, type Transaction, type Selectable } from 'kysely';
+import { sql, type Transaction, type Selectable } from 'kysely';
 import {
   workAt,
   type CycleWrite,
@@ -22,7 +22,7 @@ import {
 } from '../domain/index.js';
 import { createSubscription as createTransition } from '../domain/index.js';
 import { RebillError } from '../errors.js';
-import { dialectOf, forWrite, fromDbTime, jsonField, numbered, Statement, tableExists, toDbTime, type Db } from './db.js';
+import { dialectOf, forWrite, fromDbTime, jsonField, Statement, tableExists, toDbTime, type Db } from './db.js';
 import { queueLinkEmails } from './link-emails.js';
 import type { AttemptTable, Database, SubscriptionTable } from './schema.js';
 
@@ -155,28 +155,26 @@ async function writeCycles(trx: Trx, sub: Subscription, cycles: readonly CycleWr
 async function insertRows(trx: Trx, table: keyof Database, rows: ReadonlyArray<Record<string, unknown>>, perStatement: number): Promise<void> {
   if (rows.length === 0) return;
   const columns = Object.keys(rows[0]!);
-  const postgres = dialectOf(trx) === 'postgres';
   for (let i = 0; i < rows.length; i += perStatement) {
     const chunk = rows.slice(i, i + perStatement);
     const params: unknown[] = [];
     for (const row of chunk) for (const column of columns) params.push(row[column] ?? null);
-    await trx.executeQuery(CompiledQuery.raw(insertText(table, columns, chunk.length, postgres), params));
+    await insertStatement(table, columns, chunk.length).run(trx, params);
   }
 }
 
-const insertTexts = new Map<string, string>();
+const insertStatements = new Map<string, Statement>();
 
-function insertText(table: string, columns: readonly string[], count: number, postgres: boolean): string {
-  const key = `${postgres ? 'p' : 's'}${count} ${table} ${columns.join(' ')}`;
-  let text = insertTexts.get(key);
-  if (text === undefined) {
+function insertStatement(table: string, columns: readonly string[], count: number): Statement {
+  const key = `${count} ${table} ${columns.join(' ')}`;
+  let statement = insertStatements.get(key);
+  if (statement === undefined) {
     const tuple = `(${columns.map(() => '?').join(', ')})`;
-    text = `insert into "${table}" (${columns.map((c) => `"${c}"`).join(', ')}) values ${new Array<string>(count).fill(tuple).join(', ')}`;
-    if (postgres) text = numbered(text);
-    if (insertTexts.size >= 1_000) insertTexts.clear();
-    insertTexts.set(key, text);
+    statement = new Statement(`insert into "${table}" (${columns.map((c) => `"${c}"`).join(', ')}) values ${new Array<string>(count).fill(tuple).join(', ')}`);
+    if (insertStatements.size >= 1_000) insertStatements.clear();
+    insertStatements.set(key, statement);
   }
-  return text;
+  return statement;
 }
 
 /** The outbox row of an event. */
