@@ -156,7 +156,7 @@ export async function createSubscriptionCommand(trx: Trx, catalog: Catalog, inpu
   if (input.id !== undefined && (await trx.selectFrom('subscriptions').select('id').where('id', '=', input.id).executeTakeFirst())) {
     throw new ConflictError('SUBSCRIPTION_EXISTS', `a subscription with id "${input.id}" already exists; retry a create with the same Idempotency-Key instead`);
   }
-  const created = await createSubscriptionIn(trx, draft, now);
+  const created = await createSubscriptionIn(trx, draft, now, { newId: input.id === undefined });
   // The row as written (or as found): reading it back cost a select and a parse per create.
   return {
     created: created.created,

@@ -353,13 +353,15 @@ const LIVE_BY_EXTERNAL_ID = {
  * createSubscription inside the caller's transaction (the API stores its
  * idempotent response in the same one). Its statements are of fixed text
  * (Statement, insertRows): kysely building them cost more CPU per API create
- * than SQLite running them.
+ * than SQLite running them. `options.newId`: the input's id was made up for
+ * it (newId), not given by the caller, so it is not looked up.
  */
-export async function createSubscriptionIn(trx: Trx, input: NewInput, now: number): Promise<CreateResult> {
+export async function createSubscriptionIn(trx: Trx, input: NewInput, now: number, options: { readonly newId?: boolean } = {}): Promise<CreateResult> {
   // PostgreSQL: creations run one at a time from here on, so two requests with the same id or
   // externalId cannot both find nothing and both insert (the second would fail on the unique index).
   await lockOutbox(trx);
-  const byId = await SUBSCRIPTION_BY_ID.first<Selectable<SubscriptionTable>>(trx, [input.id]);
+  // `newId`: the id was just made (newId), so no row has it; were one to, the insert fails on the primary key.
+  const byId = options.newId ? undefined : await SUBSCRIPTION_BY_ID.first<Selectable<SubscriptionTable>>(trx, [input.id]);
   if (byId) return { subscription: rowToSubscription(byId), created: false };
   if (input.externalId) {
     const byExternal = input.source
