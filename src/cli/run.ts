@@ -105,8 +105,9 @@ export function registerRun(program: Command, ctx: CommandContext): void {
             tokens: config.http.tokens,
             catalog: catalogOf(config),
             // A create with a past start or a retry-now makes work due before the engine's timer would wake it.
-            wake: () => {
-              engine.kick();
+            wake: (dueAt) => {
+              if (dueAt === null) return;
+              engine.kick(dueAt);
               wakeBus?.notify();
             },
             version: packageVersion(),

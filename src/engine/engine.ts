@@ -131,8 +131,13 @@ export interface Engine {
    * reconciled now instead of after leaseSeconds. Returns how many rows.
    */
   recoverDeadOwners(): Promise<number>;
-  /** Wakes the loop now (node-cron sweep, a new subscription, an API change). */
-  kick(): void;
+  /**
+   * Wakes the loop now (node-cron sweep, a new subscription, an API change).
+   * `dueAt`: the earliest instant the change made work due, when the caller
+   * knows it: a loop asleep until no later than that is left asleep (it sweeps
+   * then and finds the work); null: the change made no work due.
+   */
+  kick(dueAt?: number | null): void;
   /** Stops claiming, lets in-flight calls finish up to `drainMs`, releases unstarted claims, and says what is left. */
   stop(drainMs: number): Promise<StopReport>;
   stats(): EngineStats;
@@ -286,7 +291,7 @@ export function createEngine(deps: EngineDeps): Engine {
     sweep: async () => (await sweeper.sweep()).claimed,
     sweepUntilIdle,
     start,
-    kick: () => loop.kick(),
+    kick: (dueAt) => loop.kick(dueAt),
     stop,
     health,
     checkStartClock: () => checkStartClock(db, clock, options.maxClockJumpMs),

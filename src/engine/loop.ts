@@ -71,6 +71,8 @@ export class WakeUpLoop {
   private kicked = false;
   private stopping = false;
   private sleeper: AbortController | null = null;
+  /** The instant the current sleep ends (meaningful while `sleeper` is set). */
+  private sleepingUntil = 0;
   /** Aborted by stop: cuts short the sleeps that kicks must not (backoff, clock hold). */
   private readonly stopSignal = new AbortController();
   private done: Promise<void> | null = null;
@@ -85,8 +87,16 @@ export class WakeUpLoop {
     this.done ??= this.loop();
   }
 
-  /** Wakes the loop now: more work may be claimable. */
-  kick(): void {
+  /**
+   * Wakes the loop now: more work may be claimable. `dueAt` (see Engine.kick):
+   * work that becomes due at or after the end of the current sleep needs no
+   * kick, since the sweep that ends it reads the rows committed before it, and
+   * the next sleep is computed from them. Only a sleeping loop is left alone: a
+   * sweep under way may have read before the change, so it sweeps again.
+   */
+  kick(dueAt?: number | null): void {
+    if (dueAt === null) return;
+    if (dueAt !== undefined && this.sleeper !== null && dueAt >= this.sleepingUntil) return;
     this.kicked = true;
     // Every finished job kicks: abort the sleep once (each abort() builds a DOMException, even a no-op one).
     const sleeper = this.sleeper;
@@ -163,6 +173,7 @@ export class WakeUpLoop {
       }
       const sleeper = new AbortController();
       this.sleeper = sleeper;
+      this.sleepingUntil = wakeAt;
       await clock.sleepUntil(wakeAt, sleeper.signal);
       if (this.sleeper === sleeper) this.sleeper = null;
       // Cut short by a kick (rows finished in microtasks, as a zero-latency gateway's do): let timers,

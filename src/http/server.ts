@@ -80,15 +80,18 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
   let closing = false;
   let closed: Promise<void> | null = null;
 
-  app.addHook('onRequest', async (request, reply) => {
-    if (!closing) return;
+  // The hooks that run on every request take fastify's callback form: an async hook costs a
+  // promise and its resolution per request.
+  app.addHook('onRequest', (_request, reply, done) => {
+    if (!closing) return done();
     reply.header('connection', 'close');
-    return sendProblem(reply, problem(503, 'rebill is stopping; retry on another instance or after the restart'));
+    sendProblem(reply, problem(503, 'rebill is stopping; retry on another instance or after the restart'));
   });
 
   if (metrics) {
-    app.addHook('onResponse', async (request, reply) => {
+    app.addHook('onResponse', (request, reply, done) => {
       metrics.observeHttp(request.routeOptions.url ?? 'unknown', request.method, reply.statusCode, reply.elapsedTime / 1000);
+      done();
     });
   }
 

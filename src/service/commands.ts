@@ -10,7 +10,6 @@
  * what only the running config knows (its plans and gateways) is checked here,
  * and reported as an InputError with the key path of each problem.
  */
-import { randomUUID } from 'node:crypto';
 import { DateTime } from 'luxon';
 import {
   inlineGatewayProblems,
@@ -31,6 +30,7 @@ import {
   retryNow,
   subscriptionFromPlan,
   updateDetails,
+  workAt,
   type PlanTerms,
   type Subscription,
 } from '../domain/index.js';
@@ -40,6 +40,7 @@ import {
   customerExists,
   getSubscription,
   isNoOp,
+  newId,
   setSubscriptionCustomer,
   updateCustomerIn,
   updateSubscriptionIn,
@@ -77,6 +78,8 @@ export interface CreateOutcome {
   /** false: an existing live subscription with the same source + externalId was returned (HTTP 200). */
   readonly created: boolean;
   readonly subscription: SubscriptionObject;
+  /** The earliest instant the engine has work for the new subscription (null: none, or nothing was created). */
+  readonly dueAt: number | null;
 }
 
 /** What a validated input becomes once it fits the catalog: the subscription to store (see createSubscriptionIn). */
@@ -110,7 +113,7 @@ export function subscriptionDraft(catalog: Catalog, input: SubscriptionInput, no
   if (problems.length > 0 || !terms) throw new InputError(problems);
   const timezone = input.timezone ?? terms.timezone;
   const snapshot = subscriptionFromPlan(terms, {
-    id: input.id ?? `sub_${randomUUID()}`,
+    id: input.id ?? newId('sub_', now),
     // No start date: the subscription starts today, in its own time zone.
     startDate: input.startDate ?? DateTime.fromMillis(now, { zone: timezone }).toISODate()!,
     paymentToken: input.paymentToken,
@@ -153,9 +156,13 @@ export async function createSubscriptionCommand(trx: Trx, catalog: Catalog, inpu
   if (input.id !== undefined && (await trx.selectFrom('subscriptions').select('id').where('id', '=', input.id).executeTakeFirst())) {
     throw new ConflictError('SUBSCRIPTION_EXISTS', `a subscription with id "${input.id}" already exists; retry a create with the same Idempotency-Key instead`);
   }
-  const created = await createSubscriptionIn(trx, draft, now);
+  const created = await createSubscriptionIn(trx, draft, now, { newId: input.id === undefined });
   // The row as written (or as found): reading it back cost a select and a parse per create.
-  return { created: created.created, subscription: await subscriptionObject(trx, created.subscription, now, created.customer) };
+  return {
+    created: created.created,
+    subscription: await subscriptionObject(trx, created.subscription, now, created.customer),
+    dueAt: created.created ? workAt(created.subscription) : null,
+  };
 }
 
 /** A validated `PATCH /v1/subscriptions/{id}` body. */

@@ -59,8 +59,36 @@ function customerView(row: CustomerRow | undefined): CustomerView | null {
 }
 
 function toObject(sub: Subscription, customer: CustomerRow | undefined, now: number): SubscriptionObject {
-  const { customerId: _customerId, paymentToken, ...view } = subscriptionView(sub, now);
-  return { ...view, customer: customerView(customer), paymentToken: maskToken(paymentToken) };
+  const view = subscriptionView(sub, now);
+  // Key by key, in the view's order: a rest-and-spread copy without customerId cost twice as much as
+  // building the view (5 us of every create's answer). A field added to the view is a compile error here.
+  return {
+    id: view.id,
+    externalId: view.externalId,
+    source: view.source,
+    planId: view.planId,
+    description: view.description,
+    amount: view.amount,
+    currency: view.currency,
+    status: view.status,
+    terminationType: view.terminationType,
+    startDate: view.startDate,
+    endDate: view.endDate,
+    currentCycle: view.currentCycle,
+    completedCycles: view.completedCycles,
+    currentPeriodStart: view.currentPeriodStart,
+    currentPeriodEnd: view.currentPeriodEnd,
+    inTrial: view.inTrial,
+    nextPaymentAction: view.nextPaymentAction,
+    nextPaymentAt: view.nextPaymentAt,
+    pause: view.pause,
+    latestPaymentExternalId: view.latestPaymentExternalId,
+    metadata: view.metadata,
+    createdAt: view.createdAt,
+    updatedAt: view.updatedAt,
+    customer: customerView(customer),
+    paymentToken: maskToken(view.paymentToken),
+  };
 }
 
 /** One subscription's public object as of `now`; throws NotFoundError (SUBSCRIPTION_NOT_FOUND) for an unknown id. */

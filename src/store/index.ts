@@ -1,4 +1,5 @@
 export * from './db.js';
+export * from './ids.js';
 export * from './schema.js';
 export * from './repository.js';
 export * from './hot-path.js';

@@ -6,8 +6,8 @@
  * an API pause or cancel finds the row moved and settles against it instead
  * of overwriting it.
  */
-import { randomUUID } from 'node:crypto';
-import { CompiledQuery, sql, type Transaction, type Selectable } from 'kysely';
+import { newId } from './ids.js';
+import { sql, type Transaction, type Selectable } from 'kysely';
 import {
   workAt,
   type CycleWrite,
@@ -22,7 +22,7 @@ import {
 } from '../domain/index.js';
 import { createSubscription as createTransition } from '../domain/index.js';
 import { RebillError } from '../errors.js';
-import { dialectOf, forWrite, fromDbTime, jsonField, numbered, Statement, tableExists, toDbTime, type Db } from './db.js';
+import { dialectOf, forWrite, fromDbTime, jsonField, Statement, tableExists, toDbTime, type Db } from './db.js';
 import { queueLinkEmails } from './link-emails.js';
 import type { AttemptTable, Database, SubscriptionTable } from './schema.js';
 
@@ -155,28 +155,26 @@ async function writeCycles(trx: Trx, sub: Subscription, cycles: readonly CycleWr
 async function insertRows(trx: Trx, table: keyof Database, rows: ReadonlyArray<Record<string, unknown>>, perStatement: number): Promise<void> {
   if (rows.length === 0) return;
   const columns = Object.keys(rows[0]!);
-  const postgres = dialectOf(trx) === 'postgres';
   for (let i = 0; i < rows.length; i += perStatement) {
     const chunk = rows.slice(i, i + perStatement);
     const params: unknown[] = [];
     for (const row of chunk) for (const column of columns) params.push(row[column] ?? null);
-    await trx.executeQuery(CompiledQuery.raw(insertText(table, columns, chunk.length, postgres), params));
+    await insertStatement(table, columns, chunk.length).run(trx, params);
   }
 }
 
-const insertTexts = new Map<string, string>();
+const insertStatements = new Map<string, Statement>();
 
-function insertText(table: string, columns: readonly string[], count: number, postgres: boolean): string {
-  const key = `${postgres ? 'p' : 's'}${count} ${table} ${columns.join(' ')}`;
-  let text = insertTexts.get(key);
-  if (text === undefined) {
+function insertStatement(table: string, columns: readonly string[], count: number): Statement {
+  const key = `${count} ${table} ${columns.join(' ')}`;
+  let statement = insertStatements.get(key);
+  if (statement === undefined) {
     const tuple = `(${columns.map(() => '?').join(', ')})`;
-    text = `insert into "${table}" (${columns.map((c) => `"${c}"`).join(', ')}) values ${new Array<string>(count).fill(tuple).join(', ')}`;
-    if (postgres) text = numbered(text);
-    if (insertTexts.size >= 1_000) insertTexts.clear();
-    insertTexts.set(key, text);
+    statement = new Statement(`insert into "${table}" (${columns.map((c) => `"${c}"`).join(', ')}) values ${new Array<string>(count).fill(tuple).join(', ')}`);
+    if (insertStatements.size >= 1_000) insertStatements.clear();
+    insertStatements.set(key, statement);
   }
-  return text;
+  return statement;
 }
 
 /** The outbox row of an event. */
@@ -270,7 +268,7 @@ async function resolveCustomer(trx: Trx, customer: CustomerInput | null | undefi
     if (found) return found;
   }
   if (!customer.id && !customer.email && !customer.phone && !customer.firstName && !customer.lastName) return null;
-  const row = customerRow(customer.id ?? `cus_${randomUUID()}`, customer, toDbTime(now));
+  const row = customerRow(customer.id ?? newId('cus_', now), customer, toDbTime(now));
   await insertRows(trx, 'customers', [row], 1);
   return row;
 }
@@ -315,7 +313,7 @@ async function customerResolver(
         (customer.phone ? found.phone.get(customer.phone) : undefined);
       if (hit) return hit;
       if (!customer.id && !customer.email && !customer.phone && !customer.firstName && !customer.lastName) return null;
-      const id = customer.id ?? `cus_${randomUUID()}`;
+      const id = customer.id ?? newId('cus_', now);
       created.push(customerRow(id, customer, createdAt));
       found.id.set(id, id);
       if (customer.email && !found.email.has(customer.email)) found.email.set(customer.email, id);
@@ -355,13 +353,15 @@ const LIVE_BY_EXTERNAL_ID = {
  * createSubscription inside the caller's transaction (the API stores its
  * idempotent response in the same one). Its statements are of fixed text
  * (Statement, insertRows): kysely building them cost more CPU per API create
- * than SQLite running them.
+ * than SQLite running them. `options.newId`: the input's id was made up for
+ * it (newId), not given by the caller, so it is not looked up.
  */
-export async function createSubscriptionIn(trx: Trx, input: NewInput, now: number): Promise<CreateResult> {
+export async function createSubscriptionIn(trx: Trx, input: NewInput, now: number, options: { readonly newId?: boolean } = {}): Promise<CreateResult> {
   // PostgreSQL: creations run one at a time from here on, so two requests with the same id or
   // externalId cannot both find nothing and both insert (the second would fail on the unique index).
   await lockOutbox(trx);
-  const byId = await SUBSCRIPTION_BY_ID.first<Selectable<SubscriptionTable>>(trx, [input.id]);
+  // `newId`: the id was just made (newId), so no row has it; were one to, the insert fails on the primary key.
+  const byId = options.newId ? undefined : await SUBSCRIPTION_BY_ID.first<Selectable<SubscriptionTable>>(trx, [input.id]);
   if (byId) return { subscription: rowToSubscription(byId), created: false };
   if (input.externalId) {
     const byExternal = input.source

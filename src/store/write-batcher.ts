@@ -22,8 +22,7 @@
  * such a write runs in a transaction of its own, as before. SQLite runs one
  * writer at a time (`begin immediate`), so every write shares the batch.
  */
-import { CompiledQuery } from 'kysely';
-import { dialectOf, type Db } from './db.js';
+import { dialectOf, Statement, type Db } from './db.js';
 import { lockOutbox, type Trx } from './repository.js';
 
 export interface WriteOptions {
@@ -146,9 +145,9 @@ export class WriteBatcher {
   }
 }
 
-const SAVEPOINT = CompiledQuery.raw('savepoint w');
-const ROLLBACK_TO = CompiledQuery.raw('rollback to savepoint w');
-const RELEASE = CompiledQuery.raw('release savepoint w');
+const SAVEPOINT = new Statement('savepoint w');
+const ROLLBACK_TO = new Statement('rollback to savepoint w');
+const RELEASE = new Statement('release savepoint w');
 
 /** The transaction itself is gone (SQLite rolls back by itself on SQLITE_FULL, IOERR, NOMEM): nothing of it can commit. */
 class TransactionLost extends Error {}
@@ -166,20 +165,20 @@ class TransactionLost extends Error {}
  * engine's statements out of the cache).
  */
 export async function inSavepoint<T>(trx: Trx, fn: () => Promise<T>): Promise<T> {
-  await trx.executeQuery(SAVEPOINT);
+  await SAVEPOINT.run(trx, []);
   let value: T;
   try {
     value = await fn();
   } catch (error) {
     if (error instanceof TransactionLost) throw error;
     try {
-      await trx.executeQuery(ROLLBACK_TO);
-      await trx.executeQuery(RELEASE);
+      await ROLLBACK_TO.run(trx, []);
+      await RELEASE.run(trx, []);
     } catch {
       throw new TransactionLost('the transaction was rolled back under a failed write', { cause: error });
     }
     throw error;
   }
-  await trx.executeQuery(RELEASE);
+  await RELEASE.run(trx, []);
   return value;
 }

@@ -391,6 +391,37 @@ describe('dispatch under simulated time', () => {
   });
 });
 
+describe('kicks that carry a due instant', () => {
+  it('wake a sleeping loop only for work due before it wakes by itself; work due later is found when it does', async () => {
+    startDaemon('2025-01-01T00:00:00Z', { maxSleepMs: 10 * DAY });
+    await advanceTo('2025-01-01T00:00:01Z');
+    const sweeps = () => engine!.stats().sweeps;
+    const before = sweeps();
+
+    // The loop sleeps until Jan 11: work due in March, or none at all, does not wake it.
+    await addSubscription(t.db, Date.now(), { id: 'march', paymentToken: 'tok_ok', startDate: '2025-03-01' });
+    engine!.kick((await getSubscription(t.db, 'march')).actionAt);
+    engine!.kick(null);
+    await advanceTo('2025-01-01T00:00:02Z');
+    expect(sweeps()).toBe(before);
+
+    // Work due on Jan 5 does: the loop sweeps now and arms its timer for it.
+    await addSubscription(t.db, Date.now(), { id: 'jan5', paymentToken: 'tok_ok', startDate: '2025-01-05' });
+    const jan5 = (await getSubscription(t.db, 'jan5')).actionAt!;
+    engine!.kick(jan5);
+    await advanceTo('2025-01-01T00:00:03Z');
+    expect(sweeps()).toBeGreaterThan(before);
+
+    await advanceTo('2025-03-02T00:00:00Z');
+    const [jan5Capture] = await eventsOf(t.db, 'jan5', 'charge.succeeded');
+    expect(jan5Capture!.atMs - jan5).toBeGreaterThanOrEqual(0);
+    expect(jan5Capture!.atMs - jan5).toBeLessThan(1000);
+    const march = await eventsOf(t.db, 'march', 'charge.succeeded');
+    expect(march.map((e) => e.cycle)).toEqual([1]);
+    expect(lag(march[0]!.atMs, '2025-03-01T00:00:00Z')).toBeLessThan(DAY);
+  });
+});
+
 describe('pause and resume', () => {
   it('charges nothing while paused; on resume the next cycle is the first due at or after the resume instant, the missed ones skipped', async () => {
     startDaemon('2025-01-01T00:00:00Z');

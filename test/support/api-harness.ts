@@ -93,9 +93,9 @@ async function serve(config: Config, tmp: TempDb, clock: VirtualClock, options: 
     adminApi: {
       tokens: config.http.tokens,
       catalog: catalogOf(config),
-      wake: () => {
+      wake: (dueAt) => {
         wakes++;
-        engine.kick();
+        engine.kick(dueAt);
       },
       version: 'test',
       writes,

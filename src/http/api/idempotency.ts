@@ -34,6 +34,12 @@ export const IDEMPOTENCY_LOCK_MS = 60_000;
 export interface WriteResponse {
   readonly status: number;
   readonly body: unknown;
+  /**
+   * The earliest instant the change made engine work due, passed to `wake`:
+   * null when it made none; absent when the handler does not know (the
+   * engine is woken now).
+   */
+  readonly dueAt?: number | null;
 }
 
 export interface WriteDeps {
@@ -41,8 +47,8 @@ export interface WriteDeps {
   /** The group commit every write goes through. */
   readonly writes: WriteBatcher;
   readonly clock: Clock;
-  /** Called after a change commits: due work may have been created or moved earlier. */
-  readonly wake: () => void;
+  /** Called after a change commits: due work may have been created or moved earlier (`dueAt`: see WriteResponse). */
+  readonly wake: (dueAt?: number | null) => void;
 }
 
 /** The raw (parsed, untransformed) body of each request, for the request hash. */
@@ -96,7 +102,7 @@ export async function runWrite(
       if (!mapped) throw err;
       response = asResponse(mapped);
     }
-    if (response.status < 400) deps.wake();
+    if (response.status < 400) deps.wake(response.dueAt);
     send(reply, response);
     return;
   }
@@ -123,7 +129,7 @@ export async function runWrite(
   const { claim, response } = outcome;
   switch (claim.kind) {
     case 'claimed':
-      if (response!.status < 400) deps.wake();
+      if (response!.status < 400) deps.wake(response!.dueAt);
       send(reply, response!);
       return;
     case 'replay':

@@ -37,8 +37,11 @@ export interface AdminApiDeps {
   readonly clock: Clock;
   readonly tokens: readonly TokenConfig[];
   readonly catalog: Catalog;
-  /** Wakes the engine after a change that may have made work due (a create with a past start, a retry). */
-  readonly wake: () => void;
+  /**
+   * Wakes the engine after a change that may have made work due (a create with a past start, a retry).
+   * `dueAt`: the earliest instant the change made work due (null: none; absent: unknown, wake now).
+   */
+  readonly wake: (dueAt?: number | null) => void;
   /** Counts failed authentications (`rebill_http_auth_failures_total`). */
   readonly authFailure?: () => void;
   /** The version shown in the OpenAPI document. */
@@ -83,9 +86,7 @@ export function adminApi(deps: AdminApiDeps): FastifyPluginAsync {
       });
 
       const check = tokenChecker(deps.tokens);
-      api.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-        const needed = request.routeOptions.config.scope;
-        if (needed === undefined) return;
+      const authorize = (request: FastifyRequest, reply: FastifyReply, needed: Scope): boolean => {
         const auth = check(request.headers.authorization);
         if (auth.kind !== 'granted') {
           deps.authFailure?.();
@@ -96,12 +97,21 @@ export function adminApi(deps: AdminApiDeps): FastifyPluginAsync {
               : auth.kind === 'missing'
                 ? 'send Authorization: Bearer <token> (a token from http.tokens)'
                 : 'unknown bearer token';
-          return sendProblem(reply, problem(401, detail, { type: `${PROBLEM_TYPE}unauthorized` }));
+          sendProblem(reply, problem(401, detail, { type: `${PROBLEM_TYPE}unauthorized` }));
+          return false;
         }
         if (!allows(auth.scope, needed)) {
           deps.authFailure?.();
-          return sendProblem(reply, problem(403, `this token has scope ${auth.scope}; ${request.method} ${request.routeOptions.url} needs ${needed}`, { type: `${PROBLEM_TYPE}forbidden` }));
+          sendProblem(reply, problem(403, `this token has scope ${auth.scope}; ${request.method} ${request.routeOptions.url} needs ${needed}`, { type: `${PROBLEM_TYPE}forbidden` }));
+          return false;
         }
+        return true;
+      };
+      // A route's scope is checked before its body is read. Callback form, as the server's hooks
+      // (server.ts); a response sent here ends the request without done().
+      api.addHook('onRequest', (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
+        const needed = request.routeOptions.config.scope;
+        if (needed === undefined || authorize(request, reply, needed)) done();
       });
 
       api.setErrorHandler((err, _request, reply) => {

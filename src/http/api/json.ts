@@ -31,6 +31,8 @@ export class JsonBodyError extends Error {
 /** Parses a request body; an empty body is `undefined` (a POST action without a body). */
 export function parseJsonBody(text: string): unknown {
   if (text.trim() === '') return undefined;
+  const plain = parsePlain(text);
+  if (plain !== undefined) return plain.value;
   let parsed: unknown;
   try {
     parsed = parse(text, null, {
@@ -47,6 +49,60 @@ export function parseJsonBody(text: string): unknown {
     throw new JsonBodyError(`malformed JSON: ${message}`, position ? pathAt(text, Number(position[1])) : []);
   }
   return revive(parsed, []);
+}
+
+/**
+ * The common body, one with no number in it, read by JSON.parse (ten times
+ * faster than the lossless parse, a tenth of an API create's CPU): its value
+ * is the one the lossless parse gives whenever the checks here pass. A number
+ * (whose text may matter), malformed text, fewer keys parsed than the text
+ * has (a duplicate key collapsed into one), a `__proto__` key or nesting past
+ * MAX_JSON_DEPTH: undefined, and the lossless parse decides, and says what is
+ * wrong.
+ */
+function parsePlain(text: string): { value: unknown } | undefined {
+  // One pass over the text outside strings: a number starts with a digit or "-", and every ":" follows a key.
+  let keys = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c /* \ */) i++;
+        else if (d === 0x22) break;
+      }
+    } else if (c === 0x3a /* : */) keys++;
+    else if ((c >= 0x30 && c <= 0x39) || c === 0x2d /* - */) return undefined;
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  return plainKeys(value, 0) === keys ? { value } : undefined;
+}
+
+/** How many keys the objects in `value` have; -1 for a `__proto__` key or nesting past MAX_JSON_DEPTH (as revive refuses them). */
+function plainKeys(value: unknown, depth: number): number {
+  if (value === null || typeof value !== 'object') return 0;
+  if (depth >= MAX_JSON_DEPTH) return -1;
+  let count = 0;
+  if (Array.isArray(value)) {
+    for (const item of value) {
+      const inner = plainKeys(item, depth + 1);
+      if (inner < 0) return -1;
+      count += inner;
+    }
+    return count;
+  }
+  for (const key of Object.keys(value)) {
+    if (key === '__proto__') return -1;
+    const inner = plainKeys((value as Record<string, unknown>)[key], depth + 1);
+    if (inner < 0) return -1;
+    count += inner + 1;
+  }
+  return count;
 }
 
 /** Numbers to JS numbers (amounts to their text), refusing `__proto__` keys and deep nesting. */

@@ -99,7 +99,7 @@ export function registerRoutes(api: Api, deps: AdminApiDeps & { readonly writes:
     (request, reply) =>
       runWrite(request, reply, deps, async (trx, now) => {
         const outcome = await createSubscriptionCommand(trx, catalog, request.body, now);
-        return { status: outcome.created ? 201 : 200, body: outcome.subscription };
+        return { status: outcome.created ? 201 : 200, body: outcome.subscription, dueAt: outcome.dueAt };
       }),
   );
 
