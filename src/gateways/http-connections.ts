@@ -10,7 +10,8 @@
  * ClientRequest and an IncomingMessage stream, the agent's bookkeeping,
  * a parser and half a dozen socket listeners attached and removed per
  * request) cost 130-160 us of CPU per call in a fresh process, where this
- * module costs 40-50 us for the same call (bench/RESULTS.md). What a gateway
+ * module costs 40-50 us for the same call (measured at concurrency 64 against
+ * `rebill fake-gateway --latency-ms 20`, 5,000 calls). What a gateway
  * call needs is small: send a request, read one answer framed by
  * Content-Length, chunked transfer coding or the end of the connection.
  *
