@@ -57,6 +57,8 @@ for (;;) {
 }
 const to = { d: cpuSecondsOf(daemon.pid), g: cpuSecondsOf(gateway.pid), dm: mainThread(daemon.pid), gm: mainThread(gateway.pid) };
 const w = await records.window();
+// Claims and outcome commits: attempts share created_at per claim and updated_at per outcome batch.
+const commits = records.db.prepare('select count(distinct created_at) as claims, count(distinct updated_at) as outcomes from attempts').get() as { claims: number; outcomes: number };
 // The daemon's own view: gateway call durations (event-loop delays included) and sweeps (claims).
 const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
 const metric = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN);
@@ -68,5 +70,5 @@ await gateway.stop();
 const seconds = (w.to - w.from) / 1000;
 const us = (s: number) => ((s * 1e6) / n).toFixed(0);
 console.log(
-  `${n} in ${seconds.toFixed(2)} s = ${(n / seconds).toFixed(0)}/s; daemon CPU ${(to.d - from!.d).toFixed(2)} s = ${us(to.d - from!.d)} us/charge (main thread ${us(to.dm - from!.dm)}); gateway CPU ${(to.g - from!.g).toFixed(2)} s = ${us(to.g - from!.g)} us/charge (main thread ${us(to.gm - from!.gm)}); load ${load} -> ${loadavg()[0]!.toFixed(1)}\n  gateway call ${callMs.toFixed(1)} ms on average (64 / that = ${((64 / callMs) * 1000).toFixed(0)}/s); ${metric('rebill_sweep_duration_seconds_count')} sweeps of ${sweepMs.toFixed(1)} ms on average`,
+  `${n} in ${seconds.toFixed(2)} s = ${(n / seconds).toFixed(0)}/s; daemon CPU ${(to.d - from!.d).toFixed(2)} s = ${us(to.d - from!.d)} us/charge (main thread ${us(to.dm - from!.dm)}); gateway CPU ${(to.g - from!.g).toFixed(2)} s = ${us(to.g - from!.g)} us/charge (main thread ${us(to.gm - from!.gm)}); load ${load} -> ${loadavg()[0]!.toFixed(1)}\n  gateway call ${callMs.toFixed(1)} ms on average (64 / that = ${((64 / callMs) * 1000).toFixed(0)}/s); ${metric('rebill_sweep_duration_seconds_count')} sweeps of ${sweepMs.toFixed(1)} ms on average; ${commits.claims} claims, ${commits.outcomes} outcome commits`,
 );
