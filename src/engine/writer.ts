@@ -42,19 +42,6 @@ export type OutcomeResult = OutcomeWritten;
 
 type Entry = { item: OutcomeItem; resolve: (r: OutcomeResult) => void; reject: (e: unknown) => void };
 
-/**
- * The wait for company grows with what a commit costs: at least this many
- * times the last commit's duration, so that commits hold the event loop (a
- * SQLite commit and its fsync are synchronous) no more than about a fifth of
- * the time. On a quiet disk a commit takes a fraction of a millisecond and
- * delayMs decides; on a busy one (a few hundred fsyncs/s, 3-5 ms each),
- * commits every 10 ms held the loop nearly half the time, and gateway
- * answers waited behind them.
- */
-const COMMIT_COST_FACTOR = 4;
-/** The longest an outcome waits for company, however slow commits are. */
-const MAX_DELAY_MS = 50;
-
 export class GroupCommitWriter {
   private buffer: Entry[] = [];
   private timer: ReturnType<typeof setTimeout> | null = null;
@@ -64,19 +51,15 @@ export class GroupCommitWriter {
   /** The flush that will cut the buffer when the commit in flight ends (at most one). */
   private deferred: Promise<void> | null = null;
 
-  /** How long the last commit took, on the writer's clock (0 on a virtual clock). */
-  private lastWriteMs = 0;
-
   /** Says whether no further outcome can arrive soon (no gateway call out or queued): then waiting only adds latency. */
   private idle: () => boolean = () => false;
 
   /**
    * @param maxBatch outcomes per commit at most: one claim batch fits in one commit.
    * @param delayMs how long the first outcome of a batch waits for others while calls are still out
-   *   (the last answer of a batch is written at once), at least: longer when commits are slow
-   *   (COMMIT_COST_FACTOR). 10 ms: a slow gateway's answers trickle in, and a commit every 10 ms (an
-   *   fsync each) is what a disk doing a few hundred commits/s can follow while its other commits
-   *   (claims) go on; the outcome is only later by that much.
+   *   (the last answer of a batch is written at once). 10 ms: a slow gateway's answers trickle in, and
+   *   a commit every 10 ms (an fsync each) is what a disk doing a few hundred commits/s can follow
+   *   while its other commits (claims) go on; the outcome is only later by that much.
    */
   constructor(
     private readonly store: HotPathStore,
@@ -96,7 +79,7 @@ export class GroupCommitWriter {
     return new Promise((resolve, reject) => {
       this.buffer.push({ item, resolve, reject });
       if (this.buffer.length >= this.maxBatch || this.idle()) void this.flush();
-      else if (!this.timer) this.timer = setTimeout(() => void this.flush(), Math.min(MAX_DELAY_MS, Math.max(this.delayMs, COMMIT_COST_FACTOR * this.lastWriteMs)));
+      else if (!this.timer) this.timer = setTimeout(() => void this.flush(), this.delayMs);
     });
   }
 
@@ -132,12 +115,10 @@ export class GroupCommitWriter {
   private async writeNow(batch: Entry[]): Promise<void> {
     if (batch.length === 0) return this.store.flushStaged();
     this.writing = true;
-    const startedAt = this.clock.now();
     try {
       await this.write(batch);
     } finally {
       this.writing = false;
-      this.lastWriteMs = Math.max(0, this.clock.now() - startedAt);
     }
   }
 
