@@ -1,11 +1,11 @@
 /**
  * The one place gateway adapters talk HTTP: keep-alive HTTP/1.1 connections
- * per gateway (./http-connections.ts) with a timeout, or an injected fetch
- * (tests), and the translation of transport failures into the two error
- * classes the engine understands. Built-in fetch (undici, web streams, an
- * AbortSignal.timeout per call) cost about half of the daemon's CPU per
- * charge against a 20 ms gateway, and node:http still most of what is left
- * of a call (see http-connections.ts). Everything that leaves this module
+ * per gateway (./http-connections.ts, an undici Pool driven through
+ * `dispatch`) with a timeout, or an injected fetch (tests), and the
+ * translation of transport failures into the two error classes the engine
+ * understands. Built-in fetch (web streams, an AbortSignal.timeout per call)
+ * cost about half of the daemon's CPU per charge against a 20 ms gateway,
+ * and node:http most of what was left of a call (see http-connections.ts). Everything that leaves this module
  * as an error is safe to log: it names the gateway and the route template
  * (never a credential, a card token or a full URL with one in it).
  */
