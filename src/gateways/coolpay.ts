@@ -45,7 +45,7 @@ import {
   type GatewayResult,
   type StatusResult,
 } from './gateway.js';
-import { briefMessage, redact, sendJson, type HttpCaller } from './http-client.js';
+import { briefMessage, httpOrigin, redact, sendJson, type HttpCaller } from './http-client.js';
 
 export interface CoolpayGatewayOptions {
   /** Config name of this gateway (`coolpay`). */
@@ -97,15 +97,16 @@ export function createCoolpayGateway(options: CoolpayGatewayOptions): Gateway {
   if (base.protocol !== 'https:' && base.protocol !== 'http:') throw new TypeError(`coolpay gateway "${name}": baseUrl must be http(s)`);
   if (!apiKey) throw new TypeError(`coolpay gateway "${name}": apiKey is empty`);
   if (!(options.timeoutSeconds > 0)) throw new TypeError(`coolpay gateway "${name}": timeoutSeconds must be > 0`);
-  const root = base.href.replace(/\/+$/, '');
 
   const caller: HttpCaller = {
     gateway: `coolpay "${name}"`,
+    origin: httpOrigin(base.href),
     timeoutSeconds: options.timeoutSeconds,
     ...(options.fetch ? { fetch: options.fetch } : {}),
     secrets: [apiKey],
   };
-  const authorization = `Basic ${Buffer.from(`:${apiKey}`).toString('base64')}`;
+  // The headers of every call, built once.
+  const common = ['Authorization', `Basic ${Buffer.from(`:${apiKey}`).toString('base64')}`, 'Accept-Version', 'v10', 'Accept', 'application/json'];
 
   /** One API call; answers 2xx JSON, or the body of a 4xx that still describes a payment (a decline). */
   async function call<T>(
@@ -116,14 +117,9 @@ export function createCoolpayGateway(options: CoolpayGatewayOptions): Gateway {
     body?: unknown,
     idempotencyKey?: string,
   ): Promise<T> {
-    const headers: Record<string, string> = {
-      Authorization: authorization,
-      'Accept-Version': 'v10',
-      Accept: 'application/json',
-    };
-    if (body !== undefined) headers['Content-Type'] = 'application/json';
-    if (idempotencyKey !== undefined) headers['Idempotency-Key'] = idempotencyKey;
-    const request = { method, url: `${root}${path}`, route: `${method} ${route}`, headers };
+    const headers = body === undefined ? [...common] : [...common, 'Content-Type', 'application/json'];
+    if (idempotencyKey !== undefined) headers.push('Idempotency-Key', idempotencyKey);
+    const request = { method, path, route: `${method} ${route}`, headers };
     const response = await sendJson(caller, body === undefined ? request : { ...request, body: JSON.stringify(body) });
     const parsed = schema.safeParse(response.json);
     if (response.status >= 200 && response.status < 300) {

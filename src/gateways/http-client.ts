@@ -1,24 +1,25 @@
 /**
- * The one place gateway adapters talk HTTP: node:http(s) over keep-alive
- * connections (the global agents) with a timeout, or an injected fetch
- * (tests), and the translation of transport failures into the two error
- * classes the engine understands. Built-in fetch (undici, web streams, an
- * AbortSignal.timeout per call) cost about half of the daemon's CPU per
- * charge against a 20 ms gateway; node:http does the same request for a
- * fraction of it. Everything that leaves this module as an error is safe
- * to log: it names the gateway and the route template (never a credential,
- * a card token or a full URL with one in it).
+ * The one place gateway adapters talk HTTP: keep-alive HTTP/1.1 connections
+ * per gateway (./http-connections.ts, an undici Pool driven through
+ * `dispatch`) with a timeout, or an injected fetch (tests), and the
+ * translation of transport failures into the two error classes the engine
+ * understands. Built-in fetch (web streams, an AbortSignal.timeout per call)
+ * cost about half of the daemon's CPU per charge against a 20 ms gateway,
+ * and node:http most of what was left of a call (see http-connections.ts). Everything that leaves this module
+ * as an error is safe to log: it names the gateway and the route template
+ * (never a credential, a card token or a full URL with one in it).
  */
-import http from 'node:http';
-import https from 'node:https';
+import { ConnectionPool } from './http-connections.js';
 import { GatewayProtocolError, GatewayUnavailableError } from './gateway.js';
 
 export interface JsonRequest {
   readonly method: 'GET' | 'POST' | 'PUT';
-  readonly url: string;
+  /** Path and query below the caller's baseUrl, starting with `/` (already URL-encoded). */
+  readonly path: string;
   /** Route template for messages, e.g. `POST /subscriptions/{id}/recurring`. */
   readonly route: string;
-  readonly headers: Record<string, string>;
+  /** Header names and values, in pairs: `[name, value, name, value, ...]`. */
+  readonly headers: readonly string[];
   /** Already serialised JSON body (signatures are computed over these exact bytes). */
   readonly body?: string;
 }
@@ -32,11 +33,40 @@ export interface JsonResponse {
 export interface HttpCaller {
   /** Gateway name for messages (`coolpay`). */
   readonly gateway: string;
+  /** Where requests go; see httpOrigin. */
+  readonly origin: HttpOrigin;
   readonly timeoutSeconds: number;
-  /** Sends through this fetch instead (tests that watch or alter requests); absent: node:http(s). */
+  /** Sends through this fetch instead (tests that watch or alter requests); absent: the origin's keep-alive connections. */
   readonly fetch?: typeof fetch;
   /** Strings never to repeat in an error message (the API key), should a gateway echo them back. */
   readonly secrets?: readonly string[];
+}
+
+/** A gateway's base URL, read once, and its connections: every request only adds its path. */
+export interface HttpOrigin {
+  /** The base URL without a trailing slash (`https://api.coolpay.example/v1`). */
+  readonly url: string;
+  /** The base URL's path without a trailing slash (`/v1`, or empty). */
+  readonly basePath: string;
+  readonly connections: ConnectionPool;
+}
+
+/** Reads a gateway's base URL once (throws TypeError for one that is not an http(s) URL). */
+export function httpOrigin(baseUrl: string): HttpOrigin {
+  const url = new URL(baseUrl);
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new TypeError('not an http(s) URL');
+  const https = url.protocol === 'https:';
+  return {
+    url: url.href.replace(/\/+$/, ''),
+    basePath: url.pathname.replace(/\/+$/, ''),
+    connections: new ConnectionPool({
+      https,
+      hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
+      port: url.port === '' ? (https ? 443 : 80) : Number(url.port),
+      // The Host header: the host, and the port unless it is the scheme's default.
+      host: url.host,
+    }),
+  };
 }
 
 /**
@@ -53,7 +83,7 @@ export async function sendJson(caller: HttpCaller, request: JsonRequest): Promis
   let status: number;
   try {
     // The timeout covers the body too: a gateway that stalls mid-body is as unknown as one that never answers.
-    ({ status, text } = caller.fetch ? await viaFetch(caller.fetch, request, timeoutMs) : await viaNodeHttp(request, timeoutMs));
+    ({ status, text } = caller.fetch ? await viaFetch(caller.fetch, caller.origin, request, timeoutMs) : await viaConnections(caller.origin, request, timeoutMs));
   } catch (err) {
     throw transportError(what, err, caller.timeoutSeconds);
   }
@@ -74,12 +104,14 @@ function timeoutError(cause?: unknown): Error {
 }
 
 /** One request through an injected fetch; redirects are errors (an outcome we cannot know). */
-async function viaFetch(f: typeof fetch, request: JsonRequest, timeoutMs: number): Promise<{ status: number; text: string }> {
+async function viaFetch(f: typeof fetch, origin: HttpOrigin, request: JsonRequest, timeoutMs: number): Promise<{ status: number; text: string }> {
   const signal = AbortSignal.timeout(timeoutMs);
   try {
-    const init: RequestInit = { method: request.method, headers: request.headers, signal, redirect: 'error' };
+    const headers: Array<[string, string]> = [];
+    for (let i = 0; i < request.headers.length; i += 2) headers.push([request.headers[i]!, request.headers[i + 1]!]);
+    const init: RequestInit = { method: request.method, headers, signal, redirect: 'error' };
     if (request.body !== undefined) init.body = request.body;
-    const response = await f(request.url, init);
+    const response = await f(`${origin.url}${request.path}`, init);
     return { status: response.status, text: await response.text() };
   } catch (err) {
     throw signal.aborted ? timeoutError(err) : err;
@@ -87,49 +119,14 @@ async function viaFetch(f: typeof fetch, request: JsonRequest, timeoutMs: number
 }
 
 /**
- * One request over node:http(s) and the global keep-alive agents; the
- * timeout covers connecting, the answer and its body. A redirect is an error,
- * as with fetch's `redirect: 'error'`.
+ * One request on the gateway's keep-alive connections; the timeout covers
+ * connecting, the answer and its body. A redirect is an error, as with
+ * fetch's `redirect: 'error'`.
  */
-function viaNodeHttp(request: JsonRequest, timeoutMs: number): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const url = new URL(request.url);
-    const headers: Record<string, string> = { ...request.headers };
-    if (request.body !== undefined) headers['content-length'] = String(Buffer.byteLength(request.body));
-    let settled = false;
-    const fail = (err: unknown) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      reject(err);
-    };
-    const req = (url.protocol === 'https:' ? https : http).request(url, { method: request.method, headers }, (res) => {
-      const status = res.statusCode ?? 0;
-      if (status >= 300 && status < 400) {
-        res.resume();
-        return fail(new Error(`unexpected redirect (${status})`));
-      }
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('error', fail);
-      res.on('close', () => {
-        if (!res.complete) fail(Object.assign(new Error('the connection closed before the whole answer arrived'), { code: 'ECONNRESET' }));
-      });
-      res.on('end', () => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        resolve({ status, text: Buffer.concat(chunks).toString('utf8') });
-      });
-    });
-    const timer = setTimeout(() => {
-      const err = timeoutError();
-      fail(err);
-      req.destroy(err);
-    }, timeoutMs);
-    req.on('error', fail);
-    req.end(request.body);
-  });
+async function viaConnections(origin: HttpOrigin, request: JsonRequest, timeoutMs: number): Promise<{ status: number; text: string }> {
+  const answer = await origin.connections.request(request.method, `${origin.basePath}${request.path}`, request.headers, request.body, timeoutMs, timeoutError);
+  if (answer.status >= 300 && answer.status < 400) throw new Error(`unexpected redirect (${answer.status})`);
+  return { status: answer.status, text: answer.body };
 }
 
 /** A timeout, connection refused/reset or a socket closed before the answer: all "outcome unknown". */
@@ -142,7 +139,7 @@ function transportError(what: string, err: unknown, timeoutSeconds: number): Gat
   return new GatewayUnavailableError(`${what} failed: ${reason}`, { cause: safeCause(err) });
 }
 
-/** node:http errors carry their code (ECONNREFUSED); undici reports "fetch failed" with the useful part in `cause`. */
+/** Socket errors carry their code (ECONNREFUSED); undici reports "fetch failed" with the useful part in `cause`. */
 function describeNetworkError(err: unknown): string {
   const own = err instanceof Error ? (err as Error & { code?: unknown }) : undefined;
   if (own && typeof own.code === 'string') return `${own.code} (${own.message})`;

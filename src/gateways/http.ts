@@ -23,7 +23,7 @@ import {
   type Gateway,
   type GatewayResult,
 } from './gateway.js';
-import { briefMessage, redact, sendJson, type HttpCaller } from './http-client.js';
+import { briefMessage, httpOrigin, redact, sendJson, type HttpCaller } from './http-client.js';
 
 export interface HttpGatewayOptions {
   readonly name: string;
@@ -58,10 +58,11 @@ export function createHttpGateway(options: HttpGatewayOptions): Gateway {
   } catch {
     throw new TypeError(`http gateway "${name}": url is not a URL`);
   }
-  const root = base.href.replace(/\/+$/, '');
+  if (base.protocol !== 'https:' && base.protocol !== 'http:') throw new TypeError(`http gateway "${name}": url must be http(s)`);
   const basePath = base.pathname.replace(/\/+$/, '');
   const caller: HttpCaller = {
     gateway: `http "${name}"`,
+    origin: httpOrigin(base.href),
     timeoutSeconds: options.timeoutSeconds,
     ...(options.fetch ? { fetch: options.fetch } : {}),
     secrets: [secret],
@@ -83,15 +84,19 @@ export function createHttpGateway(options: HttpGatewayOptions): Gateway {
     });
     const response = await sendJson(caller, {
       method: 'POST',
-      url: `${root}/charges`,
+      path: '/charges',
       route: 'POST /charges',
       body,
-      headers: {
-        'Content-Type': 'application/json',
-        Accept: 'application/json',
-        'Idempotency-Key': request.idempotencyKey,
-        'x-rebill-signature': signHttpGatewayPayload(secret, body),
-      },
+      headers: [
+        'Content-Type',
+        'application/json',
+        'Accept',
+        'application/json',
+        'Idempotency-Key',
+        request.idempotencyKey,
+        'x-rebill-signature',
+        signHttpGatewayPayload(secret, body),
+      ],
     });
     return read(response.status, response.json, 'POST /charges');
   }
@@ -123,9 +128,9 @@ export function createHttpGateway(options: HttpGatewayOptions): Gateway {
       const path = `/charges/${encodeURIComponent(idempotencyKey)}`;
       const response = await sendJson(caller, {
         method: 'GET',
-        url: `${root}${path}`,
+        path,
         route: 'GET /charges/{key}',
-        headers: { Accept: 'application/json', 'x-rebill-signature': signHttpGatewayPayload(secret, `${basePath}${path}`) },
+        headers: ['Accept', 'application/json', 'x-rebill-signature', signHttpGatewayPayload(secret, `${basePath}${path}`)],
       });
       if (response.status === 404) return { kind: 'not_found' };
       return read(response.status, response.json, 'GET /charges/{key}');
