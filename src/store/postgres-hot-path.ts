@@ -85,9 +85,15 @@ class PostgresHotPathStore implements HotPathStore {
     return this.stagedEntries.size;
   }
 
-  /** One transaction at the database's instant; the staged ledger entries are written first and leave the stage once committed. */
-  private async transaction<T>(callerNow: number, work: (trx: Trx, now: number) => Promise<T>): Promise<T> {
-    const staged = [...this.stagedEntries.values()];
+  /**
+   * One transaction at the database's instant. With `writeStaged` (outcome commits and flushStaged:
+   * the writer runs them one at a time), the staged ledger entries are written first and leave the
+   * stage once committed. Claims and lease writes leave them alone: they overlap an outcome commit on
+   * another connection, and both upserting the same keys made one wait for the other's commit on the
+   * key index (23 ms per ledger statement on average, 45 ms in claims, measured).
+   */
+  private async transaction<T>(callerNow: number, work: (trx: Trx, now: number) => Promise<T>, writeStaged = false): Promise<T> {
+    const staged = writeStaged ? [...this.stagedEntries.values()] : [];
     const result = await this.db.transaction().execute(async (trx) => {
       const now = this.databaseClock ? await databaseNow(trx) : callerNow;
       if (staged.length) await this.writeLedgerEntries(trx, staged);
@@ -265,7 +271,7 @@ class PostgresHotPathStore implements HotPathStore {
       await this.writeCycles(trx, cycles, now);
       await this.writeEvents(trx, events, now);
       return results as OutcomeWritten[];
-    });
+    }, true);
   }
 
   /** writeStates for outcomes, which may come from several claims (tokens): returns `<id>\0<token>` of the rows written. */
@@ -512,7 +518,7 @@ class PostgresHotPathStore implements HotPathStore {
   }
 
   async flushStaged(): Promise<void> {
-    if (this.stagedEntries.size > 0) await this.transaction(0, async () => undefined);
+    if (this.stagedEntries.size > 0) await this.transaction(0, async () => undefined, true);
   }
 
   /** Inserts or replaces entries (a pending payment settling replaces its entry). */

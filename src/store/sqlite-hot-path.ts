@@ -159,13 +159,14 @@ class SqliteHotPathStore implements HotPathStore {
 
   /**
    * Runs `work` in one `begin immediate` transaction holding kysely's
-   * connection, after writing the staged ledger entries. They leave the stage
-   * only once committed: a failed transaction writes them again next time.
+   * connection; with `writeStaged` (outcome commits and flushStaged), after
+   * writing the staged ledger entries. They leave the stage only once
+   * committed: a failed transaction writes them again next time.
    */
-  private exclusive<T>(work: () => T): Promise<T> {
+  private exclusive<T>(work: () => T, writeStaged = false): Promise<T> {
     return this.db.connection().execute(async () => {
       if (this.sqlite.inTransaction) invariant('a transaction is already open on the connection');
-      const staged = [...this.stagedEntries.values()];
+      const staged = writeStaged ? [...this.stagedEntries.values()] : [];
       const result = this.sqlite
         .transaction(() => {
           for (const s of staged) this.writeLedgerEntry(s);
@@ -283,7 +284,7 @@ class SqliteHotPathStore implements HotPathStore {
   }
 
   recordOutcomes(now: number, items: readonly OutcomeWrite[]): Promise<OutcomeWritten[]> {
-    return this.exclusive(() => items.map((item) => this.recordOne(now, item)));
+    return this.exclusive(() => items.map((item) => this.recordOne(now, item)), true);
   }
 
   /**
@@ -482,7 +483,7 @@ class SqliteHotPathStore implements HotPathStore {
   }
 
   async flushStaged(): Promise<void> {
-    if (this.stagedEntries.size > 0) await this.exclusive(() => undefined);
+    if (this.stagedEntries.size > 0) await this.exclusive(() => undefined, true);
   }
 
   /** Inserts or replaces an entry (a pending payment settling replaces its entry). */
