@@ -65,4 +65,4 @@ if (dialect === 'pg') {
   });
 }
 else await run();
-console.error(join(dir, "daemon.log"));
+console.error(join(dir, 'daemon.log'));
