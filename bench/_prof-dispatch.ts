@@ -62,6 +62,20 @@ if (dialect === 'pg') {
     // PGLOG=1: every statement's duration in the server log (this database only).
     if (process.env.PGLOG) await withClient(db.url, (c) => c.query(`alter database "${db.name}" set log_min_duration_statement = 0`));
     await run(db.url);
+    // PGSTATS=1: how each hot table was scanned (a sequential scan per batch grows with the table).
+    if (process.env.PGSTATS) {
+      const stats = await withClient(db.url, (c) => c.query('select relname, seq_scan, seq_tup_read, idx_scan, n_tup_upd, n_tup_hot_upd from pg_stat_user_tables order by relname'));
+      console.table(stats.rows);
+      await withClient(db.url, async (c) => {
+        const keys = (await c.query<{ k: string }>('select idempotency_key as k from attempts limit 150')).rows.map((r) => r.k);
+        const plan = await c.query(
+          `explain update attempts a set state = v.next, updated_at = $4 from unnest($1::text[], $2::text[], $3::text[]) as v(k, expected, next)
+           where a.idempotency_key = any($1::text[]) and a.idempotency_key = v.k and a.state = v.expected returning a.idempotency_key`,
+          [keys, keys.map(() => 'in_flight'), keys.map(() => 'captured'), 'x'],
+        );
+        console.log(plan.rows.map((r) => r['QUERY PLAN']).join('\n'));
+      });
+    }
   });
 }
 else await run();

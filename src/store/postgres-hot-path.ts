@@ -233,7 +233,7 @@ class PostgresHotPathStore implements HotPathStore {
          lease_until = case when v.release_lease then null else s.lease_until end
        from unnest(${stateTypes(1)}, $${n + 1}::text[], $${n + 2}::int[], $${n + 3}::boolean[])
          as v(${STATE_COLUMNS.map((c) => c.column).join(', ')}, row_id, row_version, release_lease)
-       where s.id = v.row_id and s.lease_owner = $${n + 4} and s.version = v.row_version
+       where s.id = any($${n + 1}::text[]) and s.id = v.row_id and s.lease_owner = $${n + 4} and s.version = v.row_version
        returning s.id`,
       [...stateArrays(rows.map((r) => r.after)), rows.map((r) => r.before.id), rows.map((r) => r.version), rows.map((r) => r.release), token],
     );
@@ -361,7 +361,7 @@ class PostgresHotPathStore implements HotPathStore {
       trx,
       `update attempts a set state = v.next, ${sets.join(', ')}, sends = a.sends + case when v.resend then 1 else 0 end, updated_at = $5
        from unnest(${unnestTypes.join(', ')}) as v(${unnestNames.join(', ')})
-       where a.idempotency_key = v.k and a.state = v.expected
+       where a.idempotency_key = any($1::text[]) and a.idempotency_key = v.k and a.state = v.expected
        returning a.idempotency_key as k`,
       params,
     );
