@@ -69,6 +69,16 @@ function stateArrays(subs: readonly Subscription[]): unknown[][] {
   return STATE_COLUMNS.map((c) => subs.map((s) => (c.store ? c.store(c.read(s)) : c.read(s))));
 }
 
+/** One row's state write: the lease (claim token) and version it must still have, and its new state. */
+interface StateWrite {
+  readonly token: string;
+  readonly before: Subscription;
+  readonly version: number;
+  readonly after: Subscription;
+  /** Give the lease back with the write. */
+  readonly release: boolean;
+}
+
 class PostgresHotPathStore implements HotPathStore {
   private readonly stagedEntries = new Map<string, StagedEntry>();
   /** Ledger lookups waiting for the next batched query (lookUpLedger). */
@@ -144,7 +154,7 @@ class PostgresHotPathStore implements HotPathStore {
   private async applyDecisions(trx: Trx, token: string, now: number, rows: readonly ClaimedRow[], decisions: readonly ClaimDecision[]): Promise<Claimed[]> {
     const at = toDbTime(now);
     const begins: Array<{ row: ClaimedRow; decision: Extract<ClaimDecision, { kind: 'begin' }> }> = [];
-    const written: Array<{ before: Subscription; version: number; after: Subscription; release: boolean }> = [];
+    const written: StateWrite[] = [];
     const cycles: Array<{ sub: Subscription; cycles: readonly CycleWrite[] }> = [];
     const events: DomainEvent[] = [];
     const queries: string[] = [];
@@ -154,12 +164,12 @@ class PostgresHotPathStore implements HotPathStore {
       switch (d.kind) {
         case 'begin':
           begins.push({ row, decision: d });
-          written.push({ before: row.subscription, version: row.version, after: d.transition.subscription, release: false });
+          written.push({ token, before: row.subscription, version: row.version, after: d.transition.subscription, release: false });
           cycles.push({ sub: d.transition.subscription, cycles: d.transition.cycles });
           events.push(...d.transition.events);
           break;
         case 'settle':
-          written.push({ before: row.subscription, version: row.version, after: d.transition.subscription, release: true });
+          written.push({ token, before: row.subscription, version: row.version, after: d.transition.subscription, release: true });
           cycles.push({ sub: d.transition.subscription, cycles: d.transition.cycles });
           events.push(...d.transition.events);
           break;
@@ -192,7 +202,7 @@ class PostgresHotPathStore implements HotPathStore {
       );
     }
     // The claim holds these rows locked (FOR UPDATE above): nobody can have written them since.
-    const changed = await this.writeStates(trx, token, written);
+    const changed = await this.writeStates(trx, written);
     if (changed.size !== written.length) invariant('claim: a row changed inside its own claim');
     await this.writeCycles(trx, cycles, now);
     for (const [dueAt, ids] of releases) await this.releaseRows(trx, token, ids, dueAt);
@@ -219,25 +229,27 @@ class PostgresHotPathStore implements HotPathStore {
 
   /**
    * Writes the new state of many rows in one statement, each only if it still
-   * has `token`'s lease and the version the engine saw; bumps the version and,
-   * where asked, gives the lease back. Returns the ids written.
+   * has the lease of its `token` and the version the engine saw; bumps the
+   * version and, where asked, gives the lease back. Returns `<id>\0<token>`
+   * of the rows written. An outcome batch holds rows of several claims: one
+   * statement for all of them (one per claim token was about two per batch).
    */
-  private async writeStates(trx: Trx, token: string, rows: ReadonlyArray<{ before: Subscription; version: number; after: Subscription; release: boolean }>): Promise<Set<string>> {
+  private async writeStates(trx: Trx, rows: ReadonlyArray<StateWrite>): Promise<Set<string>> {
     if (rows.length === 0) return new Set();
     const n = STATE_COLUMNS.length;
     // One unnest call over every array, so the arrays' elements pair up by position.
-    const result = await query<{ id: string }>(
+    const result = await query<{ id: string; lease_token: string }>(
       trx,
       `update subscriptions s set ${STATE_SET}, version = s.version + 1,
          lease_owner = case when v.release_lease then null else s.lease_owner end,
          lease_until = case when v.release_lease then null else s.lease_until end
-       from unnest(${stateTypes(1)}, $${n + 1}::text[], $${n + 2}::int[], $${n + 3}::boolean[])
-         as v(${STATE_COLUMNS.map((c) => c.column).join(', ')}, row_id, row_version, release_lease)
-       where s.id = any($${n + 1}::text[]) and s.id = v.row_id and s.lease_owner = $${n + 4} and s.version = v.row_version
-       returning s.id`,
-      [...stateArrays(rows.map((r) => r.after)), rows.map((r) => r.before.id), rows.map((r) => r.version), rows.map((r) => r.release), token],
+       from unnest(${stateTypes(1)}, $${n + 1}::text[], $${n + 2}::int[], $${n + 3}::boolean[], $${n + 4}::text[])
+         as v(${STATE_COLUMNS.map((c) => c.column).join(', ')}, row_id, row_version, release_lease, row_token)
+       where s.id = any($${n + 1}::text[]) and s.id = v.row_id and s.lease_owner = v.row_token and s.version = v.row_version
+       returning s.id, v.row_token as lease_token`,
+      [...stateArrays(rows.map((r) => r.after)), rows.map((r) => r.before.id), rows.map((r) => r.version), rows.map((r) => r.release), rows.map((r) => r.token)],
     );
-    return new Set(result.map((r) => r.id));
+    return new Set(result.map((r) => `${r.id}\u0000${r.lease_token}`));
   }
 
   async recordOutcomes(callerNow: number, items: readonly OutcomeWrite[]): Promise<OutcomeWritten[]> {
@@ -275,16 +287,11 @@ class PostgresHotPathStore implements HotPathStore {
   }
 
   /** writeStates for outcomes, which may come from several claims (tokens): returns `<id>\0<token>` of the rows written. */
-  private async writeOutcomeStates(trx: Trx, rows: ReadonlyArray<{ item: OutcomeWrite; settlement: Settlement }>): Promise<Set<string>> {
-    const byToken = new Map<string, Array<{ before: Subscription; version: number; after: Subscription; release: boolean }>>();
-    for (const { item, settlement } of rows) {
-      const list = byToken.get(item.token) ?? [];
-      list.push({ before: item.subscription, version: item.version, after: settlement.subscription, release: true });
-      byToken.set(item.token, list);
-    }
-    const out = new Set<string>();
-    for (const [token, list] of byToken) for (const id of await this.writeStates(trx, token, list)) out.add(`${id}\u0000${token}`);
-    return out;
+  private writeOutcomeStates(trx: Trx, rows: ReadonlyArray<{ item: OutcomeWrite; settlement: Settlement }>): Promise<Set<string>> {
+    return this.writeStates(
+      trx,
+      rows.map(({ item, settlement }) => ({ token: item.token, before: item.subscription, version: item.version, after: settlement.subscription, release: true })),
+    );
   }
 
   /**
@@ -321,8 +328,8 @@ class PostgresHotPathStore implements HotPathStore {
         attempt: { attempt, update: settlement.attempt, resend: true },
       };
     }
-    const written = await this.writeStates(trx, item.token, [{ before: sub, version, after: settlement.subscription, release: true }]);
-    if (!written.has(id)) invariant(`outcome: row ${id} changed between its locked read and its write`);
+    const written = await this.writeStates(trx, [{ token: item.token, before: sub, version, after: settlement.subscription, release: true }]);
+    if (!written.has(`${id}\u0000${item.token}`)) invariant(`outcome: row ${id} changed between its locked read and its write`);
     return {
       result: { kind: 'written', subscription: settlement.subscription, state: settlement.attempt.state, events: settlement.events },
       attempt: { attempt, update: settlement.attempt, resend: false },
