@@ -49,7 +49,14 @@ async function run(databaseUrl?: string): Promise<void> {
     const w = await records.window();
     const seconds = (w.to - w.from) / 1000;
     const cpu = cpuTo - cpuFrom;
-    console.log(`${dialect}: ${n} in ${seconds.toFixed(2)} s = ${(n / seconds).toFixed(0)}/s; daemon CPU ${cpu.toFixed(2)} s = ${((cpu * 1e6) / n).toFixed(0)} us/charge`);
+    // Claims and outcome commits: each stamps its rows with its one instant.
+    const batches = 'select count(distinct created_at) as claims, count(distinct updated_at) as outcomes from attempts';
+    const counts = databaseUrl
+      ? (await withClient(databaseUrl, (c) => c.query<{ claims: string; outcomes: string }>(batches))).rows[0]!
+      : (sqliteRecords(dir).db.prepare(batches).get() as { claims: number; outcomes: number });
+    console.log(
+      `${dialect}: ${n} in ${seconds.toFixed(2)} s = ${(n / seconds).toFixed(0)}/s; daemon CPU ${cpu.toFixed(2)} s = ${((cpu * 1e6) / n).toFixed(0)} us/charge; ${counts.claims} claims, ${counts.outcomes} outcome commits`,
+    );
   } finally {
     await records.close();
     await child.stop();
