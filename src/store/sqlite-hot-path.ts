@@ -211,6 +211,9 @@ class SqliteHotPathStore implements HotPathStore {
   private readonly cycleUpsertsKeepingAttempts: BufferedInsert;
   private readonly eventInserts: BufferedInsert;
   private readonly ledgerUpserts: BufferedInsert;
+  /** The entries of a batch of lookups, staged or stored; and the same in a read transaction of its own (built once). */
+  private readonly readEntries: (batch: ReadonlyArray<{ gateway: string; key: string }>) => Array<string | undefined>;
+  private readonly readEntriesInTransaction: SQLite.Transaction<(batch: ReadonlyArray<{ gateway: string; key: string }>) => Array<string | undefined>>;
   /** In the order they are written at commit: the ledger first, as before, then the rows that follow from the transaction's work. */
   private readonly buffered: readonly BufferedInsert[];
 
@@ -236,6 +239,9 @@ class SqliteHotPathStore implements HotPathStore {
       ' on conflict (idempotency_key) do update set entry = excluded.entry',
     );
     this.buffered = [this.ledgerUpserts, this.attemptInserts, this.cycleUpserts, this.cycleUpsertsKeepingAttempts, this.eventInserts];
+    const read = sqlite.prepare('select entry from simulator_ledger where idempotency_key = ? and gateway = ?').pluck();
+    this.readEntries = (batch) => batch.map((l) => this.stagedEntries.get(`${l.gateway}\u0000${l.key}`)?.entry ?? (read.get(l.key, l.gateway) as string | undefined));
+    this.readEntriesInTransaction = sqlite.transaction(this.readEntries);
   }
 
   get staged(): number {
@@ -560,17 +566,9 @@ class SqliteHotPathStore implements HotPathStore {
   private readLedger(): void {
     const batch = this.lookups;
     this.lookups = [];
-    const read = this.statement('select entry from simulator_ledger where idempotency_key = ? and gateway = ?');
-    const answers: Array<string | undefined> = [];
+    let answers: Array<string | undefined>;
     try {
-      const readAll = () => {
-        for (const l of batch) {
-          const staged = this.stagedEntries.get(`${l.gateway}\u0000${l.key}`);
-          answers.push(staged ? staged.entry : (read.get(l.key, l.gateway) as { entry: string } | undefined)?.entry);
-        }
-      };
-      if (this.sqlite.inTransaction) readAll();
-      else this.sqlite.transaction(readAll).deferred();
+      answers = this.sqlite.inTransaction ? this.readEntries(batch) : this.readEntriesInTransaction.deferred(batch);
     } catch (err) {
       for (const l of batch) l.reject(err);
       return;
