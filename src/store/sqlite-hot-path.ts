@@ -118,77 +118,10 @@ function rowOf(v: unknown[]): SubscriptionRow {
   };
 }
 
-/**
- * Rows of one INSERT gathered during a transaction and written, many to a
- * statement, before it commits (`flush`). In better-sqlite3 a one-row
- * statement costs about 1.2 us of CPU per row more than a row of a multi-row
- * VALUES list (3.8 against 2.6 us for a simulator ledger row, measured):
- * with five inserted rows per charge, that is several microseconds a charge.
- * Rows go in in the order they were added, so ids and upserts come out as
- * one statement per row would leave them. Nothing in a transaction reads a
- * row it buffered: the claim reads the attempt rows of other decisions, the
- * outcome re-reads rows of other items.
- */
-class BufferedInsert {
-  private values: unknown[] = [];
-  private readonly byRows = new Map<number, SQLite.Statement>();
-
-  /**
-   * @param head `insert into t (columns) values `
-   * @param tuple one row's `(?, ?, ...)`, literals allowed
-   * @param width the `?` in `tuple`
-   * @param tail what follows the VALUES list (an upsert clause), or ''
-   */
-  constructor(
-    private readonly sqlite: SQLite.Database,
-    private readonly head: string,
-    private readonly tuple: string,
-    private readonly width: number,
-    private readonly tail = '',
-  ) {}
-
-  get empty(): boolean {
-    return this.values.length === 0;
-  }
-
-  /** Adds one row: exactly `width` values, in the tuple's order. */
-  add(...row: unknown[]): void {
-    for (const v of row) this.values.push(v);
-  }
-
-  /** Writes the rows added so far: statements of 100, 10 and 1 rows (three texts, prepared once each). */
-  flush(): void {
-    const values = this.values;
-    if (values.length === 0) return;
-    this.values = [];
-    const rows = values.length / this.width;
-    let done = 0;
-    for (const size of CHUNKS) {
-      for (; rows - done >= size; done += size) this.statementFor(size).run(values.slice(done * this.width, (done + size) * this.width));
-    }
-  }
-
-  /** Forgets the rows added (the transaction rolled back). */
-  discard(): void {
-    this.values = [];
-  }
-
-  private statementFor(rows: number): SQLite.Statement {
-    let statement = this.byRows.get(rows);
-    if (!statement) {
-      statement = this.sqlite.prepare(`${this.head}${Array.from({ length: rows }, () => this.tuple).join(', ')}${this.tail}`);
-      this.byRows.set(rows, statement);
-    }
-    return statement;
-  }
-}
-
-const CHUNKS = [100, 10, 1] as const;
-
-const CYCLE_HEAD = 'insert into cycles (subscription_id, cycle, due_at, status, amount_minor, currency, attempts, settled_at, created_at) values ';
-const CYCLE_TAIL = " on conflict (subscription_id, cycle) do update set status = excluded.status, attempts = excluded.attempts, settled_at = excluded.settled_at where cycles.status <> 'paid'";
-/** A write without an attempt count (a cycle marked skipped) keeps the attempts already made. */
-const CYCLE_TAIL_KEEP_ATTEMPTS = " on conflict (subscription_id, cycle) do update set status = excluded.status, settled_at = excluded.settled_at where cycles.status <> 'paid'";
+const UPSERT_CYCLE_HEAD = `insert into cycles (subscription_id, cycle, due_at, status, amount_minor, currency, attempts, settled_at, created_at)
+  values (?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (subscription_id, cycle) do update set status = excluded.status, `;
+const UPSERT_CYCLE = `${UPSERT_CYCLE_HEAD}attempts = excluded.attempts, settled_at = excluded.settled_at where cycles.status <> 'paid'`;
+const UPSERT_CYCLE_KEEP_ATTEMPTS = `${UPSERT_CYCLE_HEAD}settled_at = excluded.settled_at where cycles.status <> 'paid'`;
 
 const NO_CHANGE = { mask: 0, values: [] as unknown[] };
 
@@ -205,40 +138,14 @@ class SqliteHotPathStore implements HotPathStore {
   /** Ledger lookups waiting for the next read batch. */
   private lookups: Array<{ gateway: string; key: string; resolve: (entry: string | undefined) => void; reject: (err: unknown) => void }> = [];
 
-  /** The inserts of the transaction in progress, written before it commits (BufferedInsert). */
-  private readonly attemptInserts: BufferedInsert;
-  private readonly cycleUpserts: BufferedInsert;
-  private readonly cycleUpsertsKeepingAttempts: BufferedInsert;
-  private readonly eventInserts: BufferedInsert;
-  private readonly ledgerUpserts: BufferedInsert;
   /** The entries of a batch of lookups, staged or stored; and the same in a read transaction of its own (built once). */
   private readonly readEntries: (batch: ReadonlyArray<{ gateway: string; key: string }>) => Array<string | undefined>;
   private readonly readEntriesInTransaction: SQLite.Transaction<(batch: ReadonlyArray<{ gateway: string; key: string }>) => Array<string | undefined>>;
-  /** In the order they are written at commit: the ledger first, as before, then the rows that follow from the transaction's work. */
-  private readonly buffered: readonly BufferedInsert[];
 
   constructor(
     private readonly db: Db,
     private readonly sqlite: SQLite.Database,
   ) {
-    this.attemptInserts = new BufferedInsert(
-      sqlite,
-      'insert into attempts (idempotency_key, subscription_id, cycle, attempt, gateway, mode, state, amount_minor, currency, sends, created_at, updated_at) values ',
-      "(?, ?, ?, ?, ?, ?, 'in_flight', ?, ?, 1, ?, ?)",
-      10,
-    );
-    this.cycleUpserts = new BufferedInsert(sqlite, CYCLE_HEAD, '(?, ?, ?, ?, ?, ?, ?, ?, ?)', 9, CYCLE_TAIL);
-    this.cycleUpsertsKeepingAttempts = new BufferedInsert(sqlite, CYCLE_HEAD, '(?, ?, ?, ?, ?, ?, ?, ?, ?)', 9, CYCLE_TAIL_KEEP_ATTEMPTS);
-    this.eventInserts = new BufferedInsert(sqlite, 'insert into events (type, subscription_id, cycle, attempt, occurred_at, payload) values ', '(?, ?, ?, ?, ?, ?)', 6);
-    // A pending payment settling replaces its entry.
-    this.ledgerUpserts = new BufferedInsert(
-      sqlite,
-      'insert into simulator_ledger (idempotency_key, gateway, entry, created_at) values ',
-      '(?, ?, ?, ?)',
-      4,
-      ' on conflict (idempotency_key) do update set entry = excluded.entry',
-    );
-    this.buffered = [this.ledgerUpserts, this.attemptInserts, this.cycleUpserts, this.cycleUpsertsKeepingAttempts, this.eventInserts];
     const read = sqlite.prepare('select entry from simulator_ledger where idempotency_key = ? and gateway = ?').pluck();
     this.readEntries = (batch) => batch.map((l) => this.stagedEntries.get(`${l.gateway}\u0000${l.key}`)?.entry ?? (read.get(l.key, l.gateway) as string | undefined));
     this.readEntriesInTransaction = sqlite.transaction(this.readEntries);
@@ -268,20 +175,12 @@ class SqliteHotPathStore implements HotPathStore {
     return this.db.connection().execute(async () => {
       if (this.sqlite.inTransaction) invariant('a transaction is already open on the connection');
       const staged = writeStaged ? [...this.stagedEntries.values()] : [];
-      let result: T;
-      try {
-        result = this.sqlite
-          .transaction(() => {
-            for (const s of staged) this.ledgerUpserts.add(s.key, s.gateway, s.entry, toDbTime(s.at));
-            const done = work();
-            for (const insert of this.buffered) insert.flush();
-            return done;
-          })
-          .immediate();
-      } catch (err) {
-        for (const insert of this.buffered) insert.discard();
-        throw err;
-      }
+      const result = this.sqlite
+        .transaction(() => {
+          for (const s of staged) this.writeLedgerEntry(s);
+          return work();
+        })
+        .immediate();
       for (const s of staged) if (this.stagedEntries.get(s.id) === s) this.stagedEntries.delete(s.id);
       return result;
     });
@@ -340,8 +239,10 @@ class SqliteHotPathStore implements HotPathStore {
     switch (decision.kind) {
       case 'begin': {
         const next = decision.transition.subscription;
-        const at = toDbTime(request.now);
-        this.attemptInserts.add(decision.attempt.key, sub.id, decision.attempt.cycle, decision.attempt.attempt, sub.gateway, sub.mode, sub.amount.amountMinor, sub.amount.currency, at, at);
+        this.statement(
+          `insert into attempts (idempotency_key, subscription_id, cycle, attempt, gateway, mode, state, amount_minor, currency, sends, created_at, updated_at)
+           values (?, ?, ?, ?, ?, ?, 'in_flight', ?, ?, 1, ?, ?)`,
+        ).run(decision.attempt.key, sub.id, decision.attempt.cycle, decision.attempt.attempt, sub.gateway, sub.mode, sub.amount.amountMinor, sub.amount.currency, toDbTime(request.now), toDbTime(request.now));
         this.writeClaimed(sub, version, next, lease);
         this.writeCycles(next, decision.transition.cycles, request.now);
         this.writeEvents(decision.transition.events, request.now);
@@ -493,18 +394,17 @@ class SqliteHotPathStore implements HotPathStore {
   /** Upserts cycle history rows; a paid cycle never goes back to any other status. */
   private writeCycles(sub: Subscription, cycles: readonly CycleWrite[], now: number): void {
     for (const c of cycles) {
-      const into = c.attempts !== undefined ? this.cycleUpserts : this.cycleUpsertsKeepingAttempts;
-      const other = c.attempts !== undefined ? this.cycleUpsertsKeepingAttempts : this.cycleUpserts;
-      // Two statements, one order: the rows of the other kind added before this one go first.
-      if (!other.empty) other.flush();
-      into.add(sub.id, c.cycle, toDbTime(c.dueAt), c.status, sub.amount.amountMinor, sub.amount.currency, c.attempts ?? 0, c.settledAt == null ? null : toDbTime(c.settledAt), toDbTime(now));
+      // A write without an attempt count (a cycle marked skipped) keeps the attempts already made.
+      const statement = this.statement(c.attempts !== undefined ? UPSERT_CYCLE : UPSERT_CYCLE_KEEP_ATTEMPTS);
+      statement.run(sub.id, c.cycle, toDbTime(c.dueAt), c.status, sub.amount.amountMinor, sub.amount.currency, c.attempts ?? 0, c.settledAt == null ? null : toDbTime(c.settledAt), toDbTime(now));
     }
   }
 
   /** Inserts events, and queues the link e-mail of each `payment_link.sent` whose subscription opts in (link-emails.ts). */
   private writeEvents(events: readonly DomainEvent[], now: number): void {
     if (events.length === 0) return;
-    for (const e of events) this.eventInserts.add(e.type, e.subscriptionId, e.cycle ?? null, e.attempt ?? null, toDbTime(e.at), JSON.stringify(e.data));
+    const statement = this.statement('insert into events (type, subscription_id, cycle, attempt, occurred_at, payload) values (?, ?, ?, ?, ?, ?)');
+    for (const e of events) statement.run(e.type, e.subscriptionId, e.cycle ?? null, e.attempt ?? null, toDbTime(e.at), JSON.stringify(e.data));
     const links = linkEvents(events);
     if (links.length === 0) return;
     const at = toDbTime(now);
@@ -586,4 +486,10 @@ class SqliteHotPathStore implements HotPathStore {
     if (this.stagedEntries.size > 0) await this.exclusive(() => undefined, true);
   }
 
+  /** Inserts or replaces an entry (a pending payment settling replaces its entry). */
+  private writeLedgerEntry(s: StagedEntry): void {
+    this.statement(
+      'insert into simulator_ledger (idempotency_key, gateway, entry, created_at) values (?, ?, ?, ?) on conflict (idempotency_key) do update set entry = excluded.entry',
+    ).run(s.key, s.gateway, s.entry, toDbTime(s.at));
+  }
 }
