@@ -10,7 +10,7 @@ import type { Clock } from '../clock.js';
 import { iso } from '../domain/index.js';
 import type { Holdings } from './holdings.js';
 import type { SweepReport } from './sweep.js';
-import { nextTurn } from './time-slice.js';
+import { CANCELLED, nextTurn } from './time-slice.js';
 
 /** Failing sweeps wait this long after the first failure, doubling up to SWEEP_BACKOFF_MAX_MS. */
 const SWEEP_BACKOFF_MIN_MS = 100;
@@ -98,10 +98,10 @@ export class WakeUpLoop {
     if (dueAt === null) return;
     if (dueAt !== undefined && this.sleeper !== null && dueAt >= this.sleepingUntil) return;
     this.kicked = true;
-    // Every finished job kicks: abort the sleep once (each abort() builds a DOMException, even a no-op one).
+    // Every finished job kicks: abort the sleep once (an abort is not free, even a no-op one).
     const sleeper = this.sleeper;
     this.sleeper = null;
-    sleeper?.abort();
+    sleeper?.abort(CANCELLED);
   }
 
   /** Ends the loop after its current sweep. */

@@ -18,7 +18,7 @@ import type { EngineOptions } from './engine.js';
  * restarts and re-sends a key gets the original result, as from a real gateway.
  *
  * An entry is not committed on its own (that was one fsync per charge): it is
- * staged on the hot-path store and written by the engine's next commit, at
+ * staged on the hot-path store and written by the engine's next outcome commit, at
  * the latest the group commit that records the outcome of the call it
  * answered. A crash between the simulated call and that commit loses the
  * entry AND the outcome together: the attempt is still in_flight, the

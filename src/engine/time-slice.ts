@@ -18,8 +18,15 @@ export const SLICE_BUDGET_MS = 10;
 export async function nextTurn(clock: Clock): Promise<void> {
   const timer = new AbortController();
   await Promise.race([new Promise((resolve) => setImmediate(resolve)), clock.sleepUntil(clock.now() + 1, timer.signal)]);
-  timer.abort();
+  timer.abort(CANCELLED);
 }
+
+/**
+ * The reason given when a sleep is cut short. abort() without one builds a
+ * DOMException, stack trace included, every time: on PostgreSQL, where the
+ * loop turns between round trips, that was 1% of the daemon's samples.
+ */
+export const CANCELLED = 'cancelled';
 
 /**
  * Time slices for work that runs in microtasks: `yieldIfBusy()` resolves at

@@ -148,9 +148,12 @@ export interface HotPathStore {
   /** Moves the lease expiry of every row whose owner starts with `ownerPrefix` to `leaseMs` after now (`now`, or the database's clock) (heartbeat). */
   extendLeases(ownerPrefix: string, now: number, leaseMs: number): Promise<void>;
   /**
-   * Stages a simulator ledger entry: it is written by the next hot-path
-   * transaction, at the latest the one that records the call's outcome (the
-   * simulator stages before it answers). Read back at once by ledgerEntry.
+   * Stages a simulator ledger entry: it is written by the next outcome commit
+   * (recordOutcomes) or flushStaged, so at the latest by the commit that
+   * records the call's outcome (the simulator stages before it answers).
+   * Claims and lease writes never write staged entries: on PostgreSQL they
+   * run beside an outcome commit, and two transactions upserting the same
+   * keys wait for each other. Read back at once by ledgerEntry.
    */
   stageLedgerEntry(gateway: string, key: string, entry: string, at: number): void;
   /** A simulator ledger entry (JSON), staged or stored. */
@@ -163,7 +166,7 @@ export interface HotPathStore {
   readonly staged: number;
 }
 
-/** A simulator ledger entry staged for the next hot-path commit (both implementations keep them the same way). */
+/** A simulator ledger entry staged for the next outcome commit (both implementations keep them the same way). */
 export interface StagedEntry {
   /** `<gateway>\u0000<key>`. */
   readonly id: string;

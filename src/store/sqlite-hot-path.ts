@@ -138,10 +138,18 @@ class SqliteHotPathStore implements HotPathStore {
   /** Ledger lookups waiting for the next read batch. */
   private lookups: Array<{ gateway: string; key: string; resolve: (entry: string | undefined) => void; reject: (err: unknown) => void }> = [];
 
+  /** The entries of a batch of lookups, staged or stored; and the same in a read transaction of its own (built once). */
+  private readonly readEntries: (batch: ReadonlyArray<{ gateway: string; key: string }>) => Array<string | undefined>;
+  private readonly readEntriesInTransaction: SQLite.Transaction<(batch: ReadonlyArray<{ gateway: string; key: string }>) => Array<string | undefined>>;
+
   constructor(
     private readonly db: Db,
     private readonly sqlite: SQLite.Database,
-  ) {}
+  ) {
+    const read = sqlite.prepare('select entry from simulator_ledger where idempotency_key = ? and gateway = ?').pluck();
+    this.readEntries = (batch) => batch.map((l) => this.stagedEntries.get(`${l.gateway}\u0000${l.key}`)?.entry ?? (read.get(l.key, l.gateway) as string | undefined));
+    this.readEntriesInTransaction = sqlite.transaction(this.readEntries);
+  }
 
   get staged(): number {
     return this.stagedEntries.size;
@@ -159,13 +167,14 @@ class SqliteHotPathStore implements HotPathStore {
 
   /**
    * Runs `work` in one `begin immediate` transaction holding kysely's
-   * connection, after writing the staged ledger entries. They leave the stage
-   * only once committed: a failed transaction writes them again next time.
+   * connection; with `writeStaged` (outcome commits and flushStaged), after
+   * writing the staged ledger entries. They leave the stage only once
+   * committed: a failed transaction writes them again next time.
    */
-  private exclusive<T>(work: () => T): Promise<T> {
+  private exclusive<T>(work: () => T, writeStaged = false): Promise<T> {
     return this.db.connection().execute(async () => {
       if (this.sqlite.inTransaction) invariant('a transaction is already open on the connection');
-      const staged = [...this.stagedEntries.values()];
+      const staged = writeStaged ? [...this.stagedEntries.values()] : [];
       const result = this.sqlite
         .transaction(() => {
           for (const s of staged) this.writeLedgerEntry(s);
@@ -283,7 +292,7 @@ class SqliteHotPathStore implements HotPathStore {
   }
 
   recordOutcomes(now: number, items: readonly OutcomeWrite[]): Promise<OutcomeWritten[]> {
-    return this.exclusive(() => items.map((item) => this.recordOne(now, item)));
+    return this.exclusive(() => items.map((item) => this.recordOne(now, item)), true);
   }
 
   /**
@@ -457,17 +466,9 @@ class SqliteHotPathStore implements HotPathStore {
   private readLedger(): void {
     const batch = this.lookups;
     this.lookups = [];
-    const read = this.statement('select entry from simulator_ledger where idempotency_key = ? and gateway = ?');
-    const answers: Array<string | undefined> = [];
+    let answers: Array<string | undefined>;
     try {
-      const readAll = () => {
-        for (const l of batch) {
-          const staged = this.stagedEntries.get(`${l.gateway}\u0000${l.key}`);
-          answers.push(staged ? staged.entry : (read.get(l.key, l.gateway) as { entry: string } | undefined)?.entry);
-        }
-      };
-      if (this.sqlite.inTransaction) readAll();
-      else this.sqlite.transaction(readAll).deferred();
+      answers = this.sqlite.inTransaction ? this.readEntries(batch) : this.readEntriesInTransaction.deferred(batch);
     } catch (err) {
       for (const l of batch) l.reject(err);
       return;
@@ -482,7 +483,7 @@ class SqliteHotPathStore implements HotPathStore {
   }
 
   async flushStaged(): Promise<void> {
-    if (this.stagedEntries.size > 0) await this.exclusive(() => undefined);
+    if (this.stagedEntries.size > 0) await this.exclusive(() => undefined, true);
   }
 
   /** Inserts or replaces an entry (a pending payment settling replaces its entry). */
