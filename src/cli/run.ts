@@ -13,7 +13,7 @@ import { createLogger } from '../logger.js';
 import { createRelay, endpointId } from '../webhooks/index.js';
 import { createLinkEmailSender, type LinkEmailObserver, type LinkEmailSender } from '../notifications/index.js';
 import { catalogOf } from '../service/index.js';
-import { isPostgresUrl, lastEventId, openWakeBus, type WakeBus, linkEmailBacklog, migrateToLatest, syncPlanEmailLinks, toDbTime, type DaemonLock, type Db } from '../store/index.js';
+import { isPostgresUrl, lastEventId, openWakeBus, type WakeBus, linkEmailBacklog, migrateToLatest, syncPlanEmailLinks, toDbTime, withStreamingPageCache, type DaemonLock, type Db } from '../store/index.js';
 import { checkMovedOrReport, checkRemovedInUse, lockDatabaseOrReport, openDatabaseOrReport, printableUrl, verifyDatabaseOrReport } from './database.js';
 import { packageVersion, type CommandContext } from './index.js';
 import { configPath, loadConfigOrReport } from './config-file.js';
@@ -256,11 +256,13 @@ async function seed(db: Db, config: Config, logger: Logger, clock: Clock): Promi
   const total = config.subscriptions.length;
   const from = clock.now();
   const eventsBefore = await lastEventId(db);
-  const report = await upsertSeeds(db, config.plans, config.subscriptions, from, {
-    onProgress: (done) => {
-      if (done % SEED_PROGRESS_EVERY === 0 && done < total) logger.info({ done, total }, 'seeding subscriptions');
-    },
-  });
+  const report = await withStreamingPageCache(db, () =>
+    upsertSeeds(db, config.plans, config.subscriptions, from, {
+      onProgress: (done) => {
+        if (done % SEED_PROGRESS_EVERY === 0 && done < total) logger.info({ done, total }, 'seeding subscriptions');
+      },
+    }),
+  );
   if (total >= SEED_PROGRESS_EVERY) logger.info({ total, created: report.created, existing: report.existing, ms: clock.now() - from }, 'seeding done');
   for (const warning of seedWarnings(report, config.plans)) logger.warn(warning);
   await logSkippedCycles(db, logger, eventsBefore); // a start date in the past skips cycles: say so

@@ -122,6 +122,8 @@ interface BuildContext {
   readonly targets: Map<Alias, Node>;
   /** Lines of the file before the parsed text (a slice of the seed list starts further down). */
   readonly lineOffset: number;
+  /** Lines left out of the parsed text after line `after` (1-based): the seed list, when the rest of the file is parsed without it. */
+  readonly gap?: { readonly after: number; readonly lines: number };
   /** False while building a deferred item: its positions are recorded later, if ever (SourceTree.deferItems). */
   readonly record: boolean;
 }
@@ -146,7 +148,7 @@ export function readYamlSource(text: string, file: string, expand: ExpandContext
   return (options.wholeDocument ? undefined : readSeedListInSlices(text, file, expand, options)) ?? readWholeDocument(text, file, expand, options);
 }
 
-function readWholeDocument(text: string, file: string, expand: ExpandContext, options: ReadOptions): SourceTree {
+function readWholeDocument(text: string, file: string, expand: ExpandContext, options: ReadOptions, gap?: BuildContext['gap']): SourceTree {
   const tree = new SourceTree(file, undefined);
   const lines = new LineCounter();
   // uniqueKeys off: we report duplicates ourselves, with the key path the parser does not know.
@@ -160,7 +162,7 @@ function readWholeDocument(text: string, file: string, expand: ExpandContext, op
     }
     return tree;
   }
-  const ctx: BuildContext = { tree, doc, lines, expand, options, targets: new Map(), lineOffset: 0, record: true };
+  const ctx: BuildContext = { tree, doc, lines, expand, options, targets: new Map(), lineOffset: 0, record: true, ...(gap ? { gap } : {}) };
   const bomb = checkAliases(ctx);
   if (bomb) {
     tree.problems.push(bomb);
@@ -173,7 +175,8 @@ function readWholeDocument(text: string, file: string, expand: ExpandContext, op
 
 function position(ctx: BuildContext, offset: number): SourcePosition {
   const { line, col } = ctx.lines.linePos(offset);
-  return { file: ctx.tree.file, line: line + ctx.lineOffset, column: col };
+  const gap = ctx.gap && line > ctx.gap.after ? ctx.gap.lines : 0;
+  return { file: ctx.tree.file, line: line + ctx.lineOffset + gap, column: col };
 }
 
 interface AnchorUse {
@@ -311,7 +314,7 @@ function buildItem(itemNode: Node | null, path: readonly PathSegment[], index: n
 // tree and a node tree for the whole document before we see it: for 100,000
 // seeds that is 13 s and about 1 GB. A block list under a root
 // `subscriptions:` key is therefore read item by item: the rest of the file
-// is parsed as before (the list's lines blanked, so every line number stays),
+// is parsed as before without the list's lines (the lines after it numbered as in the file),
 // each seed written as a one-line flow mapping of plain names, quoted strings
 // without escapes and small whole numbers is turned into the yaml library's
 // own node types directly, and any other seed is parsed by the yaml library,
@@ -368,8 +371,10 @@ function readSeedListInSlices(text: string, file: string, expand: ExpandContext,
   }
   if (starts.length === 0) return undefined;
 
-  const head = [...lines.slice(0, keyLine + 1), ...new Array<string>(end - keyLine - 1).fill(''), ...lines.slice(end)].join('\n');
-  const tree = readWholeDocument(head, file, expand, options);
+  // The rest of the file without the list's lines: `subscriptions:` is then null, and the
+  // lines after the list are numbered as in the file (gap).
+  const head = [...lines.slice(0, keyLine + 1), ...lines.slice(end)].join('\n');
+  const tree = readWholeDocument(head, file, expand, options, { after: keyLine + 1, lines: end - keyLine - 1 });
   const root = tree.value;
   const keyPos = tree.locate([SEED_KEY], 'key');
   if (root === null || typeof root !== 'object' || Array.isArray(root) || !tree.has([SEED_KEY]) || (root as Record<string, unknown>)[SEED_KEY] !== null) return undefined;

@@ -10,7 +10,7 @@ import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/index.js';
 import { upsertSeeds } from '../../src/engine/index.js';
-import { migrateToLatest, openDatabase, openDatabaseReadOnly, verifyDatabase } from '../../src/store/index.js';
+import { migrateToLatest, openDatabase, openDatabaseReadOnly, STREAMING_PAGE_CACHE_KIB, verifyDatabase, withStreamingPageCache } from '../../src/store/index.js';
 import { root } from '../support/cli.js';
 import { corruptPage, fillPages } from '../support/sqlite-faults.js';
 import { fileTempDir } from '../support/temp.js';
@@ -143,6 +143,31 @@ describe('transactions', () => {
       await sql.raw(`pragma max_page_count = 1073741823`).execute(db);
       const report = await upsertSeeds(db, config.plans, config.subscriptions, NOW);
       expect(report.created + report.existing).toBe(3000);
+    } finally {
+      await db.destroy();
+    }
+  });
+});
+
+describe('withStreamingPageCache (seeding at start)', () => {
+  const cacheKib = async (db: ReturnType<typeof openDatabase>) => -Number((await sql<{ cache_size: number }>`pragma cache_size`.execute(db)).rows[0]!.cache_size);
+
+  it('runs the load with the streaming page cache and gives the connection its own cache back, also when the load fails', async () => {
+    const file = join(sub('streaming-cache'), 'rebill.db');
+    const db = openDatabase(`sqlite:${file}`, { pageCacheKib: 32_768 });
+    await migrateToLatest(db);
+    try {
+      const config = seedConfig(50, file);
+      const inside: number[] = [];
+      const report = await withStreamingPageCache(db, async () => {
+        inside.push(await cacheKib(db));
+        return upsertSeeds(db, config.plans, config.subscriptions, NOW);
+      });
+      expect(report.created).toBe(50);
+      expect(inside).toEqual([STREAMING_PAGE_CACHE_KIB]);
+      expect(await cacheKib(db)).toBe(32_768);
+      await expect(withStreamingPageCache(db, () => Promise.reject(new Error('seeding failed')))).rejects.toThrow('seeding failed');
+      expect(await cacheKib(db)).toBe(32_768);
     } finally {
       await db.destroy();
     }
