@@ -1,6 +1,6 @@
 /**
- * Keep-alive HTTP/1.1 connections to one gateway origin, for the gateway
- * adapters' JSON calls (http-client.ts): an undici `Pool` driven through its
+ * Keep-alive HTTP/1.1 connections to one origin, for the gateway adapters'
+ * JSON calls (http-client.ts) and the webhook relay's deliveries: an undici `Pool` driven through its
  * low-level `dispatch` API. One request at a time per connection (no
  * pipelining), a new connection whenever none is idle: how many are open is
  * bounded by the dispatcher's concurrency, which bounds the calls.
@@ -117,8 +117,8 @@ export class ConnectionPool {
     });
   }
 
-  /** Closes every connection (idle ones at once, busy ones after their answer). */
-  async close(): Promise<void> {
-    await this.pool.close();
+  /** Closes every connection at once: calls in flight fail (their outcome unknown to the caller). */
+  async destroy(): Promise<void> {
+    await this.pool.destroy();
   }
 }

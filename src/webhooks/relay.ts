@@ -5,8 +5,8 @@
  * it scans the outbox past its cursor in batches (creating delivery rows),
  * then claims the heads of its pending streams (the earliest pending event of
  * each subscription), leasing them so no other claim takes them, and sends
- * them with bounded concurrency over keep-alive connections (node:http
- * agents), pipelined: requests go on while the answers received are recorded
+ * them with bounded concurrency over keep-alive connections (the undici pool
+ * the gateway adapters use, gateways/http-connections.ts), pipelined: requests go on while the answers received are recorded
  * (and the next heads claimed) in one commit per batch. A failure reschedules
  * that delivery with backoff and jitter, holding back only that
  * subscription's stream on that endpoint; past maxAgeHours after the event it
@@ -16,13 +16,12 @@
  * the leases keep one sender per stream at a time (store/webhooks.ts).
  */
 import { createHash, createHmac } from 'node:crypto';
-import http from 'node:http';
-import https from 'node:https';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { WEBHOOK_EVENT_TYPES, type WebhookConfig } from '../config/index.js';
 import type { Clock } from '../clock.js';
 import { parseForwardDuration } from '../calendar/index.js';
+import { ConnectionPool } from '../gateways/http-connections.js';
 import { renderEvents } from '../service/index.js';
 import {
   dialectOf,
@@ -143,10 +142,10 @@ interface Endpoint {
   readonly key: Buffer;
   readonly scheduleMs: readonly number[];
   /** Keep-alive connections, at most `concurrency` (one per delivery in flight). */
-  readonly agent: http.Agent;
-  /** The request options every delivery shares (URL parsed once). */
-  readonly target: http.RequestOptions;
-  readonly client: typeof http | typeof https;
+  readonly connections: ConnectionPool;
+  /** The URL's path and query, and its credentials' Authorization header (URL parsed once). */
+  readonly path: string;
+  readonly auth: readonly string[];
 }
 
 /**
@@ -185,16 +184,20 @@ export function createRelay(deps: RelayDeps): Relay {
   const random = deps.options?.random ?? Math.random;
   const endpoints: Endpoint[] = deps.webhooks.map((config) => {
     const url = new URL(config.url);
-    const client = url.protocol === 'https:' ? https : http;
-    const agent = new client.Agent({ keepAlive: true, maxSockets: concurrency });
+    const https = url.protocol === 'https:';
     return {
       id: endpointId(config.url),
       config,
       key: Buffer.from(config.secret.slice('whsec_'.length), 'base64'),
       scheduleMs: config.retrySchedule.map((d) => parseForwardDuration(d).toMillis()),
-      agent,
-      client,
-      target: { protocol: url.protocol, hostname: url.hostname.replace(/^\[|\]$/g, ''), port: url.port, path: `${url.pathname}${url.search}`, method: 'POST', agent, ...(url.username ? { auth: `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}` } : {}) },
+      connections: new ConnectionPool({
+        https,
+        hostname: url.hostname.replace(/^\[|\]$/g, ''),
+        port: url.port === '' ? (https ? 443 : 80) : Number(url.port),
+        host: url.host,
+      }),
+      path: `${url.pathname}${url.search}`,
+      auth: url.username ? ['authorization', `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`] : [],
     };
   });
   const active = endpoints.filter((e) => e.config.enabled);
@@ -205,29 +208,17 @@ export function createRelay(deps: RelayDeps): Relay {
    */
   const leaseFor = (ep: Endpoint, claimed: number) => deps.options?.leaseMs ?? ep.config.timeoutSeconds * 1000 * (Math.ceil((claimed + concurrency) / concurrency) + 1) + 30_000;
   let stopping = false;
-  // Requests in flight, destroyed on stop: their heads are given back and sent again.
-  const requests = new Set<http.ClientRequest>();
   let wake = new AbortController();
   let loops: Promise<void>[] = [];
   const elapsed = () => clock.monotonic?.() ?? clock.now();
 
-  /** POSTs over the endpoint's keep-alive agent; resolves with the status once the body has been read. */
-  function post(ep: Endpoint, body: string, headers: http.OutgoingHttpHeaders): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const req = ep.client.request({ ...ep.target, headers }, (res) => {
-        res.resume(); // drain: the socket goes back to the pool
-        res.on('end', () => resolve(res.statusCode ?? 0));
-        res.on('error', reject);
-      });
-      requests.add(req);
-      const timer = setTimeout(() => req.destroy(Object.assign(new Error(`timeout after ${ep.config.timeoutSeconds}s`), { name: 'TimeoutError' })), ep.config.timeoutSeconds * 1000);
-      req.on('close', () => {
-        clearTimeout(timer);
-        requests.delete(req);
-      });
-      req.on('error', reject);
-      req.end(body);
-    });
+  /** POSTs over the endpoint's keep-alive connections; resolves with the status once the answer has been read. */
+  async function post(ep: Endpoint, body: string, headers: readonly string[]): Promise<number> {
+    const timeoutMs = ep.config.timeoutSeconds * 1000;
+    const answer = await ep.connections.request('POST', ep.path, headers, body, timeoutMs, () =>
+      Object.assign(new Error(`timeout after ${ep.config.timeoutSeconds}s`), { name: 'TimeoutError' }),
+    );
+    return answer.status;
   }
 
   /** Sends one delivery; returns the attempt to record (undefined: abandoned because the relay is stopping). */
@@ -235,14 +226,19 @@ export function createRelay(deps: RelayDeps): Relay {
     const msgId = `evt_${String(delivery.eventId).padStart(12, '0')}`;
     const attemptAt = clock.now();
     const seconds = Math.floor(attemptAt / 1000);
-    const headers = {
-      'content-type': 'application/json',
-      'content-length': Buffer.byteLength(body),
-      'user-agent': 'rebill-webhooks',
-      'webhook-id': msgId,
-      'webhook-timestamp': String(seconds),
-      'webhook-signature': webhookSignature(ep.key, msgId, seconds, body),
-    };
+    const headers = [
+      'content-type',
+      'application/json',
+      'user-agent',
+      'rebill-webhooks',
+      'webhook-id',
+      msgId,
+      'webhook-timestamp',
+      String(seconds),
+      'webhook-signature',
+      webhookSignature(ep.key, msgId, seconds, body),
+      ...ep.auth,
+    ];
     const started = elapsed();
     let status: number | null = null;
     let error: string | null = null;
@@ -437,11 +433,11 @@ export function createRelay(deps: RelayDeps): Relay {
     },
     async stop() {
       stopping = true;
-      for (const req of requests) req.destroy();
+      // Requests in flight are abandoned: their heads are given back and sent again.
+      await Promise.all(endpoints.map((ep) => ep.connections.destroy()));
       wake.abort();
       for (const p of pipelines) p.progress();
       await Promise.all(loops);
-      for (const ep of endpoints) ep.agent.destroy();
     },
   };
 }
