@@ -4,8 +4,9 @@
  * their work pointer, the way a retry or a collection at an arbitrary instant
  * is stored) that begins 2 s (--quick: 1 s) after the daemon is up: seeded due tomorrow,
  * moved into the window once /healthz answers, the engine woken once by an
- * API create (any successful API write wakes it). From there its own timer
- * must wake it for each instant.
+ * API write that may make work due at once (a PATCH; a create of a
+ * subscription due in years leaves a sleeping engine asleep). From there its
+ * own timer must wake it for each instant.
  *
  * The lag of each charge is the gateway call's start (the simulator stamps
  * `createdAt` in its ledger entry as the call begins, in the daemon's
@@ -62,14 +63,20 @@ export const scheduleLag: Scenario = {
         for (let i = 0; i < n; i++) move.run(toDbTime(due(i)), toDbTime(due(i)), seededId(i));
       })();
       writer.close();
-      // ...then any successful API write wakes the engine, which re-reads the next due instant and
-      // arms its timer. This one creates a subscription that is not due for years.
-      const wake = await fetch(`http://127.0.0.1:${port}/v1/subscriptions`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${BENCH_TOKEN}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ planId: BENCH_PLAN, paymentToken: 'tok_ok', startDate: '2099-01-01' }),
-      });
-      if (wake.status !== 201) throw new Error(`the wake-up create answered ${wake.status}: ${await wake.text()}`);
+      // ...then an API write that may make work due now wakes the engine, which re-reads the next due
+      // instant and arms its timer: a PATCH (metadata) of a subscription created not due for years
+      // (the create alone leaves a sleeping engine asleep: its work is due after the engine wakes anyway).
+      const api = (method: string, path: string, body: unknown) =>
+        fetch(`http://127.0.0.1:${port}/v1/subscriptions${path}`, {
+          method,
+          headers: { authorization: `Bearer ${BENCH_TOKEN}`, 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+      const created = await api('POST', '', { planId: BENCH_PLAN, paymentToken: 'tok_ok', startDate: '2099-01-01' });
+      if (created.status !== 201) throw new Error(`the wake-up create answered ${created.status}: ${await created.text()}`);
+      const { id } = (await created.json()) as { id: string };
+      const wake = await api('PATCH', `/${id}`, { metadata: { wake: 'bench' } });
+      if (wake.status !== 200) throw new Error(`the wake-up PATCH answered ${wake.status}: ${await wake.text()}`);
       const armedAt = Date.now();
       await waitFor(daemon.child, async () => (await records.captured()) >= n, `${n} captures`, leadMs + spreadMs + 120_000, 250);
       const lags: number[] = [];
