@@ -27,12 +27,13 @@
  * is woken by an API create, so all of them start together.
  */
 import { mkdirSync } from 'node:fs';
+import pg from 'pg';
 import { join } from 'node:path';
 import { dueAt } from '../../src/calendar/index.js';
 import { toDbTime } from '../../src/store/index.js';
 import { atLeast, median, row, type BenchContext, type Row, type Scenario } from '../harness.js';
-import { BENCH_PLAN, BENCH_TOKEN, writeBenchConfig, type BenchConfigOptions } from '../support/config.js';
-import { collect, cpuSecondsOf, slowestHealthz, startDaemon, waitFor, type DaemonRun } from '../support/daemon.js';
+import { writeBenchConfig, type BenchConfigOptions } from '../support/config.js';
+import { collect, cpuSecondsOf, slowestHealthz, startDaemon, waitFor, wakeEngine, type DaemonRun } from '../support/daemon.js';
 import { analyze, postgresRecords, withClient, withDatabases } from '../support/postgres.js';
 import { freePort, startFakeGatewayProcess } from '../support/processes.js';
 import { rawPgDispatch } from '../support/raw-pg-dispatch.js';
@@ -59,55 +60,63 @@ async function graphileWorker(ctx: BenchContext, url: string, n: number): Promis
   // Loaded here: only this row needs it (and it searches for a config file of its own as it loads).
   const { Logger, makeWorkerUtils, run: runGraphileWorker } = await import('graphile-worker');
   const quiet = new Logger(() => () => undefined);
-  const options = { connectionString: url, logger: quiet, concurrency: PEER_CONCURRENCY, maxPoolSize: PEER_CONCURRENCY };
-  const utils = await makeWorkerUtils(options);
+  // The bench's own pool, ended here: graphile-worker's pool could still hold idle connections when
+  // the scenario drops the database, and the server ending them was an unhandled 'error' event.
+  const pool = new pg.Pool({ connectionString: url, max: PEER_CONCURRENCY });
+  pool.on('error', () => undefined); // an idle connection the server ended: the pool replaces it
   try {
-    await utils.migrate();
-    const chunk = 10_000;
-    for (let i = 0; i < n; i += chunk) await utils.addJobs(Array.from({ length: Math.min(chunk, n - i) }, () => ({ identifier: 'noop', payload: {} })));
-  } finally {
-    await utils.release();
-  }
-  await withClient(url, (c) => c.query('vacuum analyze'));
-  let first = NaN;
-  let last = NaN;
-  let completed = 0;
-  let failed = 0;
-  let cpuFrom: NodeJS.CpuUsage | undefined;
-  let cpu = NaN;
-  let resolveDone!: () => void;
-  let rejectDone!: (err: Error) => void;
-  const done = new Promise<void>((ok, fail) => {
-    resolveDone = ok;
-    rejectDone = fail;
-  });
-  const runner = await runGraphileWorker({ ...options, noHandleSignals: true, taskList: { noop: async () => undefined } });
-  try {
-    runner.events.on('job:start', () => {
-      if (Number.isNaN(first)) {
-        first = performance.now();
-        cpuFrom = process.cpuUsage();
-      }
+    const options = { pgPool: pool, logger: quiet, concurrency: PEER_CONCURRENCY };
+    const utils = await makeWorkerUtils(options);
+    try {
+      await utils.migrate();
+      const chunk = 10_000;
+      for (let i = 0; i < n; i += chunk) await utils.addJobs(Array.from({ length: Math.min(chunk, n - i) }, () => ({ identifier: 'noop', payload: {} })));
+    } finally {
+      await utils.release();
+    }
+    await withClient(url, (c) => c.query('vacuum analyze'));
+    let first = NaN;
+    let last = NaN;
+    let completed = 0;
+    let failed = 0;
+    let cpuFrom: NodeJS.CpuUsage | undefined;
+    let cpu = NaN;
+    let resolveDone!: () => void;
+    let rejectDone!: (err: Error) => void;
+    const done = new Promise<void>((ok, fail) => {
+      resolveDone = ok;
+      rejectDone = fail;
     });
-    runner.events.on('job:error', () => failed++);
-    runner.events.on('job:complete', () => {
-      if (++completed === n) {
-        last = performance.now();
-        const used = process.cpuUsage(cpuFrom);
-        cpu = (used.user + used.system) / 1e6;
-        resolveDone();
-      }
-    });
-    const timeout = setTimeout(() => rejectDone(new Error(`graphile-worker: ${completed} of ${n} jobs done after ${timeoutFor(n) / 1000} s`)), timeoutFor(n));
-    await done.finally(() => clearTimeout(timeout));
+    const runner = await runGraphileWorker({ ...options, noHandleSignals: true, taskList: { noop: async () => undefined } });
+    try {
+      runner.events.on('job:start', () => {
+        if (Number.isNaN(first)) {
+          first = performance.now();
+          cpuFrom = process.cpuUsage();
+        }
+      });
+      runner.events.on('job:error', () => failed++);
+      runner.events.on('job:complete', () => {
+        if (++completed === n) {
+          last = performance.now();
+          const used = process.cpuUsage(cpuFrom);
+          cpu = (used.user + used.system) / 1e6;
+          resolveDone();
+        }
+      });
+      const timeout = setTimeout(() => rejectDone(new Error(`graphile-worker: ${completed} of ${n} jobs done after ${timeoutFor(n) / 1000} s`)), timeoutFor(n));
+      await done.finally(() => clearTimeout(timeout));
+    } finally {
+      await runner.stop();
+    }
+    const left = await withClient(url, async (c) => Number((await c.query<{ n: string }>('select count(*) as n from graphile_worker.jobs')).rows[0]!.n));
+    if (failed || left) throw new Error(`graphile-worker: ${failed} jobs failed, ${left} left in the queue`);
+    const seconds = (last - first) / 1000;
+    ctx.log(`graphile-worker: ${n} no-op jobs in ${seconds.toFixed(2)} s = ${(n / seconds).toFixed(0)}/s (concurrency ${PEER_CONCURRENCY}, pool ${PEER_CONCURRENCY}), bench-process CPU ${cpu.toFixed(1)} s`);
+    return { perSecond: n / seconds, seconds, cpuSeconds: cpu };
   } finally {
-    await runner.stop();
+    await pool.end();
   }
-  const left = await withClient(url, async (c) => Number((await c.query<{ n: string }>('select count(*) as n from graphile_worker.jobs')).rows[0]!.n));
-  if (failed || left) throw new Error(`graphile-worker: ${failed} jobs failed, ${left} left in the queue`);
-  const seconds = (last - first) / 1000;
-  ctx.log(`graphile-worker: ${n} no-op jobs in ${seconds.toFixed(2)} s = ${(n / seconds).toFixed(0)}/s (concurrency ${PEER_CONCURRENCY}, pool ${PEER_CONCURRENCY}), bench-process CPU ${cpu.toFixed(1)} s`);
-  return { perSecond: n / seconds, seconds, cpuSeconds: cpu };
 }
 
 export const pgDispatch: Scenario = {
@@ -195,17 +204,8 @@ async function scaleOutRun(ctx: BenchContext, create: (label: string) => Promise
     running.push(...(await Promise.all(dirs.map((d, i) => startDaemon(d.dir, d.config, d.port, `daemon${i}`)))));
     const due = toDbTime(Date.now() + leadMs);
     await withClient(db.url, (c) => c.query('update subscriptions set action_at = $1, work_at = $1', [due]));
-    // Any successful API write wakes that daemon's engine, which re-reads the next due instant.
-    await Promise.all(
-      dirs.map(async ({ port }) => {
-        const wake = await fetch(`http://127.0.0.1:${port}/v1/subscriptions`, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${BENCH_TOKEN}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ planId: BENCH_PLAN, paymentToken: 'tok_ok', startDate: '2099-01-01' }),
-        });
-        if (wake.status !== 201) throw new Error(`the wake-up create answered ${wake.status}: ${await wake.text()}`);
-      }),
-    );
+    // An API write that may make work due now wakes each daemon's engine, which re-reads the next due instant.
+    await Promise.all(dirs.map(({ port }) => wakeEngine(port)));
     const cpu = () => [...running.map((d) => cpuSecondsOf(d.child.pid)), cpuSecondsOf(gateway.child.pid)];
     const cpuFrom = cpu();
     await waitFor(running[0]!.child, async () => (await records.captured()) >= n, `${n} captures`, timeoutFor(n), 250);

@@ -19,8 +19,8 @@ import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { toDbTime } from '../../src/store/index.js';
 import { atMost, percentile, row, type Scenario } from '../harness.js';
-import { BENCH_PLAN, BENCH_TOKEN, writeBenchConfig } from '../support/config.js';
-import { sqliteRecords, startDaemon, waitFor } from '../support/daemon.js';
+import { writeBenchConfig } from '../support/config.js';
+import { sqliteRecords, startDaemon, waitFor, wakeEngine } from '../support/daemon.js';
 import { freePort } from '../support/processes.js';
 import { seededId, seedSubscriptions, utcDate } from '../support/seed.js';
 
@@ -64,19 +64,8 @@ export const scheduleLag: Scenario = {
       })();
       writer.close();
       // ...then an API write that may make work due now wakes the engine, which re-reads the next due
-      // instant and arms its timer: a PATCH (metadata) of a subscription created not due for years
-      // (the create alone leaves a sleeping engine asleep: its work is due after the engine wakes anyway).
-      const api = (method: string, path: string, body: unknown) =>
-        fetch(`http://127.0.0.1:${port}/v1/subscriptions${path}`, {
-          method,
-          headers: { authorization: `Bearer ${BENCH_TOKEN}`, 'content-type': 'application/json' },
-          body: JSON.stringify(body),
-        });
-      const created = await api('POST', '', { planId: BENCH_PLAN, paymentToken: 'tok_ok', startDate: '2099-01-01' });
-      if (created.status !== 201) throw new Error(`the wake-up create answered ${created.status}: ${await created.text()}`);
-      const { id } = (await created.json()) as { id: string };
-      const wake = await api('PATCH', `/${id}`, { metadata: { wake: 'bench' } });
-      if (wake.status !== 200) throw new Error(`the wake-up PATCH answered ${wake.status}: ${await wake.text()}`);
+      // instant and arms its timer.
+      await wakeEngine(port);
       const armedAt = Date.now();
       await waitFor(daemon.child, async () => (await records.captured()) >= n, `${n} captures`, leadMs + spreadMs + 120_000, 250);
       const lags: number[] = [];

@@ -13,6 +13,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
+import { BENCH_PLAN, BENCH_TOKEN } from './config.js';
 import { sleep, spawnRebill, waitHealthy, type Child } from './processes.js';
 
 /** The daemon's attempt records as the bench reads them while it runs. */
@@ -196,4 +197,26 @@ export async function collect(options: CollectOptions): Promise<Collected> {
     await child.stop('SIGKILL');
     throw err;
   }
+}
+
+/**
+ * Wakes a running daemon's engine through its API, after the bench moved rows
+ * behind its back: it creates a subscription not due for years, then PATCHes
+ * its metadata. A write whose work may be due now (a PATCH) wakes the engine,
+ * which re-reads the next due instant; a create whose work falls due after
+ * the engine's own wake-up leaves a sleeping engine asleep, so the create
+ * alone would not.
+ */
+export async function wakeEngine(port: number): Promise<void> {
+  const api = (method: string, path: string, body: unknown) =>
+    fetch(`http://127.0.0.1:${port}/v1/subscriptions${path}`, {
+      method,
+      headers: { authorization: `Bearer ${BENCH_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+  const created = await api('POST', '', { planId: BENCH_PLAN, paymentToken: 'tok_ok', startDate: '2099-01-01' });
+  if (created.status !== 201) throw new Error(`the wake-up create answered ${created.status}: ${await created.text()}`);
+  const { id } = (await created.json()) as { id: string };
+  const patched = await api('PATCH', `/${id}`, { metadata: { wake: 'bench' } });
+  if (patched.status !== 200) throw new Error(`the wake-up PATCH answered ${patched.status}: ${await patched.text()}`);
 }
