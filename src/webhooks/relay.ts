@@ -6,8 +6,9 @@
  * then claims the heads of its pending streams (the earliest pending event of
  * each subscription), leasing them so no other claim takes them, and sends
  * them with bounded concurrency over keep-alive connections (the undici pool
- * the gateway adapters use, gateways/http-connections.ts), pipelined: requests go on while the answers received are recorded
- * (and the next heads claimed) in one commit per batch. A failure reschedules
+ * the gateway adapters use, gateways/http-connections.ts), pipelined:
+ * requests go on while the answers received are recorded (and the next heads
+ * claimed) in one commit per batch. A failure reschedules
  * that delivery with backoff and jitter, holding back only that
  * subscription's stream on that endpoint; past maxAgeHours after the event it
  * is marked `failed` (kept for redelivery) and the stream moves on.
@@ -141,7 +142,7 @@ interface Endpoint {
   /** The signing key: the bytes of the secret's base64 after `whsec_` (the config checked its form). */
   readonly key: Buffer;
   readonly scheduleMs: readonly number[];
-  /** Keep-alive connections, at most `concurrency` (one per delivery in flight). */
+  /** Keep-alive connections: one per delivery in flight, so about `concurrency`. */
   readonly connections: ConnectionPool;
   /** The URL's path and query, and its credentials' Authorization header (URL parsed once). */
   readonly path: string;
