@@ -1,9 +1,10 @@
 /**
  * Keep-alive HTTP/1.1 connections to one origin, for the gateway adapters'
- * JSON calls (http-client.ts) and the webhook relay's deliveries: an undici `Pool` driven through its
- * low-level `dispatch` API. One request at a time per connection (no
- * pipelining), a new connection whenever none is idle: how many are open is
- * bounded by the dispatcher's concurrency, which bounds the calls.
+ * JSON calls (http-client.ts) and the webhook relay's deliveries: an undici
+ * `Pool` driven through its low-level `dispatch` API. One request at a time
+ * per connection (no pipelining), a new connection whenever none is idle: how
+ * many are open is bounded by the caller's concurrency (the dispatcher's, the
+ * relay's), which bounds the calls.
  *
  * Why not node:http (nor undici's `request`, nor fetch): against a gateway
  * that answers in 20 ms the daemon's event loop is the limit, and node:http's
@@ -11,9 +12,10 @@
  * agent's bookkeeping, socket listeners attached and removed per request) cost
  * 130-160 us of CPU per call in a fresh process; `request` wraps the answer in
  * a stream. `dispatch` hands the status and the body's chunks to a plain
- * handler: about 40-50 us warm for the same call (concurrency 64 against
- * `rebill fake-gateway --latency-ms 20`). undici parses the answers
- * (Content-Length, chunked, to the end of the connection, interim 1xx),
+ * handler: 39-47 us of CPU per call warm, against 62-74 for node:http, in a
+ * loop of 5,000 calls at concurrency 64 to a 20 ms server. undici parses the
+ * answers (Content-Length, chunked, to the end of the connection; interim 1xx
+ * skipped, but an unsolicited 100 Continue fails the call as a bad response),
  * checks header names and values and the request path, and speaks TLS with
  * SNI and certificate checks. Idle connections do not keep the process
  * alive.
