@@ -5,9 +5,10 @@
  * translation of transport failures into the two error classes the engine
  * understands. Built-in fetch (web streams, an AbortSignal.timeout per call)
  * cost about half of the daemon's CPU per charge against a 20 ms gateway,
- * and node:http most of what was left of a call (see http-connections.ts). Everything that leaves this module
- * as an error is safe to log: it names the gateway and the route template
- * (never a credential, a card token or a full URL with one in it).
+ * and node:http most of what was left of a call (see http-connections.ts).
+ * Everything that leaves this module as an error is safe to log: it names
+ * the gateway and the route template (never a credential, a card token or a
+ * full URL with one in it).
  */
 import { ConnectionPool } from './http-connections.js';
 import { GatewayProtocolError, GatewayUnavailableError } from './gateway.js';
@@ -55,17 +56,10 @@ export interface HttpOrigin {
 export function httpOrigin(baseUrl: string): HttpOrigin {
   const url = new URL(baseUrl);
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new TypeError('not an http(s) URL');
-  const https = url.protocol === 'https:';
   return {
     url: url.href.replace(/\/+$/, ''),
     basePath: url.pathname.replace(/\/+$/, ''),
-    connections: new ConnectionPool({
-      https,
-      hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
-      port: url.port === '' ? (https ? 443 : 80) : Number(url.port),
-      // The Host header: the host, and the port unless it is the scheme's default.
-      host: url.host,
-    }),
+    connections: new ConnectionPool(url.origin),
   };
 }
 

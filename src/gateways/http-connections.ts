@@ -34,16 +34,6 @@ export interface HttpAnswer {
   readonly body: string;
 }
 
-/** Where connections go. */
-export interface ConnectionTarget {
-  readonly https: boolean;
-  /** Host name or IP (IPv6 without brackets). */
-  readonly hostname: string;
-  readonly port: number;
-  /** The Host header value (host, and the port unless it is the scheme's default). */
-  readonly host: string;
-}
-
 /** Largest body accepted: a gateway's JSON answer is a few KiB; a runaway body must not fill the memory. */
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
 
@@ -56,8 +46,9 @@ function failure(code: string, message: string): Error {
 export class ConnectionPool {
   private readonly pool: Pool;
 
-  constructor(readonly target: ConnectionTarget) {
-    this.pool = new Pool(`${target.https ? 'https' : 'http'}://${target.host}`, {
+  /** `origin`: scheme, host and port (`https://api.example:8443`); undici derives the Host header, TLS and SNI from it. */
+  constructor(origin: string) {
+    this.pool = new Pool(origin, {
       // The call's own deadline (below) covers connecting, the answer and its body.
       headersTimeout: 0,
       bodyTimeout: 0,

@@ -59,7 +59,6 @@ export function createHttpGateway(options: HttpGatewayOptions): Gateway {
     throw new TypeError(`http gateway "${name}": url is not a URL`);
   }
   if (base.protocol !== 'https:' && base.protocol !== 'http:') throw new TypeError(`http gateway "${name}": url must be http(s)`);
-  const basePath = base.pathname.replace(/\/+$/, '');
   const caller: HttpCaller = {
     gateway: `http "${name}"`,
     origin: httpOrigin(base.href),
@@ -130,7 +129,7 @@ export function createHttpGateway(options: HttpGatewayOptions): Gateway {
         method: 'GET',
         path,
         route: 'GET /charges/{key}',
-        headers: ['Accept', 'application/json', 'x-rebill-signature', signHttpGatewayPayload(secret, `${basePath}${path}`)],
+        headers: ['Accept', 'application/json', 'x-rebill-signature', signHttpGatewayPayload(secret, `${caller.origin.basePath}${path}`)],
       });
       if (response.status === 404) return { kind: 'not_found' };
       return read(response.status, response.json, 'GET /charges/{key}');

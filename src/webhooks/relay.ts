@@ -185,18 +185,12 @@ export function createRelay(deps: RelayDeps): Relay {
   const random = deps.options?.random ?? Math.random;
   const endpoints: Endpoint[] = deps.webhooks.map((config) => {
     const url = new URL(config.url);
-    const https = url.protocol === 'https:';
     return {
       id: endpointId(config.url),
       config,
       key: Buffer.from(config.secret.slice('whsec_'.length), 'base64'),
       scheduleMs: config.retrySchedule.map((d) => parseForwardDuration(d).toMillis()),
-      connections: new ConnectionPool({
-        https,
-        hostname: url.hostname.replace(/^\[|\]$/g, ''),
-        port: url.port === '' ? (https ? 443 : 80) : Number(url.port),
-        host: url.host,
-      }),
+      connections: new ConnectionPool(url.origin),
       path: `${url.pathname}${url.search}`,
       auth: url.username ? ['authorization', `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`] : [],
     };

@@ -44,7 +44,7 @@ async function rawServer(answer: (n: number, socket: net.Socket) => string | str
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as net.AddressInfo).port;
-  const pool = new ConnectionPool({ https: false, hostname: '127.0.0.1', port, host: `127.0.0.1:${port}` });
+  const pool = new ConnectionPool(`http://127.0.0.1:${port}`);
   const close = async () => {
     for (const socket of sockets) socket.destroy();
     await new Promise((resolve) => server.close(resolve));
