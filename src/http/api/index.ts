@@ -63,6 +63,11 @@ export function adminApi(deps: AdminApiDeps): FastifyPluginAsync {
         return (input: unknown) => {
           // A POST without a body (curl -X POST) arrives as null: the same as no body.
           const data = part === 'body' && input === null ? undefined : input;
+          // Parsed without the config's error map first: zod takes twice as long with one even when
+          // the input is valid (a create's three schemas: 10 us with it, 5 us without). Only a refusal
+          // needs its messages, and the same input fails the same way again.
+          const valid = zodSchema.safeParse(data);
+          if (valid.success) return { value: valid.data };
           const result = zodSchema.safeParse(data, { error: configErrorMap });
           if (result.success) return { value: result.data };
           if (part === 'body' && data === undefined) {
