@@ -7,12 +7,50 @@
 import { sql, type Selectable } from 'kysely';
 import { migrations } from '../../migrations/index.js';
 import type { Subscription } from '../domain/index.js';
-import { fromDbTime, tableExists, toDbTime, type Db } from './db.js';
+import { fromDbTime, sqliteRowsByKeys, tableExists, toDbTime, type Db } from './db.js';
 import { rowToSubscription } from './repository.js';
-import type { AttemptTable, CustomerTable, Database } from './schema.js';
+import type { AttemptTable, CustomerTable, Database, SubscriptionTable } from './schema.js';
 import type { Kysely, Transaction } from 'kysely';
 
 type Conn = Kysely<Database> | Transaction<Database>;
+
+/** Every column of a subscription row (rowToSubscription's input). */
+const SUBSCRIPTION_COLUMNS = [
+  'id',
+  'external_id',
+  'source',
+  'plan_id',
+  'plan_version',
+  'customer_id',
+  'payment_token',
+  'description',
+  'amount_minor',
+  'currency',
+  'mode',
+  'gateway',
+  'schedule',
+  'status',
+  'termination_type',
+  'completed_cycles',
+  'last_paid_cycle',
+  'next_action',
+  'next_cycle',
+  'next_attempt',
+  'action_at',
+  'pause_at',
+  'resume_at',
+  'paused_at',
+  'ended_at',
+  'work_at',
+  'lease_owner',
+  'lease_until',
+  'latest_payment_external_id',
+  'metadata',
+  'created_at',
+  'updated_at',
+  'version',
+  'email_links',
+] as const satisfies ReadonlyArray<keyof Selectable<SubscriptionTable>>;
 
 /**
  * A keyset position: the (created_at, id) of the last row of a page. Rows are
@@ -72,7 +110,26 @@ export interface AttemptRecord {
   readonly updatedAt: number;
 }
 
-function rowToRecord(row: Selectable<AttemptTable>): AttemptRecord {
+/** The columns of an attempt that its record shows. */
+const ATTEMPT_RECORD_COLUMNS = [
+  'idempotency_key',
+  'subscription_id',
+  'cycle',
+  'attempt',
+  'gateway',
+  'mode',
+  'state',
+  'amount_minor',
+  'currency',
+  'decline_code',
+  'hard_decline',
+  'external_id',
+  'link_url',
+  'created_at',
+  'updated_at',
+] as const satisfies ReadonlyArray<keyof Selectable<AttemptTable>>;
+
+function rowToRecord(row: Pick<Selectable<AttemptTable>, (typeof ATTEMPT_RECORD_COLUMNS)[number]>): AttemptRecord {
   return {
     key: row.idempotency_key,
     subscriptionId: row.subscription_id,
@@ -117,6 +174,8 @@ export async function listAttemptRows(db: Conn, filter: AttemptRowFilter, limit:
 /** The subscriptions with these ids (unknown ids are absent). */
 export async function subscriptionsByIds(db: Conn, ids: readonly string[]): Promise<Subscription[]> {
   const unique = [...new Set(ids)];
+  const byKeys = sqliteRowsByKeys<Selectable<SubscriptionTable>>(db, 'subscriptions', SUBSCRIPTION_COLUMNS, 'id', unique);
+  if (byKeys) return (await byKeys).map(rowToSubscription);
   const out: Subscription[] = [];
   for (let i = 0; i < unique.length; i += 500) {
     const rows = await db.selectFrom('subscriptions').selectAll().where('id', 'in', unique.slice(i, i + 500)).execute();
@@ -129,8 +188,13 @@ export async function subscriptionsByIds(db: Conn, ids: readonly string[]): Prom
 export async function attemptsByKeys(db: Conn, keys: readonly string[]): Promise<Map<string, AttemptRecord>> {
   const out = new Map<string, AttemptRecord>();
   const unique = [...new Set(keys)];
+  const byKeys = sqliteRowsByKeys<Pick<Selectable<AttemptTable>, (typeof ATTEMPT_RECORD_COLUMNS)[number]>>(db, 'attempts', ATTEMPT_RECORD_COLUMNS, 'idempotency_key', unique);
+  if (byKeys) {
+    for (const row of await byKeys) out.set(row.idempotency_key, rowToRecord(row));
+    return out;
+  }
   for (let i = 0; i < unique.length; i += 500) {
-    const rows = await db.selectFrom('attempts').selectAll().where('idempotency_key', 'in', unique.slice(i, i + 500)).execute();
+    const rows = await db.selectFrom('attempts').select(ATTEMPT_RECORD_COLUMNS).where('idempotency_key', 'in', unique.slice(i, i + 500)).execute();
     for (const row of rows) out.set(row.idempotency_key, rowToRecord(row));
   }
   return out;
@@ -140,6 +204,11 @@ export async function attemptsByKeys(db: Conn, keys: readonly string[]): Promise
 export async function cycleDueDates(db: Conn, subscriptionIds: readonly string[]): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   const ids = [...new Set(subscriptionIds)];
+  const byKeys = sqliteRowsByKeys<{ subscription_id: string; cycle: number; due_at: string }>(db, 'cycles', ['subscription_id', 'cycle', 'due_at'], 'subscription_id', ids);
+  if (byKeys) {
+    for (const r of await byKeys) out.set(`${r.subscription_id}:${Number(r.cycle)}`, fromDbTime(r.due_at));
+    return out;
+  }
   for (let i = 0; i < ids.length; i += 500) {
     const rows = await db.selectFrom('cycles').select(['subscription_id', 'cycle', 'due_at']).where('subscription_id', 'in', ids.slice(i, i + 500)).execute();
     for (const r of rows) out.set(`${r.subscription_id}:${Number(r.cycle)}`, fromDbTime(r.due_at));
@@ -151,6 +220,11 @@ export async function cycleDueDates(db: Conn, subscriptionIds: readonly string[]
 export async function customersById(db: Conn, ids: readonly string[]): Promise<Map<string, Selectable<CustomerTable>>> {
   const out = new Map<string, Selectable<CustomerTable>>();
   const unique = [...new Set(ids)];
+  const byKeys = sqliteRowsByKeys<Selectable<CustomerTable>>(db, 'customers', ['id', 'email', 'phone', 'first_name', 'last_name', 'created_at'], 'id', unique);
+  if (byKeys) {
+    for (const r of await byKeys) out.set(r.id, r);
+    return out;
+  }
   for (let i = 0; i < unique.length; i += 500) {
     const rows = await db.selectFrom('customers').selectAll().where('id', 'in', unique.slice(i, i + 500)).execute();
     for (const r of rows) out.set(r.id, r);

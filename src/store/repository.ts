@@ -22,7 +22,7 @@ import {
 } from '../domain/index.js';
 import { createSubscription as createTransition } from '../domain/index.js';
 import { RebillError } from '../errors.js';
-import { dialectOf, forWrite, fromDbTime, jsonField, Statement, tableExists, toDbTime, type Db } from './db.js';
+import { dialectOf, forWrite, fromDbTime, jsonField, sqliteRowsByKeys, Statement, tableExists, toDbTime, type Db } from './db.js';
 import { queueLinkEmails } from './link-emails.js';
 import type { AttemptTable, Database, SubscriptionTable } from './schema.js';
 
@@ -805,6 +805,8 @@ export async function listEvents(db: Conn, afterId = 0, limit = 1000, filter: Ev
 /** The events with these ids, in id order (the webhook relay renders them). */
 export async function eventsByIds(db: Conn, ids: readonly number[]): Promise<StoredEvent[]> {
   if (ids.length === 0) return [];
+  const byKeys = sqliteRowsByKeys<Parameters<typeof storedEvent>[0]>(db, 'events', ['id', 'type', 'subscription_id', 'cycle', 'attempt', 'occurred_at', 'payload'], 'id', ids);
+  if (byKeys) return (await byKeys).map(storedEvent).sort((x, y) => x.id - y.id);
   const rows = await db.selectFrom('events').selectAll().where('id', 'in', [...ids]).orderBy('id').execute();
   return rows.map(storedEvent);
 }

@@ -28,6 +28,18 @@ export interface DeliveryRow {
   readonly deliveredAt: number | null;
 }
 
+/** A claimed stream head: what sending it needs (its webhook-id, attempt number and maxAgeHours). */
+export type ClaimedDelivery = Pick<DeliveryRow, 'eventId' | 'attempts' | 'eventAt'>;
+
+/** The columns a claim returns, as ClaimedDelivery in that order. */
+const CLAIMED_COLUMNS = 'webhook_deliveries.event_id, webhook_deliveries.attempts, webhook_deliveries.event_at';
+
+function claimedOf(r: { event_id: number; attempts: number; event_at: string }): ClaimedDelivery {
+  return { eventId: Number(r.event_id), attempts: Number(r.attempts), eventAt: fromDbTime(r.event_at) };
+}
+
+const byEventId = (x: ClaimedDelivery, y: ClaimedDelivery) => x.eventId - y.eventId;
+
 const ms = (text: string | null): number | null => (text === null ? null : fromDbTime(text));
 
 function toRow(r: Selectable<WebhookDeliveryTable>): DeliveryRow {
@@ -126,13 +138,13 @@ const isHead = sql.raw(IS_HEAD);
  * claiming at the same moment are skipped (`FOR UPDATE SKIP LOCKED`), and
  * now is the database's clock unless the Db runs on the caller's.
  */
-async function claimIn(trx: Transaction<Database>, endpointId: string, owner: string, claim: DeliveryClaim): Promise<DeliveryRow[]> {
+async function claimIn(trx: Transaction<Database>, endpointId: string, owner: string, claim: DeliveryClaim): Promise<ClaimedDelivery[]> {
   const postgres = dialectOf(trx) === 'postgres';
   const at = claim.databaseClock ? await databaseNow(trx) : claim.now;
   const nowText = toDbTime(at);
   // The picked rows in a materialized CTE: as `event_id in (select ... limit n)`, PostgreSQL may run the
   // subquery again per row and lease more than `limit` heads.
-  const rows = await sql<Parameters<typeof toRow>[0]>`
+  const rows = await sql<Parameters<typeof claimedOf>[0]>`
     with picked as materialized (
       select d.event_id from webhook_deliveries d
       where d.endpoint_id = ${endpointId} and d.state = 'pending' and d.next_attempt_at <= ${nowText}
@@ -144,8 +156,8 @@ async function claimIn(trx: Transaction<Database>, endpointId: string, owner: st
     update webhook_deliveries set lease_owner = ${owner}, lease_until = ${toDbTime(at + claim.leaseMs)}
     from picked
     where webhook_deliveries.endpoint_id = ${endpointId} and webhook_deliveries.event_id = picked.event_id
-    returning *`.execute(trx);
-  return rows.rows.map(toRow).sort((x, y) => x.eventId - y.eventId);
+    returning ${sql.raw(CLAIMED_COLUMNS)}`.execute(trx);
+  return rows.rows.map(claimedOf).sort(byEventId);
 }
 
 /** What to claim: up to `limit` heads due at `now` (the caller's clock), each leased for `leaseMs`. */
@@ -223,7 +235,7 @@ export async function recordAndClaim(
   owner: string,
   attempts: readonly RecordedAttempt[],
   claim: DeliveryClaim | null,
-): Promise<{ recorded: number; claimed: DeliveryRow[] }> {
+): Promise<{ recorded: number; claimed: ClaimedDelivery[] }> {
   if (attempts.length === 0 && (claim === null || claim.limit <= 0)) return { recorded: 0, claimed: [] };
   const relay = sqliteRelay(db);
   if (relay) {
@@ -285,7 +297,7 @@ class SqliteRelay {
   private readonly moveCursor: SQLite.Statement<[number, string, string]>;
   private readonly recordDelivery: SQLite.Statement<[{ endpointId: string; eventId: number; owner: string; state: DeliveryState; attempt: number; next: string | null; at: string; status: number | null; durationMs: number; error: string | null; deliveredAt: string | null }]>;
   private readonly insertAttempt: SQLite.Statement<[string, number, number, string, number | null, number, string | null]>;
-  private readonly claimHeads: SQLite.Statement<[{ endpointId: string; now: string; owner: string; until: string; limit: number }], Selectable<WebhookDeliveryTable>>;
+  private readonly claimHeads: SQLite.Statement<[{ endpointId: string; now: string; owner: string; until: string; limit: number }], Parameters<typeof claimedOf>[0]>;
 
   constructor(
     private readonly db: Db,
@@ -315,7 +327,7 @@ class SqliteRelay {
        update webhook_deliveries set lease_owner = @owner, lease_until = @until
        from picked
        where webhook_deliveries.endpoint_id = @endpointId and webhook_deliveries.event_id = picked.event_id
-       returning *`,
+       returning ${CLAIMED_COLUMNS}`,
     );
   }
 
@@ -346,9 +358,9 @@ class SqliteRelay {
   }
 
   /** claimIn's statement (SQLite's now is always the caller's). */
-  claim(endpointId: string, owner: string, claim: DeliveryClaim): DeliveryRow[] {
+  claim(endpointId: string, owner: string, claim: DeliveryClaim): ClaimedDelivery[] {
     const rows = this.claimHeads.all({ endpointId, now: toDbTime(claim.now), owner, until: toDbTime(claim.now + claim.leaseMs), limit: claim.limit });
-    return rows.map(toRow).sort((x, y) => x.eventId - y.eventId);
+    return rows.map(claimedOf).sort(byEventId);
   }
 }
 
