@@ -520,16 +520,24 @@ export function numbered(text: string): string {
 
 /**
  * SQLite, outside a transaction: the rows of `table` whose `key` column is
- * one of `keys`, as objects of `columns`, from one statement prepared once
- * (the keys are one JSON array parameter, whatever their count) whose rows
- * come back as arrays. Rendering a batch of events (a page, or the webhook
- * relay's claimed heads) reads a few hundred rows by key: kysely compiling
- * an IN list of that many parameters, and better-sqlite3 building each row's
- * object key by key (8 us for a subscription's 34 columns, 4 us as an
- * array), cost more than SQLite's lookups. Undefined on PostgreSQL or in a
- * transaction: the caller runs its kysely query. Store modules only.
+ * one of `keys`, read as arrays of `columns` (in that order) and built by
+ * `rowOf`, from one statement prepared once (the keys are one JSON array
+ * parameter, whatever their count). Rendering a batch of events (a page, or
+ * the webhook relay's claimed heads) reads a few hundred rows by key: kysely
+ * compiling an IN list of that many parameters, and better-sqlite3 building
+ * each row's object key by key (8 us for a subscription's 34 columns, 4 us
+ * as an array, 0.1 us more for a literal built from it), cost more than
+ * SQLite's lookups. Undefined on PostgreSQL or in a transaction: the caller
+ * runs its kysely query. Store modules only.
  */
-export function sqliteRowsByKeys<R>(db: Kysely<Database> | Transaction<Database>, table: keyof Database, columns: readonly (keyof R & string)[], key: string, keys: readonly (string | number)[]): Promise<R[]> | undefined {
+export function sqliteRowsByKeys<R>(
+  db: Kysely<Database> | Transaction<Database>,
+  table: keyof Database,
+  columns: readonly string[],
+  key: string,
+  keys: readonly (string | number)[],
+  rowOf: (values: unknown[]) => R,
+): Promise<R[]> | undefined {
   const sqlite = db.isTransaction ? undefined : sqliteConnectionOf(db as Db);
   if (!sqlite) return undefined;
   let statements = rowsByKeysStatements.get(sqlite);
@@ -539,13 +547,7 @@ export function sqliteRowsByKeys<R>(db: Kysely<Database> | Transaction<Database>
   if (!statement) statements.set(source, (statement = sqlite.prepare(source).raw()));
   const prepared = statement;
   // Holding kysely's connection: never inside a kysely transaction open between two awaits.
-  return (db as Db).connection().execute(async () =>
-    (prepared.all(JSON.stringify(keys)) as unknown[][]).map((values) => {
-      const row: Record<string, unknown> = {};
-      for (let i = 0; i < columns.length; i++) row[columns[i]!] = values[i];
-      return row as R;
-    }),
-  );
+  return (db as Db).connection().execute(async () => (prepared.all(JSON.stringify(keys)) as unknown[][]).map(rowOf));
 }
 
 const rowsByKeysStatements = new WeakMap<SQLite.Database, Map<string, SQLite.Statement>>();
