@@ -7,10 +7,13 @@
  * delivery rate and the daemon's CPU time per delivery (utime+stime from
  * /proc, between its "rebill ready" line and the last event received: the
  * outbox scan is inside that window, as in the row).
+ * BARE=1 then runs the row's bare undici client (bench/support/bare-webhook-client.mjs) against the
+ * same receiver: its CPU per request, under the same load, is the HTTP part of
+ * a delivery; the rest of the daemon's is the relay's own work.
  * `npx tsx bench/_prof-relay.ts 10000`; PROF=<dir> adds --cpu-prof, PRELOAD=<module> an --import.
  */
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -18,7 +21,7 @@ import SQLite from 'better-sqlite3';
 import { endpointId } from '../src/webhooks/index.js';
 import { writeBenchConfig } from './support/config.js';
 import { collect, cpuSecondsOf, waitFor } from './support/daemon.js';
-import { freePort, REBILL_BIN, spawnNode, spawnRebill, waitForLog } from './support/processes.js';
+import { freePort, REBILL_BIN, ROOT, spawnNode, spawnRebill, waitForLog } from './support/processes.js';
 import { seedSubscriptions, utcDate } from './support/seed.js';
 
 const n = Number(process.argv[2] ?? 10_000);
@@ -28,12 +31,18 @@ rmSync(dir, { recursive: true, force: true });
 mkdirSync(dir, { recursive: true });
 
 let received = 0;
+let firstAt = 0;
 let lastAt = 0;
+/** The longest pause between two receipts, and when it ended (a stall in the relay's pipeline shows here). */
+let longestGap = { ms: 0, at: 0, after: 0 };
 const receiver = createServer((req, res) => {
   req.resume();
   req.on('end', () => {
+    const now = Date.now();
+    if (received === 0) firstAt = now;
+    else if (now - lastAt > longestGap.ms) longestGap = { ms: now - lastAt, at: now, after: received };
     received++;
-    lastAt = Date.now();
+    lastAt = now;
     res.writeHead(204).end();
   });
 });
@@ -83,7 +92,17 @@ try {
   );
   const seconds = (lastAt - readyAt) / 1000;
   const cpu = cpuTo - cpuFrom;
-  console.log(`${events} delivered in ${seconds.toFixed(2)} s = ${(events / seconds).toFixed(0)}/s; daemon CPU ${cpu.toFixed(2)} s = ${((cpu * 1e6) / events).toFixed(0)} us/delivery`);
+  console.log(
+    `${events} delivered in ${seconds.toFixed(2)} s = ${(events / seconds).toFixed(0)}/s; daemon CPU ${cpu.toFixed(2)} s = ${((cpu * 1e6) / events).toFixed(0)} us/delivery; ` +
+      `first after ${firstAt - readyAt} ms; longest pause ${longestGap.ms} ms (after ${longestGap.after} received)`,
+  );
+  await child.stop();
+  if (process.env.BARE) {
+    const bare = spawnNode(join(ROOT, 'bench/support/bare-webhook-client.mjs'), [url, String(events), '2439', '16'], { dir, name: 'bare-client' });
+    if ((await bare.exited) !== 0) throw new Error(`the bare client failed:\n${bare.tail()}`);
+    const { seconds: bareSeconds, cpuSeconds } = JSON.parse(readFileSync(join(dir, 'bare-client.log'), 'utf8').trim().split('\n').at(-1)!) as { seconds: number; cpuSeconds: number };
+    console.log(`bare client: ${events} in ${bareSeconds.toFixed(2)} s = ${(events / bareSeconds).toFixed(0)}/s, ${((cpuSeconds * 1e6) / events).toFixed(0)} us CPU each`);
+  }
 } finally {
   await child.stop();
   receiver.closeAllConnections();
