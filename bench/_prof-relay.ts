@@ -35,12 +35,20 @@ let firstAt = 0;
 let lastAt = 0;
 /** The longest pause between two receipts, and when it ended (a stall in the relay's pipeline shows here). */
 let longestGap = { ms: 0, at: 0, after: 0 };
+/** Pauses over 20 ms between receipts: how many, and their total (the wall time the relay sent nothing). */
+const pauses = { count: 0, ms: 0 };
 const receiver = createServer((req, res) => {
   req.resume();
   req.on('end', () => {
     const now = Date.now();
     if (received === 0) firstAt = now;
-    else if (now - lastAt > longestGap.ms) longestGap = { ms: now - lastAt, at: now, after: received };
+    else {
+      if (now - lastAt > longestGap.ms) longestGap = { ms: now - lastAt, at: now, after: received };
+      if (now - lastAt > 20) {
+        pauses.count++;
+        pauses.ms += now - lastAt;
+      }
+    }
     received++;
     lastAt = now;
     res.writeHead(204).end();
@@ -94,7 +102,7 @@ try {
   const cpu = cpuTo - cpuFrom;
   console.log(
     `${events} delivered in ${seconds.toFixed(2)} s = ${(events / seconds).toFixed(0)}/s; daemon CPU ${cpu.toFixed(2)} s = ${((cpu * 1e6) / events).toFixed(0)} us/delivery; ` +
-      `first after ${firstAt - readyAt} ms; longest pause ${longestGap.ms} ms (after ${longestGap.after} received)`,
+      `first after ${firstAt - readyAt} ms; longest pause ${longestGap.ms} ms (after ${longestGap.after} received); ${pauses.count} pauses over 20 ms, ${pauses.ms} ms in all`,
   );
   await child.stop();
   if (process.env.BARE) {
