@@ -7,12 +7,13 @@
 import { sql, type Selectable } from 'kysely';
 import { migrations } from '../../migrations/index.js';
 import type { Subscription } from '../domain/index.js';
-import { fromDbTime, tableExists, toDbTime, type Db } from './db.js';
-import { rowToSubscription } from './repository.js';
+import { fromDbTime, sqliteRowsByKeys, tableExists, toDbTime, type Db } from './db.js';
+import { rowToSubscription, SUBSCRIPTION_COLUMNS, subscriptionRowOf } from './repository.js';
 import type { AttemptTable, CustomerTable, Database } from './schema.js';
 import type { Kysely, Transaction } from 'kysely';
 
 type Conn = Kysely<Database> | Transaction<Database>;
+
 
 /**
  * A keyset position: the (created_at, id) of the last row of a page. Rows are
@@ -72,7 +73,47 @@ export interface AttemptRecord {
   readonly updatedAt: number;
 }
 
-function rowToRecord(row: Selectable<AttemptTable>): AttemptRecord {
+/** The columns of an attempt that its record shows. */
+const ATTEMPT_RECORD_COLUMNS = [
+  'idempotency_key',
+  'subscription_id',
+  'cycle',
+  'attempt',
+  'gateway',
+  'mode',
+  'state',
+  'amount_minor',
+  'currency',
+  'decline_code',
+  'hard_decline',
+  'external_id',
+  'link_url',
+  'created_at',
+  'updated_at',
+] as const satisfies ReadonlyArray<keyof Selectable<AttemptTable>>;
+
+/** An attempt read as an array in ATTEMPT_RECORD_COLUMNS order (see sqliteRowsByKeys). */
+function attemptRowOf(v: unknown[]): Pick<Selectable<AttemptTable>, (typeof ATTEMPT_RECORD_COLUMNS)[number]> {
+  return {
+    idempotency_key: v[0] as string,
+    subscription_id: v[1] as string,
+    cycle: v[2] as number,
+    attempt: v[3] as number,
+    gateway: v[4] as string,
+    mode: v[5] as string,
+    state: v[6] as string,
+    amount_minor: v[7] as number,
+    currency: v[8] as string,
+    decline_code: v[9] as string | null,
+    hard_decline: v[10] as number | null,
+    external_id: v[11] as string | null,
+    link_url: v[12] as string | null,
+    created_at: v[13] as string,
+    updated_at: v[14] as string,
+  };
+}
+
+function rowToRecord(row: Pick<Selectable<AttemptTable>, (typeof ATTEMPT_RECORD_COLUMNS)[number]>): AttemptRecord {
   return {
     key: row.idempotency_key,
     subscriptionId: row.subscription_id,
@@ -117,6 +158,8 @@ export async function listAttemptRows(db: Conn, filter: AttemptRowFilter, limit:
 /** The subscriptions with these ids (unknown ids are absent). */
 export async function subscriptionsByIds(db: Conn, ids: readonly string[]): Promise<Subscription[]> {
   const unique = [...new Set(ids)];
+  const byKeys = sqliteRowsByKeys(db, 'subscriptions', SUBSCRIPTION_COLUMNS, 'id', unique, subscriptionRowOf);
+  if (byKeys) return (await byKeys).map(rowToSubscription);
   const out: Subscription[] = [];
   for (let i = 0; i < unique.length; i += 500) {
     const rows = await db.selectFrom('subscriptions').selectAll().where('id', 'in', unique.slice(i, i + 500)).execute();
@@ -129,8 +172,13 @@ export async function subscriptionsByIds(db: Conn, ids: readonly string[]): Prom
 export async function attemptsByKeys(db: Conn, keys: readonly string[]): Promise<Map<string, AttemptRecord>> {
   const out = new Map<string, AttemptRecord>();
   const unique = [...new Set(keys)];
+  const byKeys = sqliteRowsByKeys(db, 'attempts', ATTEMPT_RECORD_COLUMNS, 'idempotency_key', unique, attemptRowOf);
+  if (byKeys) {
+    for (const row of await byKeys) out.set(row.idempotency_key, rowToRecord(row));
+    return out;
+  }
   for (let i = 0; i < unique.length; i += 500) {
-    const rows = await db.selectFrom('attempts').selectAll().where('idempotency_key', 'in', unique.slice(i, i + 500)).execute();
+    const rows = await db.selectFrom('attempts').select(ATTEMPT_RECORD_COLUMNS).where('idempotency_key', 'in', unique.slice(i, i + 500)).execute();
     for (const row of rows) out.set(row.idempotency_key, rowToRecord(row));
   }
   return out;
@@ -140,6 +188,11 @@ export async function attemptsByKeys(db: Conn, keys: readonly string[]): Promise
 export async function cycleDueDates(db: Conn, subscriptionIds: readonly string[]): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   const ids = [...new Set(subscriptionIds)];
+  const byKeys = sqliteRowsByKeys(db, 'cycles', ['subscription_id', 'cycle', 'due_at'], 'subscription_id', ids, (v) => ({ subscription_id: v[0] as string, cycle: v[1] as number, due_at: v[2] as string }));
+  if (byKeys) {
+    for (const r of await byKeys) out.set(`${r.subscription_id}:${Number(r.cycle)}`, fromDbTime(r.due_at));
+    return out;
+  }
   for (let i = 0; i < ids.length; i += 500) {
     const rows = await db.selectFrom('cycles').select(['subscription_id', 'cycle', 'due_at']).where('subscription_id', 'in', ids.slice(i, i + 500)).execute();
     for (const r of rows) out.set(`${r.subscription_id}:${Number(r.cycle)}`, fromDbTime(r.due_at));
@@ -151,6 +204,18 @@ export async function cycleDueDates(db: Conn, subscriptionIds: readonly string[]
 export async function customersById(db: Conn, ids: readonly string[]): Promise<Map<string, Selectable<CustomerTable>>> {
   const out = new Map<string, Selectable<CustomerTable>>();
   const unique = [...new Set(ids)];
+  const byKeys = sqliteRowsByKeys(db, 'customers', ['id', 'email', 'phone', 'first_name', 'last_name', 'created_at'], 'id', unique, (v) => ({
+    id: v[0] as string,
+    email: v[1] as string | null,
+    phone: v[2] as string | null,
+    first_name: v[3] as string | null,
+    last_name: v[4] as string | null,
+    created_at: v[5] as string,
+  }));
+  if (byKeys) {
+    for (const r of await byKeys) out.set(r.id, r);
+    return out;
+  }
   for (let i = 0; i < unique.length; i += 500) {
     const rows = await db.selectFrom('customers').selectAll().where('id', 'in', unique.slice(i, i + 500)).execute();
     for (const r of rows) out.set(r.id, r);

@@ -22,7 +22,7 @@ import {
 } from '../domain/index.js';
 import { createSubscription as createTransition } from '../domain/index.js';
 import { RebillError } from '../errors.js';
-import { dialectOf, forWrite, fromDbTime, jsonField, Statement, tableExists, toDbTime, type Db } from './db.js';
+import { dialectOf, forWrite, fromDbTime, jsonField, sqliteRowsByKeys, Statement, tableExists, toDbTime, type Db } from './db.js';
 import { queueLinkEmails } from './link-emails.js';
 import type { AttemptTable, Database, SubscriptionTable } from './schema.js';
 
@@ -56,6 +56,88 @@ function parseSchedule(text: string): Subscription['schedule'] {
 
 /** The metadata of most rows; frozen, as changes always build a new object (updateDetails). */
 const NO_METADATA: Readonly<Record<string, string>> = Object.freeze({});
+
+/** Every column of a subscription row, in the order subscriptionRowOf reads them. */
+export const SUBSCRIPTION_COLUMNS = [
+  'id',
+  'external_id',
+  'source',
+  'plan_id',
+  'plan_version',
+  'customer_id',
+  'payment_token',
+  'description',
+  'amount_minor',
+  'currency',
+  'mode',
+  'gateway',
+  'schedule',
+  'status',
+  'termination_type',
+  'completed_cycles',
+  'last_paid_cycle',
+  'next_action',
+  'next_cycle',
+  'next_attempt',
+  'action_at',
+  'pause_at',
+  'resume_at',
+  'paused_at',
+  'ended_at',
+  'work_at',
+  'lease_owner',
+  'lease_until',
+  'latest_payment_external_id',
+  'metadata',
+  'created_at',
+  'updated_at',
+  'version',
+  'email_links',
+] as const satisfies ReadonlyArray<keyof Selectable<SubscriptionTable>>;
+
+/**
+ * A row read as an array in SUBSCRIPTION_COLUMNS order, as the object kysely
+ * would have returned: one literal (better-sqlite3 builds a row object key by
+ * key, at twice the cost of the array).
+ */
+export function subscriptionRowOf(v: unknown[]): Selectable<SubscriptionTable> {
+  return {
+    id: v[0] as string,
+    external_id: v[1] as string | null,
+    source: v[2] as string | null,
+    plan_id: v[3] as string | null,
+    plan_version: v[4] as string | null,
+    customer_id: v[5] as string | null,
+    payment_token: v[6] as string | null,
+    description: v[7] as string | null,
+    amount_minor: v[8] as number,
+    currency: v[9] as string,
+    mode: v[10] as string,
+    gateway: v[11] as string,
+    schedule: v[12] as string,
+    status: v[13] as string,
+    termination_type: v[14] as string | null,
+    completed_cycles: v[15] as number,
+    last_paid_cycle: v[16] as number,
+    next_action: v[17] as string,
+    next_cycle: v[18] as number,
+    next_attempt: v[19] as number,
+    action_at: v[20] as string | null,
+    pause_at: v[21] as string | null,
+    resume_at: v[22] as string | null,
+    paused_at: v[23] as string | null,
+    ended_at: v[24] as string | null,
+    work_at: v[25] as string | null,
+    lease_owner: v[26] as string | null,
+    lease_until: v[27] as string | null,
+    latest_payment_external_id: v[28] as string | null,
+    metadata: v[29] as string | null,
+    created_at: v[30] as string,
+    updated_at: v[31] as string,
+    version: v[32] as number,
+    email_links: v[33] as number,
+  };
+}
 
 /** Maps a stored row to the domain type. */
 export function rowToSubscription(row: Selectable<SubscriptionTable>): Subscription {
@@ -805,6 +887,16 @@ export async function listEvents(db: Conn, afterId = 0, limit = 1000, filter: Ev
 /** The events with these ids, in id order (the webhook relay renders them). */
 export async function eventsByIds(db: Conn, ids: readonly number[]): Promise<StoredEvent[]> {
   if (ids.length === 0) return [];
+  const byKeys = sqliteRowsByKeys(db, 'events', ['id', 'type', 'subscription_id', 'cycle', 'attempt', 'occurred_at', 'payload'], 'id', ids, (v) => ({
+    id: v[0] as number,
+    type: v[1] as string,
+    subscription_id: v[2] as string | null,
+    cycle: v[3] as number | null,
+    attempt: v[4] as number | null,
+    occurred_at: v[5] as string,
+    payload: v[6] as string,
+  }));
+  if (byKeys) return (await byKeys).map(storedEvent).sort((x, y) => x.id - y.id);
   const rows = await db.selectFrom('events').selectAll().where('id', 'in', [...ids]).orderBy('id').execute();
   return rows.map(storedEvent);
 }

@@ -34,89 +34,11 @@ import {
   type StagedEntry,
 } from './hot-path.js';
 import { LINK_EMAIL_QUEUE_SQL, linkEvents } from './link-emails.js';
-import { rowToAttempt, rowToSubscription } from './repository.js';
+import { rowToAttempt, rowToSubscription, SUBSCRIPTION_COLUMNS, subscriptionRowOf } from './repository.js';
 import type { AttemptTable, SubscriptionTable } from './schema.js';
 
 type SubscriptionRow = Selectable<SubscriptionTable>;
 type AttemptRow = Selectable<AttemptTable>;
-
-/** Every column of a subscription row, in the order rowOf reads them. */
-const SUBSCRIPTION_COLUMNS = [
-  'id',
-  'external_id',
-  'source',
-  'plan_id',
-  'plan_version',
-  'customer_id',
-  'payment_token',
-  'description',
-  'amount_minor',
-  'currency',
-  'mode',
-  'gateway',
-  'schedule',
-  'status',
-  'termination_type',
-  'completed_cycles',
-  'last_paid_cycle',
-  'next_action',
-  'next_cycle',
-  'next_attempt',
-  'action_at',
-  'pause_at',
-  'resume_at',
-  'paused_at',
-  'ended_at',
-  'work_at',
-  'lease_owner',
-  'lease_until',
-  'latest_payment_external_id',
-  'metadata',
-  'created_at',
-  'updated_at',
-  'version',
-  'email_links',
-] as const satisfies ReadonlyArray<keyof SubscriptionRow>;
-
-/** A row read as an array in SUBSCRIPTION_COLUMNS order, as the object kysely would have returned. */
-function rowOf(v: unknown[]): SubscriptionRow {
-  return {
-    id: v[0] as string,
-    external_id: v[1] as string | null,
-    source: v[2] as string | null,
-    plan_id: v[3] as string | null,
-    plan_version: v[4] as string | null,
-    customer_id: v[5] as string | null,
-    payment_token: v[6] as string | null,
-    description: v[7] as string | null,
-    amount_minor: v[8] as number,
-    currency: v[9] as string,
-    mode: v[10] as string,
-    gateway: v[11] as string,
-    schedule: v[12] as string,
-    status: v[13] as string,
-    termination_type: v[14] as string | null,
-    completed_cycles: v[15] as number,
-    last_paid_cycle: v[16] as number,
-    next_action: v[17] as string,
-    next_cycle: v[18] as number,
-    next_attempt: v[19] as number,
-    action_at: v[20] as string | null,
-    pause_at: v[21] as string | null,
-    resume_at: v[22] as string | null,
-    paused_at: v[23] as string | null,
-    ended_at: v[24] as string | null,
-    work_at: v[25] as string | null,
-    lease_owner: v[26] as string | null,
-    lease_until: v[27] as string | null,
-    latest_payment_external_id: v[28] as string | null,
-    metadata: v[29] as string | null,
-    created_at: v[30] as string,
-    updated_at: v[31] as string,
-    version: v[32] as number,
-    email_links: v[33] as number,
-  };
-}
 
 const UPSERT_CYCLE_HEAD = `insert into cycles (subscription_id, cycle, due_at, status, amount_minor, currency, attempts, settled_at, created_at)
   values (?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (subscription_id, cycle) do update set status = excluded.status, `;
@@ -216,7 +138,7 @@ class SqliteHotPathStore implements HotPathStore {
     let statement = this.statements.get(key);
     if (!statement) {
       // Rows come back as arrays (`raw`): better-sqlite3 builds a row object property by property,
-      // which cost more than reading the row (34 columns); rowOf builds it in one literal.
+      // which cost more than reading the row (34 columns); subscriptionRowOf builds it in one literal.
       // Only work_at orders (the index does it): a tie-break column would make SQLite sort every
       // due row before the LIMIT when 100,000 fall due at the same instant.
       statement = this.sqlite
@@ -228,7 +150,7 @@ class SqliteHotPathStore implements HotPathStore {
         .raw(true);
       this.statements.set(key, statement);
     }
-    const rows = (statement.all(now, now, limit) as unknown[][]).map(rowOf);
+    const rows = (statement.all(now, now, limit) as unknown[][]).map(subscriptionRowOf);
     return rows.sort((x, y) => (x.work_at! < y.work_at! ? -1 : x.work_at! > y.work_at! ? 1 : x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
   }
 

@@ -33,8 +33,8 @@ import {
   recordAndClaim,
   releaseDeliveryLeases,
   scanOutbox,
+  type ClaimedDelivery,
   type Db,
-  type DeliveryRow,
   type DeliveryState,
   type RecordedAttempt,
 } from '../store/index.js';
@@ -158,7 +158,7 @@ interface Endpoint {
  */
 interface Pipeline {
   /** Claimed heads not sent yet, with their bodies. */
-  readonly queue: Array<{ readonly delivery: DeliveryRow; readonly body: string }>;
+  readonly queue: Array<{ readonly delivery: ClaimedDelivery; readonly body: string }>;
   inFlight: number;
   /** Answers received, not recorded yet. */
   readonly done: RecordedAttempt[];
@@ -217,7 +217,7 @@ export function createRelay(deps: RelayDeps): Relay {
   }
 
   /** Sends one delivery; returns the attempt to record (undefined: abandoned because the relay is stopping). */
-  async function send(ep: Endpoint, delivery: DeliveryRow, body: string): Promise<RecordedAttempt | undefined> {
+  async function send(ep: Endpoint, delivery: ClaimedDelivery, body: string): Promise<RecordedAttempt | undefined> {
     const msgId = `evt_${String(delivery.eventId).padStart(12, '0')}`;
     const attemptAt = clock.now();
     const seconds = Math.floor(attemptAt / 1000);
@@ -291,7 +291,7 @@ export function createRelay(deps: RelayDeps): Relay {
     const batch = p.done.splice(0);
     clearTimeout(p.timer);
     p.timer = undefined;
-    let claimed: DeliveryRow[];
+    let claimed: ClaimedDelivery[];
     try {
       ({ claimed } = await recordAndClaim(db, ep.id, owner, batch, limit > 0 ? { now: clock.now(), limit, leaseMs: leaseFor(ep, limit) } : null));
     } catch (err) {
