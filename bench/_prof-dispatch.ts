@@ -23,7 +23,8 @@ mkdirSync(dir, { recursive: true });
 
 async function run(databaseUrl?: string): Promise<void> {
   const port = await freePort();
-  const config = writeBenchConfig({ dir, httpPort: port, ...(databaseUrl ? { databaseUrl } : {}) });
+  // LOG=info: the daemon's info lines (a line per charge, and each sweep) in $dir/daemon.log.
+  const config = writeBenchConfig({ dir, httpPort: port, ...(databaseUrl ? { databaseUrl } : {}), ...(process.env.LOG === 'info' ? { logLevel: 'info' as const } : {}) });
   await seedSubscriptions(config, { count: n, templates: [{ startDate: utcDate() }], row: () => ({ template: 0 }) });
   if (databaseUrl) await analyze(databaseUrl);
   // Node refuses --cpu-prof in NODE_OPTIONS: it goes on the command line, before the script.

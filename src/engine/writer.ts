@@ -24,7 +24,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { settleAttempt, type AttemptInfo, type CollectionPolicy, type Outcome, type Subscription } from '../domain/index.js';
-import type { HotPathStore, OutcomeWrite, OutcomeWritten } from '../store/index.js';
+import type { HotPathStore, OutcomeBatch, OutcomeWrite, OutcomeWritten } from '../store/index.js';
 
 export interface OutcomeItem {
   /** The claim token that must still own the row's lease. */
@@ -68,6 +68,14 @@ export class GroupCommitWriter {
     private readonly maxBatch = 500,
     private readonly delayMs = 10,
   ) {}
+
+  /** Offers each batch to the next claim (Sweeper.claimAlong): null, or one transaction that records it and claims. */
+  private along: (finishing: number) => ((outcomes: OutcomeBatch) => Promise<OutcomeResult[]>) | null = () => null;
+
+  /** Lets the sweeper carry outcome batches in its claims (one commit for both). */
+  claimAlong(along: (finishing: number) => ((outcomes: OutcomeBatch) => Promise<OutcomeResult[]>) | null): void {
+    this.along = along;
+  }
 
   /** Lets the dispatcher say when every call made so far has answered (the batch is complete). */
   flushWhenIdle(idle: () => boolean): void {
@@ -124,7 +132,9 @@ export class GroupCommitWriter {
 
   private async write(batch: Entry[]): Promise<void> {
     try {
-      const results = await this.store.recordOutcomes(this.clock.now(), batch.map((e) => toWrite(e.item)));
+      const items = batch.map((e) => toWrite(e.item));
+      const claim = this.along(batch.length);
+      const results = claim ? await claim({ now: this.clock.now(), items }) : await this.store.recordOutcomes(this.clock.now(), items);
       batch.forEach((e, i) => e.resolve(this.logged(e.item, results[i]!)));
     } catch (err) {
       // One bad row must not hold back the others: retry each outcome in its own transaction.

@@ -13,7 +13,9 @@
  * - `claim` leases due rows and writes what `decide` made of them (attempt
  *   rows `in_flight`, pointers, lifecycle steps) in ONE transaction, committed
  *   before it resolves: no gateway is called for an attempt before its row is
- *   durable, and a claim that fails leaves nothing behind.
+ *   durable, and a claim that fails leaves nothing behind. It may carry a
+ *   batch of outcomes, recorded first in the same transaction (one commit
+ *   for the end of one batch and the intent of the next).
  * - `recordOutcomes` writes a batch of outcomes in one transaction, each one
  *   conditional on the lease AND the version the engine last saw
  *   (`WHERE id = ? AND lease_owner = ? AND version = ?`). When 0 rows change,
@@ -54,6 +56,15 @@ export interface ClaimRequest {
 export interface ClaimResult {
   readonly now: number;
   readonly claimed: Claimed[];
+  /** What recording the outcomes given with the claim did, in their order (none given: empty). */
+  readonly written: OutcomeWritten[];
+}
+
+/** Outcomes recorded in a claim's transaction (HotPathStore.claim), as recordOutcomes would record them. */
+export interface OutcomeBatch {
+  /** The instant each `settle` is called with (SQLite; PostgreSQL uses the database's clock, as the claim does). */
+  readonly now: number;
+  readonly items: readonly OutcomeWrite[];
 }
 
 /** A row as the claim leased it. */
@@ -135,8 +146,10 @@ export interface HotPathStore {
    * poll rows, then new collections, each in work_at order), hands them to
    * `decide` (synchronous and pure: it runs inside the transaction) and
    * writes the decisions, all in one transaction. Results follow work_at order.
+   * `outcomes` are recorded first in that transaction, as recordOutcomes
+   * would (staged ledger entries included), and fail or commit with the claim.
    */
-  claim(request: ClaimRequest, decide: (rows: readonly ClaimedRow[], now: number) => readonly ClaimDecision[]): Promise<ClaimResult>;
+  claim(request: ClaimRequest, decide: (rows: readonly ClaimedRow[], now: number) => readonly ClaimDecision[], outcomes?: OutcomeBatch): Promise<ClaimResult>;
   /**
    * Records a batch of outcomes in one transaction, each checked against its
    * lease and version, at instant `now` (SQLite) or the database's clock

@@ -29,6 +29,7 @@ import {
   type ClaimRequest,
   type ClaimResult,
   type HotPathStore,
+  type OutcomeBatch,
   type OutcomeWrite,
   type OutcomeWritten,
   type StagedEntry,
@@ -186,20 +187,21 @@ class SqliteHotPathStore implements HotPathStore {
     });
   }
 
-  claim(request: ClaimRequest, decide: (rows: readonly ClaimedRow[], now: number) => readonly ClaimDecision[]): Promise<ClaimResult> {
-    if (request.limit <= 0) return Promise.resolve({ now: request.now, claimed: [] });
+  claim(request: ClaimRequest, decide: (rows: readonly ClaimedRow[], now: number) => readonly ClaimDecision[], outcomes?: OutcomeBatch): Promise<ClaimResult> {
+    if (request.limit <= 0 && !outcomes) return Promise.resolve({ now: request.now, claimed: [], written: [] });
     return this.exclusive(() => {
+      const written = outcomes ? outcomes.items.map((item) => this.recordOne(outcomes.now, item)) : [];
       // Open attempts first (reconcile / poll: money may already be moving), then new collections:
       // a restart after a shutdown with a backlog settles what it left behind before charging
       // anyone new.
-      const open = this.dueRows(request, request.limit, true);
+      const open = request.limit > 0 ? this.dueRows(request, request.limit, true) : [];
       const fresh = open.length < request.limit ? this.dueRows(request, request.limit - open.length, false) : [];
       const claimed: ClaimedRow[] = [...open, ...fresh].map((row) => ({ subscription: rowToSubscription(row), version: Number(row.version) }));
-      if (claimed.length === 0) return { now: request.now, claimed: [] };
+      if (claimed.length === 0) return { now: request.now, claimed: [], written };
       const decisions = decide(claimed, request.now);
       if (decisions.length !== claimed.length) invariant(`claim: ${decisions.length} decisions for ${claimed.length} rows`);
-      return { now: request.now, claimed: claimed.map((row, i) => this.apply(row, decisions[i]!, request)) };
-    });
+      return { now: request.now, claimed: claimed.map((row, i) => this.apply(row, decisions[i]!, request)), written };
+    }, outcomes !== undefined);
   }
 
   /**

@@ -100,6 +100,50 @@ describe('claim and intent (one transaction)', () => {
     expect(await attemptsOf(temp.db, 'a')).toEqual([]);
   });
 
+  it('a claim that carries outcomes records them first in its own transaction: one commit ends one batch and starts the next', async () => {
+    await addSubscription(temp.db, NOW - 86_400_000, { id: 'a', startDate: '2025-01-31' }, { sendOnHour: 10 });
+    await addSubscription(temp.db, NOW - 86_400_000, { id: 'b', startDate: '2025-01-31' }, { sendOnHour: 11 });
+    const [claimedA] = await claimAndBegin('d1/1');
+    const later = DUE + 3_600_000 + 5_000;
+    const { claimed, written } = await store.claim(
+      { token: 'd1/2', now: later, limit: 10, leaseMs: LEASE },
+      (rows) =>
+        rows.map((row): ClaimDecision => {
+          const begun = beginAttempt(row.subscription, later, later + LEASE);
+          return { kind: 'begin', transition: begun, attempt: { key: begun.key, cycle: begun.cycle, attempt: begun.attempt } };
+        }),
+      { now: later, items: [outcomeOf(claimedA!, 'd1/1', { kind: 'captured', externalId: 'sim_a:1:1' })] },
+    );
+    expect(written).toMatchObject([{ kind: 'written', state: 'captured', subscription: { id: 'a', nextCycle: 2 } }]);
+    // `a` was recorded before the due rows were read: captured, its lease given back, not due again.
+    expect(claimed.map((c) => [c.subscription.id, c.decision.kind])).toEqual([['b', 'begin']]);
+    expect(await attemptsOf(temp.db, 'a')).toMatchObject([{ key: 'a:1:1', state: 'captured' }]);
+    expect(await rowMeta('a')).toEqual({ version: 2, leaseOwner: null, leaseUntil: null });
+    expect(await attemptsOf(temp.db, 'b')).toMatchObject([{ key: 'b:1:1', state: 'in_flight' }]);
+    expect(await rowMeta('b')).toMatchObject({ version: 1, leaseOwner: 'd1/2' });
+  });
+
+  it('a claim that carries outcomes and fails writes neither: the outcomes can then be recorded alone', async () => {
+    await addSubscription(temp.db, NOW - 86_400_000, { id: 'a', startDate: '2025-01-31' }, { sendOnHour: 10 });
+    await addSubscription(temp.db, NOW - 86_400_000, { id: 'b', startDate: '2025-01-31' }, { sendOnHour: 11 });
+    const [claimedA] = await claimAndBegin('d1/1');
+    const later = DUE + 3_600_000 + 5_000;
+    const outcome = outcomeOf(claimedA!, 'd1/1', { kind: 'captured', externalId: 'sim_a:1:1' });
+    await expect(
+      store.claim(
+        { token: 'd1/2', now: later, limit: 10, leaseMs: LEASE },
+        () => {
+          throw new Error('decide failed');
+        },
+        { now: later, items: [outcome] },
+      ),
+    ).rejects.toThrow('decide failed');
+    expect(await attemptsOf(temp.db, 'a')).toMatchObject([{ state: 'in_flight' }]);
+    expect(await rowMeta('a')).toMatchObject({ version: 1, leaseOwner: 'd1/1' });
+    expect(await rowMeta('b')).toEqual({ version: 0, leaseOwner: null, leaseUntil: null });
+    expect(await store.recordOutcomes(later, [outcome])).toMatchObject([{ kind: 'written', state: 'captured' }]);
+  });
+
   it('open attempts (reconcile, poll) are claimed before new collections that fell due earlier, and their attempt row comes with them', async () => {
     await addSubscription(temp.db, NOW - 86_400_000, { id: 'fresh', startDate: '2025-01-31' }, { sendOnHour: 9 });
     await addSubscription(temp.db, NOW - 86_400_000, { id: 'open', startDate: '2025-01-31' }, { sendOnHour: 10 });
