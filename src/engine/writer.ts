@@ -6,7 +6,9 @@
  * and the events, plus the simulator ledger entries staged meanwhile. Each
  * caller's promise resolves only after that commit, so nothing that depends
  * on an outcome (a log line that says "captured", the next claim) runs before
- * it is durable.
+ * it is durable. While a backlog is due, the sweeper's next claim rides in
+ * that same transaction (Sweeper.claimAlong): one commit records a batch and
+ * writes the intent of the next, whose calls start only after it.
  *
  * Each outcome is written only if the row still has this claim's lease and
  * the version the engine last saw; otherwise the store re-reads it (see
