@@ -27,6 +27,7 @@ import {
   ATTEMPT_UPDATE_COLUMNS,
   attemptAfter,
   invariant,
+  NewKeys,
   STATE_COLUMNS,
   type Claimed,
   type ClaimDecision,
@@ -88,6 +89,8 @@ interface StateWrite {
 
 class PostgresHotPathStore implements HotPathStore {
   private readonly stagedEntries = new Map<string, StagedEntry>();
+  /** Keys of attempt rows this store's claims inserted: their first ledger lookup needs no read. */
+  private readonly newKeys = new NewKeys();
   /** Ledger lookups waiting for the next batched query (lookUpLedger). */
   private lookups: Array<{ gateway: string; key: string; resolve: (entry: string | undefined) => void; reject: (err: unknown) => void }> = [];
 
@@ -122,7 +125,8 @@ class PostgresHotPathStore implements HotPathStore {
 
   async claim(request: ClaimRequest, decide: (rows: readonly ClaimedRow[], now: number) => readonly ClaimDecision[], outcomes?: OutcomeBatch): Promise<ClaimResult> {
     if (request.limit <= 0 && !outcomes) return { now: request.now, claimed: [], written: [] };
-    return this.transaction(
+    if (outcomes) this.newKeys.forget(outcomes.items);
+    const result = await this.transaction(
       request.now,
       async (trx, now) => {
         // The outcomes first: their rows' leases are given back before the due rows are read.
@@ -138,6 +142,9 @@ class PostgresHotPathStore implements HotPathStore {
       },
       outcomes !== undefined,
     );
+    // By the caller's clock, as the lookups are (the lease itself is judged by the database's).
+    this.newKeys.add(result.claimed, request.now, request.leaseMs);
+    return result;
   }
 
   /**
@@ -305,6 +312,7 @@ class PostgresHotPathStore implements HotPathStore {
 
   async recordOutcomes(callerNow: number, items: readonly OutcomeWrite[]): Promise<OutcomeWritten[]> {
     if (items.length === 0) return [];
+    this.newKeys.forget(items);
     return this.transaction(callerNow, (trx, now) => this.recordIn(trx, now, items), true);
   }
 
@@ -539,9 +547,10 @@ class PostgresHotPathStore implements HotPathStore {
     this.stagedEntries.set(id, { id, gateway, key, entry, at });
   }
 
-  async ledgerEntry(gateway: string, key: string): Promise<string | undefined> {
+  async ledgerEntry(gateway: string, key: string, now: number): Promise<string | undefined> {
     const staged = this.stagedEntries.get(`${gateway}\u0000${key}`);
     if (staged) return staged.entry;
+    if (this.newKeys.take(key, now)) return undefined;
     return new Promise((resolve, reject) => {
       this.lookups.push({ gateway, key, resolve, reject });
       if (this.lookups.length === 1) setImmediate(() => void this.lookUpLedger());

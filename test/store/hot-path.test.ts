@@ -298,8 +298,8 @@ describe('leases and the simulator ledger', () => {
     const [claimed] = await claimAndBegin('d1/1');
     store.stageLedgerEntry('sim', 'a:1:1', JSON.stringify({ key: 'a:1:1', result: { kind: 'captured' } }), NOW);
     expect(store.staged).toBe(1);
-    expect(await store.ledgerEntry('sim', 'a:1:1')).toContain('captured');
-    expect(await store.ledgerEntry('other', 'a:1:1')).toBeUndefined();
+    expect(await store.ledgerEntry('sim', 'a:1:1', NOW + 100)).toContain('captured');
+    expect(await store.ledgerEntry('other', 'a:1:1', NOW + 100)).toBeUndefined();
     expect(await ledgerOf(temp.db, 'a')).toEqual([]);
 
     // A failing commit writes nothing, the entry included, and keeps it staged.
@@ -311,7 +311,23 @@ describe('leases and the simulator ledger', () => {
     await store.recordOutcomes(NOW + 100, [outcomeOf(claimed!, 'd1/1', { kind: 'captured', externalId: 'x' })]);
     expect(store.staged).toBe(0);
     expect(await ledgerOf(temp.db, 'a')).toEqual([{ key: 'a:1:1', result: 'captured' }]);
-    expect(await store.ledgerEntry('sim', 'a:1:1')).toContain('captured');
+    expect(await store.ledgerEntry('sim', 'a:1:1', NOW + 100)).toContain('captured');
+  });
+
+  it('the first ledger lookup of a key a claim just inserted is answered without a read (nobody can have sent it); later ones, ones after half the lease and ones after its outcome read the ledger', async () => {
+    for (const id of ['a', 'b', 'c']) await addSubscription(temp.db, NOW - 86_400_000, { id, startDate: '2025-01-31' }, { sendOnHour: 10 });
+    const claimed = await claimAndBegin('d1/1');
+    // Rows no real run can have (an entry for a key before its first call): they show which lookups read.
+    await temp.db
+      .insertInto('simulator_ledger')
+      .values(['a', 'b', 'c'].map((id) => ({ idempotency_key: `${id}:1:1`, gateway: 'sim', entry: '{"stored":true}', created_at: new Date(NOW).toISOString() })))
+      .execute();
+    expect(await store.ledgerEntry('sim', 'a:1:1', NOW + 10)).toBeUndefined();
+    expect(await store.ledgerEntry('sim', 'a:1:1', NOW + 20)).toContain('stored');
+    // Half the lease on, another daemon could soon take the row over and send the key: read.
+    expect(await store.ledgerEntry('sim', 'b:1:1', NOW + LEASE / 2)).toContain('stored');
+    await store.recordOutcomes(NOW + 30, [outcomeOf(claimed.find((x) => x.subscription.id === 'c')!, 'd1/1', { kind: 'captured', externalId: 'x' })]);
+    expect(await store.ledgerEntry('sim', 'c:1:1', NOW + 40)).toContain('stored');
   });
 
   it('one store per database: the engine and the simulator gateways built on the same Db share the staged entries', () => {
