@@ -7,7 +7,7 @@
  * shared machine's load disturbs less than charges/s.
  * `npx tsx bench/_prof-dispatch.ts 20000 [sqlite|pg]`.
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeBenchConfig } from './support/config.js';
 import { cpuSecondsOf, sqliteRecords, waitFor, type AttemptRecords } from './support/daemon.js';
@@ -23,7 +23,8 @@ mkdirSync(dir, { recursive: true });
 
 async function run(databaseUrl?: string): Promise<void> {
   const port = await freePort();
-  const config = writeBenchConfig({ dir, httpPort: port, ...(databaseUrl ? { databaseUrl } : {}) });
+  // LOG=info: the daemon's info lines (a line per charge, and each sweep) in $dir/daemon.log.
+  const config = writeBenchConfig({ dir, httpPort: port, ...(databaseUrl ? { databaseUrl } : {}), ...(process.env.LOG === 'info' ? { logLevel: 'info' as const } : {}) });
   await seedSubscriptions(config, { count: n, templates: [{ startDate: utcDate() }], row: () => ({ template: 0 }) });
   if (databaseUrl) await analyze(databaseUrl);
   // Node refuses --cpu-prof in NODE_OPTIONS: it goes on the command line, before the script.
@@ -33,13 +34,19 @@ async function run(databaseUrl?: string): Promise<void> {
   const records: AttemptRecords = databaseUrl ? await postgresRecords(databaseUrl) : sqliteRecords(dir);
   let cpuFrom = NaN;
   let cpuTo = NaN;
+  let writtenFrom = NaN;
+  let writtenTo = NaN;
   try {
     await waitFor(
       child,
       async () => {
-        if (Number.isNaN(cpuFrom) && (await records.attempts()) > 0) cpuFrom = cpuSecondsOf(child.pid);
+        if (Number.isNaN(cpuFrom) && (await records.attempts()) > 0) {
+          cpuFrom = cpuSecondsOf(child.pid);
+          writtenFrom = bytesWrittenBy(child.pid);
+        }
         if ((await records.captured()) < n) return false;
         cpuTo = cpuSecondsOf(child.pid);
+        writtenTo = bytesWrittenBy(child.pid);
         return true;
       },
       `${n} captures`,
@@ -55,11 +62,20 @@ async function run(databaseUrl?: string): Promise<void> {
       ? (await withClient(databaseUrl, (c) => c.query<{ claims: string; outcomes: string }>(batches))).rows[0]!
       : (sqliteRecords(dir).db.prepare(batches).get() as { claims: number; outcomes: number });
     console.log(
-      `${dialect}: ${n} in ${seconds.toFixed(2)} s = ${(n / seconds).toFixed(0)}/s; daemon CPU ${cpu.toFixed(2)} s = ${((cpu * 1e6) / n).toFixed(0)} us/charge; ${counts.claims} claims, ${counts.outcomes} outcome commits`,
+      `${dialect}: ${n} in ${seconds.toFixed(2)} s = ${(n / seconds).toFixed(0)}/s; daemon CPU ${cpu.toFixed(2)} s = ${((cpu * 1e6) / n).toFixed(0)} us/charge; ${((writtenTo - writtenFrom) / n).toFixed(0)} bytes written/charge; ${counts.claims} claims, ${counts.outcomes} outcome commits`,
     );
   } finally {
     await records.close();
     await child.stop();
+  }
+}
+
+/** Bytes a process wrote to files (`wchar` of /proc/<pid>/io: the WAL, checkpoints, logs), NaN if unreadable. */
+function bytesWrittenBy(pid: number): number {
+  try {
+    return Number(/^wchar: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? NaN);
+  } catch {
+    return NaN;
   }
 }
 

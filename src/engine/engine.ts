@@ -207,6 +207,7 @@ export function createEngine(deps: EngineDeps): Engine {
     stopping: () => stopping,
     clockHeld,
   });
+  writer.claimAlong((finishing) => sweeper.claimAlong(finishing));
   const loop = new WakeUpLoop({ clock, logger, holdings, failures, maxSleepMs: options.maxSleepMs, sweep: () => sweeper.sweep(), nextWakeAt: () => nextWakeAt(db) });
   let heartbeat: ReturnType<typeof setInterval> | null = null;
 

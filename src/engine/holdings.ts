@@ -29,8 +29,13 @@ export class Holdings {
    * already queued keep every slot busy, and finishing rows wake nobody.
    */
   get wantsWork(): boolean {
-    const room = this.room;
-    return room > 0 && (room >= this.#refillAt || this.#active < this.slots);
+    return this.wantsWorkAfter(0);
+  }
+
+  /** wantsWork once `finishing` more rows are done (a claim riding with the commit of their outcomes). */
+  wantsWorkAfter(finishing: number): boolean {
+    const room = this.room + finishing;
+    return room > 0 && (room >= this.#refillAt || this.#active - finishing < this.slots);
   }
 
   /** Rows held now. */
@@ -48,10 +53,14 @@ export class Holdings {
     return this.bound - this.#active;
   }
 
-  /** Rows a claim just leased. */
-  hold(n: number): void {
+  /**
+   * Rows a claim just leased. `finishing`: rows whose outcomes that claim's
+   * commit recorded; their finish() follows in a few microtasks, so the
+   * high-water mark already counts them gone.
+   */
+  hold(n: number, finishing = 0): void {
     this.#active += n;
-    if (this.#active > this.#highWater) this.#highWater = this.#active;
+    if (this.#active - finishing > this.#highWater) this.#highWater = this.#active - finishing;
   }
 
   /** Rows done with (outcome recorded or lifecycle step written): wakes the loop when a claim is worth making, as due work may be waiting. */

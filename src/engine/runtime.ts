@@ -29,7 +29,7 @@ export function databaseSimulatorLedger(db: Db, clock: Clock, gateway: string): 
   const store = hotPathStore(db);
   return {
     async get(key) {
-      const text = await store.ledgerEntry(gateway, key);
+      const text = await store.ledgerEntry(gateway, key, clock.now());
       return text === undefined ? undefined : (JSON.parse(text) as SimLedgerEntry);
     },
     async put(entry) {

@@ -28,12 +28,13 @@ import {
   type Subscription,
   type Transition,
 } from '../domain/index.js';
-import type { Claimed, ClaimDecision, HotPathStore } from '../store/index.js';
+import type { Claimed, ClaimDecision, HotPathStore, OutcomeBatch, OutcomeWritten } from '../store/index.js';
 import type { CircuitBreakers } from './circuit.js';
 import type { Dispatcher } from './dispatch.js';
 import type { Holdings } from './holdings.js';
 import { logSkipped, logSubscription, moneyFields } from './log-lines.js';
 import type { EngineObserver } from './observer.js';
+import { nextTurn } from './time-slice.js';
 
 /** What one sweep did (logged as one line when it did anything). */
 export interface SweepReport {
@@ -70,6 +71,15 @@ export interface SweeperDeps {
   readonly clockHeld: () => boolean | Promise<boolean>;
 }
 
+/** Outcomes a sweep's claim records in its transaction (claimAlong), and what recording them did. */
+interface Along {
+  readonly outcomes: OutcomeBatch;
+  /** Rows those outcomes finish: the room they make. */
+  readonly finishing: number;
+  /** Set once they are committed. */
+  written: OutcomeWritten[] | undefined;
+}
+
 /** A row the calendar or the lifecycle refused inside the claim: logged once the claim committed. */
 interface Refusal {
   readonly subscriptionId: string;
@@ -83,6 +93,8 @@ export class Sweeper {
   attemptsStarted = 0;
   private claimSeq = 0;
   private inProgress: Promise<SweepReport> | null = null;
+  /** The last claim took all the room it asked for: due rows may be waiting (claimAlong is worth it). */
+  private moreDue = false;
   /** The sweep in progress, if any; never rejects (stop waits for it). */
   running: Promise<void> | null = null;
 
@@ -90,11 +102,48 @@ export class Sweeper {
 
   /** One sweep; a call while one runs joins it (sweeps never overlap). */
   sweep(): Promise<SweepReport> {
-    if (this.inProgress) return this.inProgress;
+    return this.inProgress ?? this.track(this.sweepOnce());
+  }
+
+  /**
+   * The group-commit writer's hook (GroupCommitWriter.claimAlong): while the
+   * last claim left due work behind, the next claim rides in the transaction
+   * that records `finishing` outcomes, whose rows make the room it takes.
+   * Zero latency alternated a claim commit and an outcome commit; now one
+   * commit ends a batch and starts the next. The intent rule holds: the new
+   * attempt rows are committed before any of their calls is made, as
+   * afterCommit runs after that commit. Null (no sweep worth making now, or
+   * one under way): the writer records the outcomes alone.
+   */
+  claimAlong(finishing: number): ((outcomes: OutcomeBatch) => Promise<OutcomeWritten[]>) | null {
+    if (this.inProgress || !this.moreDue || this.deps.stopping() || !this.deps.holdings.wantsWorkAfter(finishing)) return null;
+    return async (outcomes) => {
+      const along: Along = { outcomes, finishing, written: undefined };
+      try {
+        // The event loop turns first, as the loop lets it after each claim: batch after batch answered in
+        // microtasks and committed synchronously (SQLite) would otherwise hold timers, signals and the
+        // HTTP server until the whole backlog is collected.
+        const { held: _held, ...counts } = await this.track(nextTurn(this.deps.clock).then(() => this.sweepOnce(along)));
+        // The rows whose outcomes it recorded finish a few microtasks later: not counted as held.
+        if (counts.claimed > 0) this.deps.logger.info({ ...counts, active: this.deps.holdings.active - finishing, withOutcomes: outcomes.items.length }, 'sweep');
+        // sweepOnce records the outcomes on every path that returns.
+        return along.written!;
+      } catch (err) {
+        // Failed before its commit: the writer records the outcomes on their own, and the loop sweeps again.
+        if (along.written === undefined) throw err;
+        // Failed after it (giving back rows whose attempt row is missing): the outcomes are recorded.
+        this.deps.logger.error({ err }, 'sweep failed after its commit; the leases left will expire');
+        return along.written;
+      }
+    };
+  }
+
+  /** Makes `sweeping` the sweep in progress (joined by sweep(), awaited by stop) and observes it. */
+  private track(sweeping: Promise<SweepReport>): Promise<SweepReport> {
     const { elapsedMs, observe } = this.deps;
     const startedAt = elapsedMs();
     const seconds = () => Math.max(0, elapsedMs() - startedAt) / 1000;
-    this.inProgress = this.sweepOnce()
+    this.inProgress = sweeping
       .then(
         (report) => {
           observe.sweepFinished({ seconds: seconds(), claimed: report.claimed, ok: true, held: report.held });
@@ -116,26 +165,41 @@ export class Sweeper {
     return this.inProgress;
   }
 
-  private async sweepOnce(): Promise<SweepReport> {
+  /** One sweep; `along`: outcomes its claim records first (claimAlong), recorded alone when nothing is claimed. */
+  private async sweepOnce(along?: Along): Promise<SweepReport> {
     const { store, clock, holdings, leaseMs, owner } = this.deps;
-    if (this.deps.stopping()) return NOTHING;
+    const alone = async (report: SweepReport): Promise<SweepReport> => {
+      if (along) along.written = await store.recordOutcomes(along.outcomes.now, along.outcomes.items);
+      return report;
+    };
+    if (this.deps.stopping()) return alone(NOTHING);
     // A stepped wall clock must not drive billing: no claims at all (no catch-up skipping either).
-    if (await this.deps.clockHeld()) return { ...NOTHING, held: true };
+    if (await this.deps.clockHeld()) return alone({ ...NOTHING, held: true });
     const now = clock.now();
     this.sweeps++;
     this.lastSweepAt = now;
     // Sweeps never overlap and completions only lower the holdings, so this room still holds at the claim.
-    const room = holdings.room;
-    if (room <= 0) return NOTHING;
+    const finishing = along?.finishing ?? 0;
+    const room = holdings.room + finishing;
+    if (room <= 0) return alone(NOTHING);
     const token = `${owner}/${++this.claimSeq}`;
     const refusals: Refusal[] = [];
     const steps = new Map<string, Step>();
     // A claim that fails writes nothing (not even the leases): the loop backs off and retries.
     // The batch's instant is the store's: this clock on SQLite, the database's clock on PostgreSQL.
-    const { now: at, claimed } = await store.claim({ token, now, limit: room, leaseMs }, (rows, batchNow) =>
-      rows.map((row) => this.decide(row.subscription, batchNow, refusals, steps)),
+    const {
+      now: at,
+      claimed,
+      written,
+    } = await store.claim(
+      { token, now, limit: room, leaseMs },
+      (rows, batchNow) => rows.map((row) => this.decide(row.subscription, batchNow, refusals, steps)),
+      along?.outcomes,
     );
-    holdings.hold(claimed.length);
+    if (along) along.written = written;
+    // A claim that took all the room it asked for may have left due rows behind.
+    this.moreDue = claimed.length >= room;
+    holdings.hold(claimed.length, finishing);
     if (claimed.length === 0) return NOTHING;
     return this.afterCommit(claimed, token, at, refusals, steps);
   }

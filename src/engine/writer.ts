@@ -6,7 +6,9 @@
  * and the events, plus the simulator ledger entries staged meanwhile. Each
  * caller's promise resolves only after that commit, so nothing that depends
  * on an outcome (a log line that says "captured", the next claim) runs before
- * it is durable.
+ * it is durable. While a backlog is due, the sweeper's next claim rides in
+ * that same transaction (Sweeper.claimAlong): one commit records a batch and
+ * writes the intent of the next, whose calls start only after it.
  *
  * Each outcome is written only if the row still has this claim's lease and
  * the version the engine last saw; otherwise the store re-reads it (see
@@ -24,7 +26,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { settleAttempt, type AttemptInfo, type CollectionPolicy, type Outcome, type Subscription } from '../domain/index.js';
-import type { HotPathStore, OutcomeWrite, OutcomeWritten } from '../store/index.js';
+import type { HotPathStore, OutcomeBatch, OutcomeWrite, OutcomeWritten } from '../store/index.js';
 
 export interface OutcomeItem {
   /** The claim token that must still own the row's lease. */
@@ -68,6 +70,14 @@ export class GroupCommitWriter {
     private readonly maxBatch = 500,
     private readonly delayMs = 10,
   ) {}
+
+  /** Offers each batch to the next claim (Sweeper.claimAlong): null, or one transaction that records it and claims. */
+  private along: (finishing: number) => ((outcomes: OutcomeBatch) => Promise<OutcomeResult[]>) | null = () => null;
+
+  /** Lets the sweeper carry outcome batches in its claims (one commit for both). */
+  claimAlong(along: (finishing: number) => ((outcomes: OutcomeBatch) => Promise<OutcomeResult[]>) | null): void {
+    this.along = along;
+  }
 
   /** Lets the dispatcher say when every call made so far has answered (the batch is complete). */
   flushWhenIdle(idle: () => boolean): void {
@@ -124,7 +134,9 @@ export class GroupCommitWriter {
 
   private async write(batch: Entry[]): Promise<void> {
     try {
-      const results = await this.store.recordOutcomes(this.clock.now(), batch.map((e) => toWrite(e.item)));
+      const items = batch.map((e) => toWrite(e.item));
+      const claim = this.along(batch.length);
+      const results = claim ? await claim({ now: this.clock.now(), items }) : await this.store.recordOutcomes(this.clock.now(), items);
       batch.forEach((e, i) => e.resolve(this.logged(e.item, results[i]!)));
     } catch (err) {
       // One bad row must not hold back the others: retry each outcome in its own transaction.

@@ -13,7 +13,9 @@
  * - `claim` leases due rows and writes what `decide` made of them (attempt
  *   rows `in_flight`, pointers, lifecycle steps) in ONE transaction, committed
  *   before it resolves: no gateway is called for an attempt before its row is
- *   durable, and a claim that fails leaves nothing behind.
+ *   durable, and a claim that fails leaves nothing behind. It may carry a
+ *   batch of outcomes, recorded first in the same transaction (one commit
+ *   for the end of one batch and the intent of the next).
  * - `recordOutcomes` writes a batch of outcomes in one transaction, each one
  *   conditional on the lease AND the version the engine last saw
  *   (`WHERE id = ? AND lease_owner = ? AND version = ?`). When 0 rows change,
@@ -54,6 +56,15 @@ export interface ClaimRequest {
 export interface ClaimResult {
   readonly now: number;
   readonly claimed: Claimed[];
+  /** What recording the outcomes given with the claim did, in their order (none given: empty). */
+  readonly written: OutcomeWritten[];
+}
+
+/** Outcomes recorded in a claim's transaction (HotPathStore.claim), as recordOutcomes would record them. */
+export interface OutcomeBatch {
+  /** The instant each `settle` is called with (SQLite; PostgreSQL uses the database's clock, as the claim does). */
+  readonly now: number;
+  readonly items: readonly OutcomeWrite[];
 }
 
 /** A row as the claim leased it. */
@@ -135,8 +146,10 @@ export interface HotPathStore {
    * poll rows, then new collections, each in work_at order), hands them to
    * `decide` (synchronous and pure: it runs inside the transaction) and
    * writes the decisions, all in one transaction. Results follow work_at order.
+   * `outcomes` are recorded first in that transaction, as recordOutcomes
+   * would (staged ledger entries included), and fail or commit with the claim.
    */
-  claim(request: ClaimRequest, decide: (rows: readonly ClaimedRow[], now: number) => readonly ClaimDecision[]): Promise<ClaimResult>;
+  claim(request: ClaimRequest, decide: (rows: readonly ClaimedRow[], now: number) => readonly ClaimDecision[], outcomes?: OutcomeBatch): Promise<ClaimResult>;
   /**
    * Records a batch of outcomes in one transaction, each checked against its
    * lease and version, at instant `now` (SQLite) or the database's clock
@@ -156,8 +169,12 @@ export interface HotPathStore {
    * keys wait for each other. Read back at once by ledgerEntry.
    */
   stageLedgerEntry(gateway: string, key: string, entry: string, at: number): void;
-  /** A simulator ledger entry (JSON), staged or stored. */
-  ledgerEntry(gateway: string, key: string): Promise<string | undefined>;
+  /**
+   * A simulator ledger entry (JSON), staged or stored. `now` (the caller's
+   * clock): a key this store's claim inserted less than half a lease ago,
+   * and not looked up since, is answered without a read (see NewKeys).
+   */
+  ledgerEntry(gateway: string, key: string, now: number): Promise<string | undefined>;
   /** Every entry of one simulator gateway, oldest first (staged ones written first). */
   ledgerEntries(gateway: string): Promise<string[]>;
   /** Writes the staged ledger entries now (stop: nothing staged is left behind). */
@@ -174,6 +191,49 @@ export interface StagedEntry {
   readonly key: string;
   readonly entry: string;
   readonly at: number;
+}
+
+/**
+ * The idempotency keys of the attempt rows this store's claims inserted, for
+ * the simulator's ledger lookup (one read per charge; on PostgreSQL a round
+ * trip for every few charges, a quarter of the daemon's CPU at zero latency,
+ * measured). A ledger entry is staged only by a call of its key, and a call
+ * is made only after its attempt row is committed; a key whose row a claim
+ * has just inserted (the insert would fail on a key that exists) was never
+ * sent by anyone, as long as no other daemon can have taken the row over and
+ * sent it. That takes the lease to expire: a key counts as new until half the
+ * lease has passed since the claim (by the same clock: the claim's `now`,
+ * taken before its transaction began, and the caller's at the lookup), and
+ * only for its first lookup (that call stages its own entry). Keys leave at
+ * that lookup, when their outcome is recorded, or once expired, so the map
+ * holds about the rows in flight whatever the gateway.
+ */
+export class NewKeys {
+  /** Key -> the instant it stops counting as new; in claim order. */
+  private readonly keys = new Map<string, number>();
+
+  /** The `begin` keys of a committed claim made at `now`. */
+  add(claimed: readonly Claimed[], now: number, leaseMs: number): void {
+    const until = now + leaseMs / 2;
+    for (const [key, expires] of this.keys) {
+      if (expires > now) break;
+      this.keys.delete(key);
+    }
+    for (const c of claimed) if (c.decision.kind === 'begin') this.keys.set(c.decision.attempt.key, until);
+  }
+
+  /** True (once) when `key` is new at `now`: the ledger has no entry for it. */
+  take(key: string, now: number): boolean {
+    const until = this.keys.get(key);
+    if (until === undefined) return false;
+    this.keys.delete(key);
+    return now < until;
+  }
+
+  /** Forgets keys whose outcome is recorded. */
+  forget(items: readonly OutcomeWrite[]): void {
+    for (const item of items) this.keys.delete(item.attempt.key);
+  }
 }
 
 /** Thrown when a write that the transaction's own reads guarantee changes nothing: the batch rolls back. */

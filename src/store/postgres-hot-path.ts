@@ -27,6 +27,7 @@ import {
   ATTEMPT_UPDATE_COLUMNS,
   attemptAfter,
   invariant,
+  NewKeys,
   STATE_COLUMNS,
   type Claimed,
   type ClaimDecision,
@@ -34,6 +35,7 @@ import {
   type ClaimRequest,
   type ClaimResult,
   type HotPathStore,
+  type OutcomeBatch,
   type OutcomeWrite,
   type OutcomeWritten,
   type StagedEntry,
@@ -87,6 +89,8 @@ interface StateWrite {
 
 class PostgresHotPathStore implements HotPathStore {
   private readonly stagedEntries = new Map<string, StagedEntry>();
+  /** Keys of attempt rows this store's claims inserted: their first ledger lookup needs no read. */
+  private readonly newKeys = new NewKeys();
   /** Ledger lookups waiting for the next batched query (lookUpLedger). */
   private lookups: Array<{ gateway: string; key: string; resolve: (entry: string | undefined) => void; reject: (err: unknown) => void }> = [];
 
@@ -119,18 +123,28 @@ class PostgresHotPathStore implements HotPathStore {
     return result;
   }
 
-  async claim(request: ClaimRequest, decide: (rows: readonly ClaimedRow[], now: number) => readonly ClaimDecision[]): Promise<ClaimResult> {
-    if (request.limit <= 0) return { now: request.now, claimed: [] };
-    return this.transaction(request.now, async (trx, now) => {
-      // Open attempts first (reconcile / poll: money may already be moving), then new collections.
-      const open = await this.claimRows(trx, now, request.limit, true);
-      const fresh = open.length < request.limit ? await this.claimRows(trx, now, request.limit - open.length, false) : [];
-      const rows: ClaimedRow[] = [...open, ...fresh].map((row) => ({ subscription: rowToSubscription(row), version: Number(row.version) }));
-      if (rows.length === 0) return { now, claimed: [] };
-      const decisions = decide(rows, now);
-      if (decisions.length !== rows.length) invariant(`claim: ${decisions.length} decisions for ${rows.length} rows`);
-      return { now, claimed: await this.applyDecisions(trx, request.token, now, now + request.leaseMs, rows, decisions) };
-    });
+  async claim(request: ClaimRequest, decide: (rows: readonly ClaimedRow[], now: number) => readonly ClaimDecision[], outcomes?: OutcomeBatch): Promise<ClaimResult> {
+    if (request.limit <= 0 && !outcomes) return { now: request.now, claimed: [], written: [] };
+    if (outcomes) this.newKeys.forget(outcomes.items);
+    const result = await this.transaction(
+      request.now,
+      async (trx, now) => {
+        // The outcomes first: their rows' leases are given back before the due rows are read.
+        const written = outcomes ? await this.recordIn(trx, this.databaseClock ? now : outcomes.now, outcomes.items) : [];
+        // Open attempts first (reconcile / poll: money may already be moving), then new collections.
+        const open = request.limit > 0 ? await this.claimRows(trx, now, request.limit, true) : [];
+        const fresh = open.length < request.limit ? await this.claimRows(trx, now, request.limit - open.length, false) : [];
+        const rows: ClaimedRow[] = [...open, ...fresh].map((row) => ({ subscription: rowToSubscription(row), version: Number(row.version) }));
+        if (rows.length === 0) return { now, claimed: [], written };
+        const decisions = decide(rows, now);
+        if (decisions.length !== rows.length) invariant(`claim: ${decisions.length} decisions for ${rows.length} rows`);
+        return { now, claimed: await this.applyDecisions(trx, request.token, now, now + request.leaseMs, rows, decisions), written };
+      },
+      outcomes !== undefined,
+    );
+    // By the caller's clock, as the lookups are (the lease itself is judged by the database's).
+    this.newKeys.add(result.claimed, request.now, request.leaseMs);
+    return result;
   }
 
   /**
@@ -298,36 +312,40 @@ class PostgresHotPathStore implements HotPathStore {
 
   async recordOutcomes(callerNow: number, items: readonly OutcomeWrite[]): Promise<OutcomeWritten[]> {
     if (items.length === 0) return [];
-    return this.transaction(callerNow, async (trx, now) => {
-      const results: Array<OutcomeWritten | undefined> = new Array(items.length);
-      const settlements = items.map((item) => item.settle(item.subscription, item.attempt, now));
-      // The common case, in one statement per table: rows still leased by this claim at the version it saw.
-      const direct = items.map((item, i) => ({ item, settlement: settlements[i]!, index: i })).filter((x) => !x.settlement.resend);
-      const written = await this.writeOutcomeStates(trx, direct);
-      const attemptUpdates: Array<{ attempt: AttemptInfo; update: AttemptUpdate; resend: boolean }> = [];
-      const cycles: Array<{ sub: Subscription; cycles: readonly CycleWrite[] }> = [];
-      const events: DomainEvent[] = [];
-      for (const { item, settlement, index } of direct) {
-        if (!written.has(`${item.subscription.id}\u0000${item.token}`)) continue;
-        attemptUpdates.push({ attempt: item.attempt, update: settlement.attempt, resend: false });
-        cycles.push({ sub: settlement.subscription, cycles: settlement.cycles });
-        events.push(...settlement.events);
-        results[index] = { kind: 'written', subscription: settlement.subscription, state: settlement.attempt.state, events: settlement.events };
-      }
-      // Everything else, one row at a time under a row lock: re-sends, and rows written or re-leased meanwhile (rare).
-      for (let i = 0; i < items.length; i++) {
-        if (results[i]) continue;
-        const one = await this.reread(trx, now, items[i]!);
-        results[i] = one.result;
-        if (one.attempt) attemptUpdates.push(one.attempt);
-        if (one.cycles) cycles.push(one.cycles);
-        events.push(...(one.events ?? []));
-      }
-      await this.updateAttempts(trx, attemptUpdates, now);
-      await this.writeCycles(trx, cycles, now);
-      await this.writeEvents(trx, events, now);
-      return results as OutcomeWritten[];
-    }, true);
+    this.newKeys.forget(items);
+    return this.transaction(callerNow, (trx, now) => this.recordIn(trx, now, items), true);
+  }
+
+  /** Records a batch of outcomes in `trx` at `now` (recordOutcomes, or a claim that carries them). */
+  private async recordIn(trx: Trx, now: number, items: readonly OutcomeWrite[]): Promise<OutcomeWritten[]> {
+    const results: Array<OutcomeWritten | undefined> = new Array(items.length);
+    const settlements = items.map((item) => item.settle(item.subscription, item.attempt, now));
+    // The common case, in one statement per table: rows still leased by this claim at the version it saw.
+    const direct = items.map((item, i) => ({ item, settlement: settlements[i]!, index: i })).filter((x) => !x.settlement.resend);
+    const written = await this.writeOutcomeStates(trx, direct);
+    const attemptUpdates: Array<{ attempt: AttemptInfo; update: AttemptUpdate; resend: boolean }> = [];
+    const cycles: Array<{ sub: Subscription; cycles: readonly CycleWrite[] }> = [];
+    const events: DomainEvent[] = [];
+    for (const { item, settlement, index } of direct) {
+      if (!written.has(`${item.subscription.id}\u0000${item.token}`)) continue;
+      attemptUpdates.push({ attempt: item.attempt, update: settlement.attempt, resend: false });
+      cycles.push({ sub: settlement.subscription, cycles: settlement.cycles });
+      events.push(...settlement.events);
+      results[index] = { kind: 'written', subscription: settlement.subscription, state: settlement.attempt.state, events: settlement.events };
+    }
+    // Everything else, one row at a time under a row lock: re-sends, and rows written or re-leased meanwhile (rare).
+    for (let i = 0; i < items.length; i++) {
+      if (results[i]) continue;
+      const one = await this.reread(trx, now, items[i]!);
+      results[i] = one.result;
+      if (one.attempt) attemptUpdates.push(one.attempt);
+      if (one.cycles) cycles.push(one.cycles);
+      events.push(...(one.events ?? []));
+    }
+    await this.updateAttempts(trx, attemptUpdates, now);
+    await this.writeCycles(trx, cycles, now);
+    await this.writeEvents(trx, events, now);
+    return results as OutcomeWritten[];
   }
 
   /** writeStates for outcomes, which may come from several claims (tokens): returns `<id>\0<token>` of the rows written. */
@@ -529,9 +547,10 @@ class PostgresHotPathStore implements HotPathStore {
     this.stagedEntries.set(id, { id, gateway, key, entry, at });
   }
 
-  async ledgerEntry(gateway: string, key: string): Promise<string | undefined> {
+  async ledgerEntry(gateway: string, key: string, now: number): Promise<string | undefined> {
     const staged = this.stagedEntries.get(`${gateway}\u0000${key}`);
     if (staged) return staged.entry;
+    if (this.newKeys.take(key, now)) return undefined;
     return new Promise((resolve, reject) => {
       this.lookups.push({ gateway, key, resolve, reject });
       if (this.lookups.length === 1) setImmediate(() => void this.lookUpLedger());

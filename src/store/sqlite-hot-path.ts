@@ -21,6 +21,7 @@ import {
   ATTEMPT_UPDATE_COLUMNS,
   attemptAfter,
   invariant,
+  NewKeys,
   changedColumns,
   STATE_COLUMNS,
   type Claimed,
@@ -29,6 +30,7 @@ import {
   type ClaimRequest,
   type ClaimResult,
   type HotPathStore,
+  type OutcomeBatch,
   type OutcomeWrite,
   type OutcomeWritten,
   type StagedEntry,
@@ -57,6 +59,8 @@ export function sqliteHotPathStore(db: Db): HotPathStore {
 class SqliteHotPathStore implements HotPathStore {
   private readonly statements = new Map<string, SQLite.Statement>();
   private readonly stagedEntries = new Map<string, StagedEntry>();
+  /** Keys of attempt rows this store's claims inserted: their first ledger lookup needs no read. */
+  private readonly newKeys = new NewKeys();
   /** Ledger lookups waiting for the next read batch. */
   private lookups: Array<{ gateway: string; key: string; resolve: (entry: string | undefined) => void; reject: (err: unknown) => void }> = [];
 
@@ -108,19 +112,25 @@ class SqliteHotPathStore implements HotPathStore {
     });
   }
 
-  claim(request: ClaimRequest, decide: (rows: readonly ClaimedRow[], now: number) => readonly ClaimDecision[]): Promise<ClaimResult> {
-    if (request.limit <= 0) return Promise.resolve({ now: request.now, claimed: [] });
-    return this.exclusive(() => {
+  claim(request: ClaimRequest, decide: (rows: readonly ClaimedRow[], now: number) => readonly ClaimDecision[], outcomes?: OutcomeBatch): Promise<ClaimResult> {
+    if (request.limit <= 0 && !outcomes) return Promise.resolve({ now: request.now, claimed: [], written: [] });
+    if (outcomes) this.newKeys.forget(outcomes.items);
+    const claiming = this.exclusive(() => {
+      const written = outcomes ? outcomes.items.map((item) => this.recordOne(outcomes.now, item)) : [];
       // Open attempts first (reconcile / poll: money may already be moving), then new collections:
       // a restart after a shutdown with a backlog settles what it left behind before charging
       // anyone new.
-      const open = this.dueRows(request, request.limit, true);
+      const open = request.limit > 0 ? this.dueRows(request, request.limit, true) : [];
       const fresh = open.length < request.limit ? this.dueRows(request, request.limit - open.length, false) : [];
       const claimed: ClaimedRow[] = [...open, ...fresh].map((row) => ({ subscription: rowToSubscription(row), version: Number(row.version) }));
-      if (claimed.length === 0) return { now: request.now, claimed: [] };
+      if (claimed.length === 0) return { now: request.now, claimed: [], written };
       const decisions = decide(claimed, request.now);
       if (decisions.length !== claimed.length) invariant(`claim: ${decisions.length} decisions for ${claimed.length} rows`);
-      return { now: request.now, claimed: claimed.map((row, i) => this.apply(row, decisions[i]!, request)) };
+      return { now: request.now, claimed: claimed.map((row, i) => this.apply(row, decisions[i]!, request)), written };
+    }, outcomes !== undefined);
+    return claiming.then((result) => {
+      this.newKeys.add(result.claimed, request.now, request.leaseMs);
+      return result;
     });
   }
 
@@ -214,6 +224,7 @@ class SqliteHotPathStore implements HotPathStore {
   }
 
   recordOutcomes(now: number, items: readonly OutcomeWrite[]): Promise<OutcomeWritten[]> {
+    this.newKeys.forget(items);
     return this.exclusive(() => items.map((item) => this.recordOne(now, item)), true);
   }
 
@@ -369,9 +380,10 @@ class SqliteHotPathStore implements HotPathStore {
     this.stagedEntries.set(id, { id, gateway, key, entry, at });
   }
 
-  ledgerEntry(gateway: string, key: string): Promise<string | undefined> {
+  ledgerEntry(gateway: string, key: string, now: number): Promise<string | undefined> {
     const staged = this.stagedEntries.get(`${gateway}\u0000${key}`);
     if (staged) return Promise.resolve(staged.entry);
+    if (this.newKeys.take(key, now)) return Promise.resolve(undefined);
     return new Promise((resolve, reject) => {
       this.lookups.push({ gateway, key, resolve, reject });
       // A promise job, not queueMicrotask (which builds an AsyncResource per call).

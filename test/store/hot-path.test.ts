@@ -100,6 +100,50 @@ describe('claim and intent (one transaction)', () => {
     expect(await attemptsOf(temp.db, 'a')).toEqual([]);
   });
 
+  it('a claim that carries outcomes records them first in its own transaction: one commit ends one batch and starts the next', async () => {
+    await addSubscription(temp.db, NOW - 86_400_000, { id: 'a', startDate: '2025-01-31' }, { sendOnHour: 10 });
+    await addSubscription(temp.db, NOW - 86_400_000, { id: 'b', startDate: '2025-01-31' }, { sendOnHour: 11 });
+    const [claimedA] = await claimAndBegin('d1/1');
+    const later = DUE + 3_600_000 + 5_000;
+    const { claimed, written } = await store.claim(
+      { token: 'd1/2', now: later, limit: 10, leaseMs: LEASE },
+      (rows) =>
+        rows.map((row): ClaimDecision => {
+          const begun = beginAttempt(row.subscription, later, later + LEASE);
+          return { kind: 'begin', transition: begun, attempt: { key: begun.key, cycle: begun.cycle, attempt: begun.attempt } };
+        }),
+      { now: later, items: [outcomeOf(claimedA!, 'd1/1', { kind: 'captured', externalId: 'sim_a:1:1' })] },
+    );
+    expect(written).toMatchObject([{ kind: 'written', state: 'captured', subscription: { id: 'a', nextCycle: 2 } }]);
+    // `a` was recorded before the due rows were read: captured, its lease given back, not due again.
+    expect(claimed.map((c) => [c.subscription.id, c.decision.kind])).toEqual([['b', 'begin']]);
+    expect(await attemptsOf(temp.db, 'a')).toMatchObject([{ key: 'a:1:1', state: 'captured' }]);
+    expect(await rowMeta('a')).toEqual({ version: 2, leaseOwner: null, leaseUntil: null });
+    expect(await attemptsOf(temp.db, 'b')).toMatchObject([{ key: 'b:1:1', state: 'in_flight' }]);
+    expect(await rowMeta('b')).toMatchObject({ version: 1, leaseOwner: 'd1/2' });
+  });
+
+  it('a claim that carries outcomes and fails writes neither: the outcomes can then be recorded alone', async () => {
+    await addSubscription(temp.db, NOW - 86_400_000, { id: 'a', startDate: '2025-01-31' }, { sendOnHour: 10 });
+    await addSubscription(temp.db, NOW - 86_400_000, { id: 'b', startDate: '2025-01-31' }, { sendOnHour: 11 });
+    const [claimedA] = await claimAndBegin('d1/1');
+    const later = DUE + 3_600_000 + 5_000;
+    const outcome = outcomeOf(claimedA!, 'd1/1', { kind: 'captured', externalId: 'sim_a:1:1' });
+    await expect(
+      store.claim(
+        { token: 'd1/2', now: later, limit: 10, leaseMs: LEASE },
+        () => {
+          throw new Error('decide failed');
+        },
+        { now: later, items: [outcome] },
+      ),
+    ).rejects.toThrow('decide failed');
+    expect(await attemptsOf(temp.db, 'a')).toMatchObject([{ state: 'in_flight' }]);
+    expect(await rowMeta('a')).toMatchObject({ version: 1, leaseOwner: 'd1/1' });
+    expect(await rowMeta('b')).toEqual({ version: 0, leaseOwner: null, leaseUntil: null });
+    expect(await store.recordOutcomes(later, [outcome])).toMatchObject([{ kind: 'written', state: 'captured' }]);
+  });
+
   it('open attempts (reconcile, poll) are claimed before new collections that fell due earlier, and their attempt row comes with them', async () => {
     await addSubscription(temp.db, NOW - 86_400_000, { id: 'fresh', startDate: '2025-01-31' }, { sendOnHour: 9 });
     await addSubscription(temp.db, NOW - 86_400_000, { id: 'open', startDate: '2025-01-31' }, { sendOnHour: 10 });
@@ -254,8 +298,8 @@ describe('leases and the simulator ledger', () => {
     const [claimed] = await claimAndBegin('d1/1');
     store.stageLedgerEntry('sim', 'a:1:1', JSON.stringify({ key: 'a:1:1', result: { kind: 'captured' } }), NOW);
     expect(store.staged).toBe(1);
-    expect(await store.ledgerEntry('sim', 'a:1:1')).toContain('captured');
-    expect(await store.ledgerEntry('other', 'a:1:1')).toBeUndefined();
+    expect(await store.ledgerEntry('sim', 'a:1:1', NOW + 100)).toContain('captured');
+    expect(await store.ledgerEntry('other', 'a:1:1', NOW + 100)).toBeUndefined();
     expect(await ledgerOf(temp.db, 'a')).toEqual([]);
 
     // A failing commit writes nothing, the entry included, and keeps it staged.
@@ -267,7 +311,23 @@ describe('leases and the simulator ledger', () => {
     await store.recordOutcomes(NOW + 100, [outcomeOf(claimed!, 'd1/1', { kind: 'captured', externalId: 'x' })]);
     expect(store.staged).toBe(0);
     expect(await ledgerOf(temp.db, 'a')).toEqual([{ key: 'a:1:1', result: 'captured' }]);
-    expect(await store.ledgerEntry('sim', 'a:1:1')).toContain('captured');
+    expect(await store.ledgerEntry('sim', 'a:1:1', NOW + 100)).toContain('captured');
+  });
+
+  it('the first ledger lookup of a key a claim just inserted is answered without a read (nobody can have sent it); later ones, ones after half the lease and ones after its outcome read the ledger', async () => {
+    for (const id of ['a', 'b', 'c']) await addSubscription(temp.db, NOW - 86_400_000, { id, startDate: '2025-01-31' }, { sendOnHour: 10 });
+    const claimed = await claimAndBegin('d1/1');
+    // Rows no real run can have (an entry for a key before its first call): they show which lookups read.
+    await temp.db
+      .insertInto('simulator_ledger')
+      .values(['a', 'b', 'c'].map((id) => ({ idempotency_key: `${id}:1:1`, gateway: 'sim', entry: '{"stored":true}', created_at: new Date(NOW).toISOString() })))
+      .execute();
+    expect(await store.ledgerEntry('sim', 'a:1:1', NOW + 10)).toBeUndefined();
+    expect(await store.ledgerEntry('sim', 'a:1:1', NOW + 20)).toContain('stored');
+    // Half the lease on, another daemon could soon take the row over and send the key: read.
+    expect(await store.ledgerEntry('sim', 'b:1:1', NOW + LEASE / 2)).toContain('stored');
+    await store.recordOutcomes(NOW + 30, [outcomeOf(claimed.find((x) => x.subscription.id === 'c')!, 'd1/1', { kind: 'captured', externalId: 'x' })]);
+    expect(await store.ledgerEntry('sim', 'c:1:1', NOW + 40)).toContain('stored');
   });
 
   it('one store per database: the engine and the simulator gateways built on the same Db share the staged entries', () => {
