@@ -338,6 +338,12 @@ function buildItem(itemNode: Node | null, path: readonly PathSegment[], index: n
 export const SEED_KEY = 'subscriptions';
 /** Seeds the yaml library parses in one go when they are not in the one-line form. */
 const SLICE_ITEMS = 500;
+/**
+ * Seeds handed to ReadOptions.onSeedSlice at a time. Few enough that a slice's objects are
+ * not still alive at most young-generation GCs: V8 would then allocate them in the old
+ * generation (allocation-site pretenuring), as garbage that waits for a full GC.
+ */
+const SEED_SLICE = 100;
 const SEED_KEY_LINE = /^subscriptions:( +#.*| *)$/;
 /** Root-level lines that could be, or could hide, the seed key, or change how the file is read. */
 const DOUBTFUL_ROOT_LINE = /^(["']?subscriptions|%|\?|---(\s|$)|\.\.\.(\s|$))/;
@@ -400,7 +406,7 @@ function readSeedListInSlices(text: string, file: string, expand: ExpandContext,
   let listFrom = 0;
   const add = (k: number, seed: unknown): void => {
     list[k - listFrom] = seed;
-    if (options.onSeedSlice && list.length >= SLICE_ITEMS) {
+    if (options.onSeedSlice && list.length >= SEED_SLICE) {
       options.onSeedSlice(listFrom, list, tree);
       list = [];
       listFrom = k + 1;

@@ -125,12 +125,15 @@ export async function upsertSeeds(
   const amountNotApplied = new Map<string, string[]>();
   let done = 0;
   const upsert = async (batch: readonly SeedSubscription[]): Promise<void> => {
-    const inputs = batch.map((seed) => {
-      const plan = byId.get(seed.planId);
-      if (!plan) throw new RebillError('PLAN_NOT_FOUND', `subscription ${seed.id}: unknown plan "${seed.planId}"`);
-      return subscriptionFromPlan(plan, requestFromSeed(seed));
-    });
-    const outcomes = await createSubscriptionsBatch(db, inputs, now);
+    // Built as createSubscriptionsBatch takes them, a chunk at a time: alive for a whole batch they would be pretenured (see CREATE_CHUNK).
+    const inputs = function* () {
+      for (const seed of batch) {
+        const plan = byId.get(seed.planId);
+        if (!plan) throw new RebillError('PLAN_NOT_FOUND', `subscription ${seed.id}: unknown plan "${seed.planId}"`);
+        yield subscriptionFromPlan(plan, requestFromSeed(seed));
+      }
+    };
+    const outcomes = await createSubscriptionsBatch(db, inputs(), now);
     outcomes.forEach((outcome, i) => {
       if (outcome.created) {
         created++;

@@ -425,13 +425,21 @@ type NewInput = Omit<NewSubscription, 'customerId'> & {
  * createSubscription: an existing id, or a live (source, externalId), is left
  * as it is. One transaction per seed cost an fsync each (50 s for 100k seeds).
  */
-export async function createSubscriptionsBatch(db: Db, inputs: readonly NewInput[], now: number): Promise<BatchCreateOutcome[]> {
+export async function createSubscriptionsBatch(db: Db, inputs: Iterable<NewInput>, now: number): Promise<BatchCreateOutcome[]> {
   return db.transaction().execute(async (trx) => {
     // As in createSubscriptionIn: daemons seeding the same config at once create each seed once.
     await lockOutbox(trx);
     const known: KnownInBatch = { byId: new Map(), byExternal: new Map() };
     const outcomes: BatchCreateOutcome[] = [];
-    for (let i = 0; i < inputs.length; i += CREATE_CHUNK) outcomes.push(...(await createChunk(trx, inputs.slice(i, i + CREATE_CHUNK), now, known)));
+    // Taken from `inputs` a chunk at a time: a caller can build them as they are needed (upsertSeeds).
+    let chunk: NewInput[] = [];
+    for (const input of inputs) {
+      chunk.push(input);
+      if (chunk.length < CREATE_CHUNK) continue;
+      outcomes.push(...(await createChunk(trx, chunk, now, known)));
+      chunk = [];
+    }
+    if (chunk.length > 0) outcomes.push(...(await createChunk(trx, chunk, now, known)));
     return outcomes;
   });
 }
