@@ -240,7 +240,8 @@ async function prepareDatabase(db: Db, config: Config, file: string): Promise<nu
  * without the section, e-mails still queued from an earlier run wait (logged).
  */
 async function linkEmailSender(db: Db, config: Config, logger: Logger, clock: Clock, observer: LinkEmailObserver): Promise<LinkEmailSender | undefined> {
-  const changed = await syncPlanEmailLinks(db, config.plans);
+  // One pass over the whole table, whose pages nothing reads again soon (withStreamingPageCache).
+  const changed = await withStreamingPageCache(db, () => syncPlanEmailLinks(db, config.plans));
   if (changed > 0) logger.info({ subscriptions: changed }, 'plans\' emailLinks applied to their existing subscriptions');
   const email = config.notifications.email;
   if (email === undefined) {
@@ -256,15 +257,16 @@ async function seed(db: Db, config: Config, logger: Logger, clock: Clock): Promi
   const total = config.subscriptions.length;
   const from = clock.now();
   const eventsBefore = await lastEventId(db);
-  const report = await withStreamingPageCache(db, () =>
-    upsertSeeds(db, config.plans, config.subscriptions, from, {
+  // The seeds' skipped cycles are read back from the events just written: both at the streaming cache.
+  return withStreamingPageCache(db, async () => {
+    const report = await upsertSeeds(db, config.plans, config.subscriptions, from, {
       onProgress: (done) => {
         if (done % SEED_PROGRESS_EVERY === 0 && done < total) logger.info({ done, total }, 'seeding subscriptions');
       },
-    }),
-  );
-  if (total >= SEED_PROGRESS_EVERY) logger.info({ total, created: report.created, existing: report.existing, ms: clock.now() - from }, 'seeding done');
-  for (const warning of seedWarnings(report, config.plans)) logger.warn(warning);
-  await logSkippedCycles(db, logger, eventsBefore); // a start date in the past skips cycles: say so
-  return report.created;
+    });
+    if (total >= SEED_PROGRESS_EVERY) logger.info({ total, created: report.created, existing: report.existing, ms: clock.now() - from }, 'seeding done');
+    for (const warning of seedWarnings(report, config.plans)) logger.warn(warning);
+    await logSkippedCycles(db, logger, eventsBefore); // a start date in the past skips cycles: say so
+    return report.created;
+  });
 }

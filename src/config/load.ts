@@ -4,13 +4,15 @@
  * located ConfigProblem. Nothing here knows about individual settings; that
  * is the schema's job.
  */
+import { isAscii } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type * as z from 'zod';
 import { allowedKeysAt, schemaProblems } from './issues.js';
 import { ConfigError, formatPath, type ConfigProblem } from './problems.js';
-import { configErrorMap, configSchema, isAmountPath, scenarioSchema, type Config, type Scenario } from './schema.js';
-import { applyEnvOverrides, readYamlSource, type SourceTree } from './source.js';
+import { configErrorMap, configSchema, isAmountPath, scenarioSchema, seedListChecks, seedListSchema, type Config, type Scenario } from './schema.js';
+import { SeedList } from './seeds.js';
+import { applyEnvOverrides, readYamlSource, SEED_KEY, type SourceTree } from './source.js';
 import { recordLoadWarnings } from './warnings.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -38,12 +40,50 @@ export function loadConfig(file: string, env: Env = process.env): Config {
  */
 export function parseConfig(text: string, file: string, env: Env = process.env): Config {
   const referenced = new Set<string>();
-  const tree = readYamlSource(text, file, { env, baseDir: dirname(resolve(file)), referenced }, { asWritten: isAmountPath });
+  let seeds = new SeedSlices();
+  const onSeedSlice = (from: number, values: readonly unknown[], tree: SourceTree): void => {
+    if (from === 0) seeds = new SeedSlices(); // a new reading (the first fell back to the whole document)
+    seeds.add(from, values, tree);
+  };
+  const tree = readYamlSource(text, file, { env, baseDir: dirname(resolve(file)), referenced }, { asWritten: isAmountPath, onSeedSlice });
   if (tree.problems.length > 0 && tree.value === undefined) throw new ConfigError(tree.problems);
   applyEnvOverrides(tree, env, (section) => allowedKeysAt(configSchema, [section], tree.value), referenced);
-  const config = validate(configSchema, tree);
+  const validated = validate(configSchema, tree, tree.seedsInSlices ? seeds.problems : []);
+  const config = { ...validated, subscriptions: tree.seedsInSlices ? seeds.list() : SeedList.of(validated.subscriptions) };
   recordLoadWarnings(config, tree.warnings);
   return config;
+}
+
+/**
+ * A seed list validated a slice at a time as it is read (ReadOptions.onSeedSlice),
+ * so that no more than a slice of seeds is ever alive as objects: each slice
+ * gets the seed schema and the rules across seeds (seedListChecks: only the
+ * ids seen so far are kept), its problems are located as validate() locates
+ * the rest, and a valid slice is kept as text (SeedList).
+ */
+class SeedSlices {
+  readonly problems: ConfigProblem[] = [];
+  private readonly slices: Buffer[] = [];
+  private length = 0;
+  private checks: ReturnType<typeof seedListChecks> | undefined;
+
+  add(from: number, values: readonly unknown[], tree: SourceTree): void {
+    // The plans as written (the root is read before the list): a seed names a plan that is there even when that plan has problems of its own.
+    this.checks ??= seedListChecks((tree.value as Record<string, unknown>).plans);
+    const result = seedListSchema.safeParse(values, { error: configErrorMap });
+    const issues: z.core.$ZodIssue[] = result.success ? [] : result.error.issues.map((issue) => ({ ...issue, path: [SEED_KEY, from + Number(issue.path[0]), ...issue.path.slice(1)] }));
+    this.checks.check(values, from, { addIssue: (issue) => issues.push(issue as z.core.$ZodIssue) });
+    this.length = from + values.length;
+    if (result.success && issues.length === 0) {
+      this.slices.push(SeedList.slice(result.data));
+      return;
+    }
+    this.problems.push(...unexplained(issuesToProblems(issues, tree, configSchema), tree));
+  }
+
+  list(): SeedList {
+    return new SeedList(this.slices, this.length);
+  }
 }
 
 /**
@@ -65,7 +105,10 @@ export function parseScenario(text: string, file: string, env: Env = process.env
 
 function readSource(file: string): string {
   try {
-    return readFileSync(file, 'utf8');
+    const bytes = readFileSync(file);
+    // Node keeps a large ASCII (latin1) string outside the V8 heap: a 13 MB seed list's text then does
+    // not count towards the heap's growth while it is read (seeds.ts); UTF-8 text is decoded into it.
+    return isAscii(bytes) ? bytes.toString('latin1') : bytes.toString('utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const reason =
@@ -74,21 +117,22 @@ function readSource(file: string): string {
   }
 }
 
-function validate<S extends z.ZodType>(schema: S, tree: SourceTree): z.output<S> {
+/** Validates the tree's value; `more` are problems found on the side (the seed list's, SeedSlices). */
+function validate<S extends z.ZodType>(schema: S, tree: SourceTree, more: readonly ConfigProblem[] = []): z.output<S> {
   const result = schema.safeParse(tree.value, { error: configErrorMap });
-  const problems = [...tree.problems];
-  if (!result.success) {
-    // An expansion problem already explains the value at that path; the schema's
-    // complaint about the unexpanded "${...}" text would only repeat it.
-    const explained = tree.problems.map((p) => p.path);
-    for (const problem of issuesToProblems(result.error.issues, tree, schema)) {
-      if (!explained.some((path) => path !== '' && (problem.path === path || problem.path.startsWith(`${path}.`) || problem.path.startsWith(`${path}[`)))) {
-        problems.push(problem);
-      }
-    }
-  }
+  const problems = [...tree.problems, ...more];
+  if (!result.success) problems.push(...unexplained(issuesToProblems(result.error.issues, tree, schema), tree));
   if (problems.length > 0) throw new ConfigError(sortProblems(problems));
   return result.data as z.output<S>;
+}
+
+/**
+ * The schema's problems less those an expansion problem already explains: the
+ * schema's complaint about the unexpanded "${...}" text would only repeat it.
+ */
+function unexplained(problems: readonly ConfigProblem[], tree: SourceTree): ConfigProblem[] {
+  const explained = tree.problems.map((p) => p.path);
+  return problems.filter((problem) => !explained.some((path) => path !== '' && (problem.path === path || problem.path.startsWith(`${path}.`) || problem.path.startsWith(`${path}[`))));
 }
 
 /** Env-override problems first (they have no line), then in file order. */

@@ -36,6 +36,7 @@ import { DEFAULT_LINK_EMAIL_SUBJECT, DEFAULT_LINK_EMAIL_TEMPLATE, templateProble
 import { exposureProblems } from './exposure.js';
 import { redactUrlPasswords } from '../logger.js';
 import { isSecretPath, unknownKeyMessage, type PathSegment } from './problems.js';
+import type { SeedList } from './seeds.js';
 
 // ---------------------------------------------------------------------------
 // Messages
@@ -739,6 +740,9 @@ export const seedSubscriptionSchema = z
   .strictObject(subscriptionFields(localDateSchema))
   .superRefine(endNotBeforeStart, { when: () => true });
 
+/** The config's seed list; load.ts validates it with this a slice at a time (seedListChecks for the rules across seeds). */
+export const seedListSchema = z.array(seedSubscriptionSchema);
+
 /** A subscription in a scenario file: startDate defaults to the scenario's start date. */
 export const scenarioSubscriptionSchema = z
   .strictObject(subscriptionFields(localDateSchema.optional()))
@@ -915,12 +919,15 @@ function records(value: unknown): Array<Record<string, unknown> | undefined> {
   return Array.isArray(value) ? value.map((v) => (isPlainObject(v) ? v : undefined)) : [];
 }
 
-/** Duplicate ids in a list are reported at each repeat, naming the first. */
-function checkUniqueIds(list: unknown, section: string, what: string, ctx: Ctx): void {
-  const seen = new Map<string, number>();
-  records(list).forEach((item, i) => {
+/**
+ * Duplicate ids in a list are reported at each repeat, naming the first.
+ * `list` may be a slice starting at index `from`, `seen` the ids of the slices before it.
+ */
+function checkUniqueIds(list: unknown, section: string, what: string, ctx: Pick<Ctx, 'addIssue'>, seen = new Map<string, number>(), from = 0): void {
+  records(list).forEach((item, k) => {
     const id = item?.id;
     if (typeof id !== 'string') return;
+    const i = from + k;
     const first = seen.get(id);
     if (first === undefined) seen.set(id, i);
     else ctx.addIssue({ code: 'custom', input: id, path: [section, i, 'id'], message: `duplicate ${what} id "${id}" (also ${section}[${first}])` });
@@ -990,15 +997,30 @@ function checkBilling(root: Record<string, unknown>, ctx: Ctx): void {
 }
 
 function checkSubscriptions(root: Record<string, unknown>, ctx: Ctx): void {
-  checkUniqueIds(root.subscriptions, 'subscriptions', 'subscription', ctx);
-  const plans = new Map<string, Record<string, unknown>>();
-  for (const plan of records(root.plans)) if (plan && typeof plan.id === 'string' && !plans.has(plan.id)) plans.set(plan.id, plan);
-  records(root.subscriptions).forEach((sub, i) => {
-    if (!sub) return;
-    for (const problem of planReferenceProblems(sub, plans)) {
-      ctx.addIssue({ code: 'custom', input: (sub as Record<string, unknown>)[String(problem.path[0])], path: ['subscriptions', i, ...problem.path], message: problem.message });
-    }
-  });
+  seedListChecks(root.plans).check(root.subscriptions, 0, ctx);
+}
+
+/**
+ * The rules across a seed list (unique ids, each seed's plan and token against
+ * the file's plans, `plans` as written), for the whole list at once or a
+ * slice at a time in order (`from`: the slice's first index): only the ids
+ * seen so far are kept between slices.
+ */
+export function seedListChecks(plans: unknown): { check(list: unknown, from: number, ctx: Pick<Ctx, 'addIssue'>): void } {
+  const byId = new Map<string, Record<string, unknown>>();
+  for (const plan of records(plans)) if (plan && typeof plan.id === 'string' && !byId.has(plan.id)) byId.set(plan.id, plan);
+  const seen = new Map<string, number>();
+  return {
+    check(list, from, ctx) {
+      checkUniqueIds(list, 'subscriptions', 'subscription', ctx, seen, from);
+      records(list).forEach((sub, k) => {
+        if (!sub) return;
+        for (const problem of planReferenceProblems(sub, byId)) {
+          ctx.addIssue({ code: 'custom', input: (sub as Record<string, unknown>)[String(problem.path[0])], path: ['subscriptions', from + k, ...problem.path], message: problem.message });
+        }
+      });
+    },
+  };
 }
 
 /** Plans that opt in to link e-mails are link-mode plans, and notifications.email is configured (linkEmailProblems). */
@@ -1046,7 +1068,7 @@ export const configSchema = z
     webhooks: z.array(webhookSchema).default([]),
     notifications: notificationsSchema.prefault({}),
     logging: loggingSchema.prefault({}),
-    subscriptions: z.array(seedSubscriptionSchema).default([]),
+    subscriptions: seedListSchema.default([]),
   })
   .superRefine((root, ctx) => {
     checkBilling(root, ctx);
@@ -1124,14 +1146,14 @@ export const scenarioSchema = z
 // ---------------------------------------------------------------------------
 // Types (all derived from the schemas)
 
-/** A validated, defaults-applied configuration. */
-export type Config = z.output<typeof configSchema>;
+/** A validated, defaults-applied configuration; its seeds are read back a slice at a time (SeedList). */
+export type Config = Omit<z.output<typeof configSchema>, 'subscriptions'> & { readonly subscriptions: SeedList };
 /** A plan with its money parsed, its gateway resolved and its version hash. */
 export type PlanConfig = Config['plans'][number];
 /** One configured gateway. */
 export type GatewayConfig = z.output<typeof gatewaySchema>;
 /** A subscription from the config's seed list. */
-export type SeedSubscription = Config['subscriptions'][number];
+export type SeedSubscription = z.output<typeof seedSubscriptionSchema>;
 /** The retry policy with its delays resolved. */
 export type RetryConfig = z.output<typeof retrySchema>;
 /** Sweep, queue and lease settings. */

@@ -29,6 +29,8 @@ export class SourceTree {
   readonly problems: ConfigProblem[] = [];
   /** Things that are not errors but probably mistakes (an unknown REBILL_* variable). */
   readonly warnings: string[] = [];
+  /** True when the seed list went to ReadOptions.onSeedSlice instead of into the value. */
+  seedsInSlices = false;
   private readonly positions = new Map<string, Located>();
   /**
    * Items of a list whose positions are recorded only when asked for (one-line
@@ -110,6 +112,15 @@ export interface ReadOptions {
   readonly asWritten?: (path: readonly PathSegment[]) => boolean;
   /** Parse the whole document at once, never the seed list item by item (the reference the tests compare with). */
   readonly wholeDocument?: boolean;
+  /**
+   * Receives a seed list read item by item a slice at a time, in order, instead
+   * of the value holding it (its `subscriptions` is then an empty list and
+   * `tree.seedsInSlices` is true): 100,000 seeds' objects alive together were
+   * the peak of loading. Only a reading that returns with `seedsInSlices`
+   * counts; a slice of a reading that fell back to the whole document may
+   * have been handed over before (a new reading starts again at 0).
+   */
+  readonly onSeedSlice?: (from: number, seeds: readonly unknown[], tree: SourceTree) => void;
 }
 
 interface BuildContext {
@@ -323,9 +334,16 @@ function buildItem(itemNode: Node | null, path: readonly PathSegment[], index: n
 // doubt (anchors, aliases, tabs, CR, directives, several documents, a YAML
 // error anywhere) reads the whole document instead, which reports it.
 
-const SEED_KEY = 'subscriptions';
+/** The root key of the seed list. */
+export const SEED_KEY = 'subscriptions';
 /** Seeds the yaml library parses in one go when they are not in the one-line form. */
 const SLICE_ITEMS = 500;
+/**
+ * Seeds handed to ReadOptions.onSeedSlice at a time. Few enough that a slice's objects are
+ * not still alive at most young-generation GCs: V8 would then allocate them in the old
+ * generation (allocation-site pretenuring), as garbage that waits for a full GC.
+ */
+const SEED_SLICE = 100;
 const SEED_KEY_LINE = /^subscriptions:( +#.*| *)$/;
 /** Root-level lines that could be, or could hide, the seed key, or change how the file is read. */
 const DOUBTFUL_ROOT_LINE = /^(["']?subscriptions|%|\?|---(\s|$)|\.\.\.(\s|$))/;
@@ -383,7 +401,17 @@ function readSeedListInSlices(text: string, file: string, expand: ExpandContext,
   const seqStart: SourcePosition = { file, line: starts[0]! + 1, column: itemIndent + 1 };
   tree.record([SEED_KEY], { key: keyPos, value: seqStart });
   const path = [SEED_KEY];
-  const list: unknown[] = [];
+  // The seeds read so far, from index `listFrom`: all of them, or one slice at a time for onSeedSlice.
+  let list: unknown[] = [];
+  let listFrom = 0;
+  const add = (k: number, seed: unknown): void => {
+    list[k - listFrom] = seed;
+    if (options.onSeedSlice && list.length >= SEED_SLICE) {
+      options.onSeedSlice(listFrom, list, tree);
+      list = [];
+      listFrom = k + 1;
+    }
+  };
   const oneLine = new LineCounter();
   oneLine.addNewLine(0);
   const emptyDoc = parseDocument('');
@@ -396,7 +424,7 @@ function readSeedListInSlices(text: string, file: string, expand: ExpandContext,
     const doc = parseDocument(lines.slice(starts[from]!, to).join('\n'), { lineCounter: sliceLines, uniqueKeys: false });
     if (doc.errors.length > 0 || !isSeq(doc.contents) || doc.contents.items.length !== pending.length) return false;
     const ctx: BuildContext = { tree, doc, lines: sliceLines, expand, options, targets: new Map(), lineOffset: starts[from]!, record: true };
-    doc.contents.items.forEach((item, k) => (list[from + k] = buildItem(item as Node | null, path, from + k, seqStart, ctx, 1)));
+    doc.contents.items.forEach((item, k) => add(from + k, buildItem(item as Node | null, path, from + k, seqStart, ctx, 1)));
     pending = [];
     return true;
   };
@@ -436,13 +464,18 @@ function readSeedListInSlices(text: string, file: string, expand: ExpandContext,
     if (seed) {
       if (!flush()) return undefined;
       simple.add(k);
-      list[k] = buildItem(seed.node, path, k, seqStart, simpleCtx(k, seed.lines, tree, false, expand), 1);
+      add(k, buildItem(seed.node, path, k, seqStart, simpleCtx(k, seed.lines, tree, false, expand), 1));
       continue;
     }
     pending.push(k);
     if (pending.length >= SLICE_ITEMS && !flush()) return undefined;
   }
   if (!flush()) return undefined;
+  if (options.onSeedSlice) {
+    if (list.length > 0) options.onSeedSlice(listFrom, list, tree);
+    tree.seedsInSlices = true;
+    list = [];
+  }
   (root as Record<string, unknown>)[SEED_KEY] = list;
   return tree;
 }

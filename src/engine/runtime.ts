@@ -114,7 +114,7 @@ export interface SeedOptions {
 export async function upsertSeeds(
   db: Db,
   plans: readonly PlanConfig[],
-  seeds: readonly SeedSubscription[],
+  seeds: Iterable<SeedSubscription> & { readonly length: number },
   now: number,
   options: SeedOptions = {},
 ): Promise<SeedReport> {
@@ -123,14 +123,17 @@ export async function upsertSeeds(
   let created = 0;
   const tokenNotApplied: string[] = [];
   const amountNotApplied = new Map<string, string[]>();
-  for (let start = 0; start < seeds.length; start += batchSize) {
-    const batch = seeds.slice(start, start + batchSize);
-    const inputs = batch.map((seed) => {
-      const plan = byId.get(seed.planId);
-      if (!plan) throw new RebillError('PLAN_NOT_FOUND', `subscription ${seed.id}: unknown plan "${seed.planId}"`);
-      return subscriptionFromPlan(plan, requestFromSeed(seed));
-    });
-    const outcomes = await createSubscriptionsBatch(db, inputs, now);
+  let done = 0;
+  const upsert = async (batch: readonly SeedSubscription[]): Promise<void> => {
+    // Built as createSubscriptionsBatch takes them, a chunk at a time: alive for a whole batch they would be pretenured (see CREATE_CHUNK).
+    const inputs = function* () {
+      for (const seed of batch) {
+        const plan = byId.get(seed.planId);
+        if (!plan) throw new RebillError('PLAN_NOT_FOUND', `subscription ${seed.id}: unknown plan "${seed.planId}"`);
+        yield subscriptionFromPlan(plan, requestFromSeed(seed));
+      }
+    };
+    const outcomes = await createSubscriptionsBatch(db, inputs(), now);
     outcomes.forEach((outcome, i) => {
       if (outcome.created) {
         created++;
@@ -144,8 +147,18 @@ export async function upsertSeeds(
         amountNotApplied.set(plan.id, [...(amountNotApplied.get(plan.id) ?? []), seed.id]);
       }
     });
-    options.onProgress?.(Math.min(start + batchSize, seeds.length), seeds.length);
+    done += batch.length;
+    options.onProgress?.(done, seeds.length);
+  };
+  // One batch of seeds alive at a time: the config's SeedList reads them back from text as it goes.
+  let batch: SeedSubscription[] = [];
+  for (const seed of seeds) {
+    batch.push(seed);
+    if (batch.length < batchSize) continue;
+    await upsert(batch);
+    batch = [];
   }
+  if (batch.length > 0) await upsert(batch);
   return { total: seeds.length, created, existing: seeds.length - created, tokenNotApplied, amountNotApplied };
 }
 

@@ -52,7 +52,7 @@ describe('YAML aliases', () => {
       { unit: 'week', count: 1 },
     ]);
     expect(config.subscriptions).toHaveLength(21);
-    expect(config.subscriptions[20]!.metadata).toEqual({ from: 'WEEK' });
+    expect([...config.subscriptions][20]!.metadata).toEqual({ from: 'WEEK' });
   });
 
   it('counts like yaml: a file is refused exactly when yaml.parse (toJS) refuses it', () => {

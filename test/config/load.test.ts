@@ -49,7 +49,7 @@ describe('defaults', () => {
     expect(config.gateways).toEqual({ sim: { type: 'simulator' } });
     expect(config.webhooks).toEqual([]);
     expect(config.logging).toEqual({ level: 'info' });
-    expect(config.subscriptions).toEqual([]);
+    expect([...config.subscriptions]).toEqual([]);
   });
 
   it('a plan resolves money, interval, defaults, the only gateway and a 12-hex version', () => {
@@ -136,7 +136,7 @@ describe('plans', () => {
       's.yaml',
       {},
     );
-    expect(config.subscriptions[0]).toMatchObject({ id: 's', planId: 'p', paymentToken: null, metadata: {} });
+    expect([...config.subscriptions][0]).toMatchObject({ id: 's', planId: 'p', paymentToken: null, metadata: {} });
   });
 });
 
@@ -242,7 +242,7 @@ describe('files', () => {
       ['archive-yearly', '12000', 'JPY'],
     ]);
     expect(config.plans[0]).toMatchObject({ sendOnHour: 10, timezone: 'America/New_York', trial: 'P14D' });
-    expect(config.subscriptions.map((s) => s.paymentToken)).toEqual(['tok_ok', 'tok_flaky_1', 'tok_insufficient', 'tok_ok']);
+    expect([...config.subscriptions].map((s) => s.paymentToken)).toEqual(['tok_ok', 'tok_flaky_1', 'tok_insufficient', 'tok_ok']);
     expect(Object.keys(config.gateways)).toEqual(['sim']);
   });
 

@@ -125,6 +125,35 @@ describe('the seed list read item by item', () => {
     }
   });
 
+  it('validates a list read in slices as the whole document: the same seeds, or the same problems (fast-check)', () => {
+    // Several of parseConfig's slices (500 seeds each) per file. A file with CR line ends is read as one
+    // document (the reference), its lines and columns those of the file with LF.
+    const outcome = (text: string): { seeds: unknown[] } | { problems: string[] } => {
+      try {
+        return { seeds: [...parseConfig(text, 'seeds.yaml', { SEED_TOKEN: 'tok_ok' }).subscriptions] };
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        return { problems: formatProblems(err.problems) };
+      }
+    };
+    const valid = [0, 1, 3];
+    fc.assert(
+      fc.property(
+        fc.record({ n: fc.integer({ min: 501, max: 1300 }), odd: fc.array(fc.record({ at: fc.nat({ max: 1300 }), kind: fc.nat({ max: ITEMS.length - 1 }) }), { maxLength: 4 }), repeat: fc.option(fc.nat({ max: 1300 })) }),
+        ({ n, odd, repeat }) => {
+          const items = Array.from({ length: n }, (_, k) => {
+            const kind = odd.find((o) => o.at === k)?.kind ?? valid[k % valid.length]!;
+            // A repeated id far from the first: the duplicate is found across slices.
+            return ITEMS[kind]!(repeat !== null && k === n - 1 ? repeat % (n - 1) : k, '  ');
+          });
+          const text = `${HEAD}subscriptions:\n${items.join('\n')}\nlogging: { level: info }\n`;
+          expect(outcome(text)).toEqual(outcome(text.replace(/\n/g, '\r\n')));
+        },
+      ),
+      { numRuns: 15, seed: 20261207 },
+    );
+  });
+
   it('locates each problem of a large seed list at its own line', () => {
     const n = 3000;
     const lines = Array.from({ length: n }, (_, k) => {

@@ -66,7 +66,7 @@ describe('upsertSeeds in batches', () => {
     // The five seeds with the same email share one customer, found across the batch's own inserts.
     expect(await counts()).toEqual({ subscriptions: 23, createdEvents: 23, customers: 1 });
     const ids = (await store.db.selectFrom('subscriptions').select('id').orderBy('id').execute()).map((r) => r.id);
-    expect(ids).toEqual(cfg.subscriptions.map((s) => s.id).sort());
+    expect(ids).toEqual([...cfg.subscriptions].map((s) => s.id).sort());
     const cycles = await store.db.selectFrom('cycles').select(['subscription_id', 'cycle']).execute();
     expect(new Set(cycles.map((c) => `${c.subscription_id}:${c.cycle}`)).size).toBe(cycles.length);
 
@@ -80,7 +80,7 @@ describe('upsertSeeds in batches', () => {
   it('a seed whose id is new but whose live (source, externalId) exists is not created again', async () => {
     const cfg = config({ count: 13 });
     await upsertSeeds(store.db, cfg.plans, cfg.subscriptions, NOW);
-    const renamed = cfg.subscriptions.map((s) => (s.externalId ? { ...s, id: `${s.id}-renamed` } : s));
+    const renamed = [...cfg.subscriptions].map((s) => (s.externalId ? { ...s, id: `${s.id}-renamed` } : s));
     const report = await upsertSeeds(store.db, cfg.plans, renamed, NOW);
     expect(report).toMatchObject({ created: 0, existing: 13 });
     expect((await counts()).subscriptions).toBe(13);

@@ -77,4 +77,16 @@ describe('createSubscriptionsBatch', () => {
     expect(a.cycles.length).toBeGreaterThan(0);
     expect(a).toEqual(b);
   });
+
+  it('finds an input created earlier in the same batch, in another of its chunks, by id or by live externalId', async () => {
+    const again = subscriptionFromPlan(plan, { id: 's5', startDate: '2025-06-15', paymentToken: 'tok_other', endDate: null, sendOnHour: null, timezone: null, externalId: null, source: null, customer: null, metadata: {} });
+    const sameExternal = subscriptionFromPlan(plan, { id: 'new', startDate: '2025-06-15', paymentToken: 'tok_new', endDate: null, sendOnHour: null, timezone: null, externalId: 'ext-0', source: 'crm', customer: null, metadata: {} });
+    const outcomes = await createSubscriptionsBatch(batched.db, [...inputs(), again, sameExternal], NOW);
+    expect(outcomes.slice(250)).toEqual([
+      { id: 's5', created: false, stored: { paymentToken: 'tok_5', amountMinor: 999, currency: 'USD' } },
+      { id: 'new', created: false, stored: { paymentToken: 'tok_0', amountMinor: 999, currency: 'USD' } },
+    ]);
+    for (const input of inputs()) await createSubscription(single.db, input, NOW);
+    expect(await dump(batched)).toEqual(await dump(single));
+  });
 });
