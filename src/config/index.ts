@@ -9,7 +9,7 @@ export { configWarnings } from './warnings.js';
 export { schemaProblems, type SchemaProblem } from './issues.js';
 export { isLoopbackHost, KNOWN_ADMIN_TOKENS, exposureProblems } from './exposure.js';
 export {
-  configErrorMap,
+  parseWithConfigMessages,
   configSchema,
   scenarioSchema,
   planSchema,

@@ -10,7 +10,7 @@ import { dirname, resolve } from 'node:path';
 import type * as z from 'zod';
 import { allowedKeysAt, schemaProblems } from './issues.js';
 import { ConfigError, formatPath, type ConfigProblem } from './problems.js';
-import { configErrorMap, configSchema, isAmountPath, scenarioSchema, seedListChecks, seedListSchema, type Config, type Scenario } from './schema.js';
+import { configSchema, isAmountPath, parseWithConfigMessages, scenarioSchema, seedListChecks, seedListSchema, type Config, type Scenario } from './schema.js';
 import { SeedList } from './seeds.js';
 import { applyEnvOverrides, readYamlSource, SEED_KEY, type SourceTree } from './source.js';
 import { recordLoadWarnings } from './warnings.js';
@@ -70,7 +70,7 @@ class SeedSlices {
   add(from: number, values: readonly unknown[], tree: SourceTree): void {
     // The plans as written (the root is read before the list): a seed names a plan that is there even when that plan has problems of its own.
     this.checks ??= seedListChecks((tree.value as Record<string, unknown>).plans);
-    const result = seedListSchema.safeParse(values, { error: configErrorMap });
+    const result = parseWithConfigMessages(seedListSchema, values);
     const issues: z.core.$ZodIssue[] = result.success ? [] : result.error.issues.map((issue) => ({ ...issue, path: [SEED_KEY, from + Number(issue.path[0]), ...issue.path.slice(1)] }));
     this.checks.check(values, from, { addIssue: (issue) => issues.push(issue as z.core.$ZodIssue) });
     this.length = from + values.length;
@@ -119,7 +119,7 @@ function readSource(file: string): string {
 
 /** Validates the tree's value; `more` are problems found on the side (the seed list's, SeedSlices). */
 function validate<S extends z.ZodType>(schema: S, tree: SourceTree, more: readonly ConfigProblem[] = []): z.output<S> {
-  const result = schema.safeParse(tree.value, { error: configErrorMap });
+  const result = parseWithConfigMessages(schema, tree.value);
   const problems = [...tree.problems, ...more];
   if (!result.success) problems.push(...unexplained(issuesToProblems(result.error.issues, tree, schema), tree));
   if (problems.length > 0) throw new ConfigError(sortProblems(problems));

@@ -15,7 +15,7 @@
  */
 import type { Readable } from 'node:stream';
 import { parse, type CsvError } from 'csv-parse';
-import { configErrorMap, schemaProblems, subscriptionInputSchema, unknownKeyMessage, type SubscriptionInput } from '../config/index.js';
+import { parseWithConfigMessages, schemaProblems, subscriptionInputSchema, unknownKeyMessage, type SubscriptionInput } from '../config/index.js';
 import { RebillError } from '../errors.js';
 import { createSubscriptionsBatch, type Db } from '../store/index.js';
 import { customerProblems, InputError, subscriptionDraft, type Catalog, type SubscriptionDraft } from './commands.js';
@@ -109,7 +109,7 @@ type Checked = { ok: true; input: SubscriptionInput; draft: SubscriptionDraft } 
 
 /** A line's shape (the API's schema) and its fit with the config (the API's rules); no database read. */
 function checkLine(catalog: Catalog, raw: Record<string, unknown>, now: number): Checked {
-  const parsed = subscriptionInputSchema.safeParse(raw, { error: configErrorMap });
+  const parsed = parseWithConfigMessages(subscriptionInputSchema, raw);
   if (!parsed.success) {
     return { ok: false, problems: schemaProblems(parsed.error.issues, subscriptionInputSchema, raw).map((p) => ({ field: field(p.path), message: p.message })) };
   }
