@@ -77,12 +77,6 @@ const TYPE_NAMES: Record<string, string> = {
 };
 
 /**
- * The error map for parsing configuration: messages in the `expected ...; got
- * ...` style of the contract, for the issue kinds the section schemas do not
- * word themselves. Pass it as `{ error: configErrorMap }` when parsing with a
- * schema from this module.
- */
-/**
  * `schema.safeParse(input)` with the config's messages (configErrorMap) on
  * its issues: the one way config, API bodies and CSV lines are parsed. The
  * input is parsed without the error map first: zod takes about twice as long
@@ -95,6 +89,12 @@ export function parseWithConfigMessages<S extends z.ZodType>(schema: S, input: u
   return valid.success ? valid : schema.safeParse(input, { error: configErrorMap });
 }
 
+/**
+ * The error map for parsing configuration: messages in the `expected ...; got
+ * ...` style of the contract, for the issue kinds the section schemas do not
+ * word themselves. Parse with parseWithConfigMessages (above), which applies
+ * it to a refusal.
+ */
 export const configErrorMap: z.core.$ZodErrorMap = (issue) => {
   const got = describeValue(issue.input, issue.path);
   switch (issue.code) {
