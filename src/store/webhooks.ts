@@ -5,7 +5,7 @@
  */
 import type SQLite from 'better-sqlite3';
 import { sql, type Selectable, type Transaction } from 'kysely';
-import { dialectOf, forWrite, fromDbTime, sqliteConnectionOf, toDbTime, usesDatabaseClock, type Db } from './db.js';
+import { forWrite, fromDbTime, sqliteConnectionOf, toDbTime, usesDatabaseClock, type Db } from './db.js';
 import { databaseNow } from './postgres-hot-path.js';
 import { ownedBy, type Conn } from './repository.js';
 import type { Database, WebhookDeliveryTable } from './schema.js';
@@ -134,12 +134,12 @@ const isHead = sql.raw(IS_HEAD);
  * lease on it that runs past now. Each claimed row is leased to `owner`
  * until now + `leaseMs`, in one statement: no other claim (another daemon's,
  * or this daemon's next) takes it, and the later events of its subscription
- * are not heads while it is pending. PostgreSQL: rows another daemon is
- * claiming at the same moment are skipped (`FOR UPDATE SKIP LOCKED`), and
- * now is the database's clock unless the Db runs on the caller's.
+ * are not heads while it is pending. Rows another daemon is claiming at
+ * the same moment are skipped (`FOR UPDATE SKIP LOCKED`), and now is the
+ * database's clock unless the Db runs on the caller's. PostgreSQL only: SQLite
+ * runs the same claim as a prepared statement (SqliteRelay.claim).
  */
 async function claimIn(trx: Transaction<Database>, endpointId: string, owner: string, claim: DeliveryClaim): Promise<ClaimedDelivery[]> {
-  const postgres = dialectOf(trx) === 'postgres';
   const at = claim.databaseClock ? await databaseNow(trx) : claim.now;
   const nowText = toDbTime(at);
   // The picked rows in a materialized CTE: as `event_id in (select ... limit n)`, PostgreSQL may run the
@@ -151,7 +151,7 @@ async function claimIn(trx: Transaction<Database>, endpointId: string, owner: st
         and (d.lease_until is null or d.lease_until <= ${nowText}) and ${isHead}
       order by d.event_id
       limit ${claim.limit}
-      ${postgres ? sql`for update skip locked` : sql``}
+      for update skip locked
     )
     update webhook_deliveries set lease_owner = ${owner}, lease_until = ${toDbTime(at + claim.leaseMs)}
     from picked
@@ -262,7 +262,7 @@ async function recordIn(trx: Transaction<Database>, endpointId: string, owner: s
       return sql`(${eventId}, ${o.state}, ${attempt}, ${o.nextAttemptAt === null ? null : toDbTime(o.nextAttemptAt)}, ${at}, ${o.status}, ${o.durationMs}, ${o.error}, ${o.state === 'delivered' ? at : null})`;
     }),
   );
-  // The VALUES columns are untyped parameters (text to PostgreSQL): the casts give the columns' types in both dialects.
+  // The VALUES columns are untyped parameters (text to PostgreSQL): the casts give the columns' types.
   const changed = await sql<{ event_id: number }>`
     with v (event_id, state, attempts, next_attempt_at, at, status, duration_ms, error, delivered_at) as (values ${values})
     update webhook_deliveries set
