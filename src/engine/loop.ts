@@ -171,6 +171,8 @@ export class WakeUpLoop {
         if (report.claimed > 0) await nextTurn(clock);
         continue;
       }
+      // A stop during the awaits above found no sleeper to cut short: it must not find one started after it.
+      if (this.stopping) break;
       const sleeper = new AbortController();
       this.sleeper = sleeper;
       this.sleepingUntil = wakeAt;
