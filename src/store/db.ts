@@ -175,6 +175,21 @@ export function sqliteConnectionOf(db: Db): SQLite.Database | undefined {
 }
 
 /**
+ * Runs `work` in one `begin immediate` transaction on `sqlite`, the Db's own
+ * connection (sqliteConnectionOf), while holding kysely's connection, so no
+ * kysely transaction is ever open underneath it; `afterCommit` runs once it
+ * committed, still holding it. A failed `work` rolls back and skips it.
+ */
+export function sqliteImmediate<T>(db: Db, sqlite: SQLite.Database, work: () => T, afterCommit?: () => void): Promise<T> {
+  return db.connection().execute(async () => {
+    if (sqlite.inTransaction) throw new RebillError('STORE_INVARIANT', 'a transaction is already open on the connection');
+    const result = sqlite.transaction(work).immediate();
+    afterCommit?.();
+    return result;
+  });
+}
+
+/**
  * Opens a pooled PostgreSQL database. Nothing connects until the first query.
  * `bigint` columns (int8: amounts in minor units, outbox ids, counts) come back
  * as JavaScript numbers, as they do from SQLite: every value rebill stores in

@@ -16,7 +16,7 @@ import type SQLite from 'better-sqlite3';
 import type { Selectable } from 'kysely';
 import { isOpenAttemptState, type AttemptInfo, type AttemptUpdate, type CycleWrite, type DomainEvent, type Subscription } from '../domain/index.js';
 import { RebillError } from '../errors.js';
-import { sqliteConnectionOf, toDbTime, type Db } from './db.js';
+import { sqliteConnectionOf, sqliteImmediate, toDbTime, type Db } from './db.js';
 import {
   ATTEMPT_UPDATE_COLUMNS,
   attemptAfter,
@@ -92,24 +92,26 @@ class SqliteHotPathStore implements HotPathStore {
   }
 
   /**
-   * Runs `work` in one `begin immediate` transaction holding kysely's
-   * connection; with `writeStaged` (outcome commits and flushStaged), after
-   * writing the staged ledger entries. They leave the stage only once
-   * committed: a failed transaction writes them again next time.
+   * Runs `work` in one `begin immediate` transaction (sqliteImmediate); with
+   * `writeStaged` (outcome commits and flushStaged), after writing the staged
+   * ledger entries. They leave the stage only once committed: a failed
+   * transaction writes them again next time.
    */
   private exclusive<T>(work: () => T, writeStaged = false): Promise<T> {
-    return this.db.connection().execute(async () => {
-      if (this.sqlite.inTransaction) invariant('a transaction is already open on the connection');
-      const staged = writeStaged ? [...this.stagedEntries.values()] : [];
-      const result = this.sqlite
-        .transaction(() => {
-          for (const s of staged) this.writeLedgerEntry(s);
-          return work();
-        })
-        .immediate();
-      for (const s of staged) if (this.stagedEntries.get(s.id) === s) this.stagedEntries.delete(s.id);
-      return result;
-    });
+    if (!writeStaged) return sqliteImmediate(this.db, this.sqlite, work);
+    let staged: StagedEntry[] = [];
+    return sqliteImmediate(
+      this.db,
+      this.sqlite,
+      () => {
+        staged = [...this.stagedEntries.values()];
+        for (const s of staged) this.writeLedgerEntry(s);
+        return work();
+      },
+      () => {
+        for (const s of staged) if (this.stagedEntries.get(s.id) === s) this.stagedEntries.delete(s.id);
+      },
+    );
   }
 
   claim(request: ClaimRequest, decide: (rows: readonly ClaimedRow[], now: number) => readonly ClaimDecision[], outcomes?: OutcomeBatch): Promise<ClaimResult> {

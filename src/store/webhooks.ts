@@ -5,7 +5,7 @@
  */
 import type SQLite from 'better-sqlite3';
 import { sql, type Selectable, type Transaction } from 'kysely';
-import { forWrite, fromDbTime, sqliteConnectionOf, toDbTime, usesDatabaseClock, type Db } from './db.js';
+import { forWrite, fromDbTime, sqliteConnectionOf, sqliteImmediate, toDbTime, usesDatabaseClock, type Db } from './db.js';
 import { databaseNow } from './postgres-hot-path.js';
 import { ownedBy, type Conn } from './repository.js';
 import type { Database, WebhookDeliveryTable } from './schema.js';
@@ -333,9 +333,9 @@ class SqliteRelay {
     );
   }
 
-  /** Runs `work` in one `begin immediate` transaction holding kysely's connection (see sqlite-hot-path.ts: never inside a kysely transaction). */
+  /** Runs `work` in one `begin immediate` transaction (sqliteImmediate). */
   exclusive<T>(work: () => T): Promise<T> {
-    return this.db.connection().execute(async () => this.sqlite.transaction(work).immediate());
+    return sqliteImmediate(this.db, this.sqlite, work);
   }
 
   /** scanOutbox's transaction. */
