@@ -328,8 +328,13 @@ export function createRelay(deps: RelayDeps): Relay {
         if (attempt) {
           if (p.done.length === 0) {
             p.doneSince = performance.now();
-            // A short batch is recorded RECORD_DELAY_MS after its first answer.
-            p.timer = setTimeout(() => p.progress(), RECORD_DELAY_MS);
+            // A short batch is recorded RECORD_DELAY_MS after its first answer. The timer's firing is what
+            // says so: libuv counts whole milliseconds, so it fires up to one before performance.now() has
+            // counted the delay, and recordDue would then wait for another answer (up to the timeout).
+            p.timer = setTimeout(() => {
+              p.doneSince = -Infinity;
+              p.progress();
+            }, RECORD_DELAY_MS);
           }
           p.done.push(attempt);
         } else p.held--; // abandoned (stopping): given back at the end
