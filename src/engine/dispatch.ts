@@ -87,7 +87,6 @@ export class Dispatcher {
   /** Runs a job in the background; the holdings are given back when its outcome is recorded. */
   enqueue(job: Job): void {
     const id = job.subscription.id;
-    this.unstarted.set(id, job.token);
     const running = this.run(job)
       .catch((err: unknown) => {
         this.deps.logger.error({ err, subscriptionId: id }, 'dispatch job failed; the lease will expire and the row be reconciled');
@@ -147,6 +146,8 @@ export class Dispatcher {
     let dueAt = job.dueAt;
     // A re-send after "not found" goes round this loop once more with the same key.
     for (;;) {
+      // Until its call starts, the row is given back at stop: a re-send too, which queues behind the calls out.
+      this.unstarted.set(subscription.id, job.token);
       const outcome = await this.dispatch(subscription, attempt, kind, dueAt);
       const result = await writer.record({ token: job.token, subscription, version, attempt, outcome, policy });
       this.outcomesRecorded++;

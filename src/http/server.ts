@@ -87,6 +87,14 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
     reply.header('connection', 'close');
     sendProblem(reply, problem(503, 'rebill is stopping; retry on another instance or after the restart'));
   });
+  // A keep-alive connection busy when close() begins is not idle then, so the close does not end it,
+  // and nothing did once its response was sent: the close (and the engine's drain after it) waited
+  // for the client to hang up, or for keepAliveTimeout (72 s). While closing, each response ends the
+  // connections it left idle (one with a request pipelined behind it is not idle: that gets its 503).
+  app.addHook('onResponse', (_request, _reply, done) => {
+    if (closing) app.server.closeIdleConnections();
+    done();
+  });
 
   if (metrics) {
     app.addHook('onResponse', (request, reply, done) => {

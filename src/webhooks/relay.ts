@@ -101,7 +101,7 @@ export interface RelayOptions {
   readonly leaseMs?: number;
   /** This relay's name on the heads it claims (default host:pid:random, as the engine's). */
   readonly owner?: string;
-  /** How often an idle endpoint looks for new events (default 200 ms). */
+  /** How often an endpoint looks for new events and due retries when nothing else wakes it, idle or waiting on slow requests (default 200 ms). */
   readonly pollMs?: number;
   readonly random?: () => number;
 }
@@ -328,8 +328,13 @@ export function createRelay(deps: RelayDeps): Relay {
         if (attempt) {
           if (p.done.length === 0) {
             p.doneSince = performance.now();
-            // A short batch is recorded RECORD_DELAY_MS after its first answer.
-            p.timer = setTimeout(() => p.progress(), RECORD_DELAY_MS);
+            // A short batch is recorded RECORD_DELAY_MS after its first answer. The timer's firing is what
+            // says so: libuv counts whole milliseconds, so it fires up to one before performance.now() has
+            // counted the delay, and recordDue would then wait for another answer (up to the timeout).
+            p.timer = setTimeout(() => {
+              p.doneSince = -Infinity;
+              p.progress();
+            }, RECORD_DELAY_MS);
           }
           p.done.push(attempt);
         } else p.held--; // abandoned (stopping): given back at the end
@@ -379,8 +384,19 @@ export function createRelay(deps: RelayDeps): Relay {
           if (claimed > 0 || recorded > 0) continue;
         }
         if (p.held > 0) {
-          // In flight: wait for answers to record, or room to claim into while more heads may be due.
-          await until(p, () => recordDue(p) || signal.aborted || (canClaim() && !exhausted));
+          // In flight: wait for answers to record, or room to claim into while more heads may be due. And
+          // claim again after pollMs, as when idle: a slow request (up to the timeout) must not hold back
+          // the new events and due retries of other subscriptions (SPEC section 8).
+          const poll = new AbortController();
+          let polled = false;
+          void clock.sleepUntil(clock.now() + pollMs, poll.signal).then(() => {
+            if (poll.signal.aborted) return;
+            polled = true;
+            p.progress();
+          });
+          await until(p, () => polled || recordDue(p) || signal.aborted || (canClaim() && !exhausted));
+          poll.abort('done'); // a reason: abort() without one builds a DOMException, stack and all
+          if (polled) exhausted = false;
           continue;
         }
         // Idle: the earliest retry, re-read at least every RECHECK_MS (a redelivery from another process makes a row due now).

@@ -4,7 +4,7 @@
  * sockets for what happens to requests while the server closes.
  */
 import net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { VirtualClock } from '../../src/clock.js';
 import { createHttpServer, type HttpMetrics, type HttpServer } from '../../src/http/index.js';
 import { daemonEngine, openTempDb, testServerDeps, type TempDb } from '../support/engine-harness.js';
@@ -143,6 +143,38 @@ describe('rebill HTTP server', () => {
     expect(second).toMatch(/\r\ncontent-type: application\/problem\+json/i);
     expect(second).toMatch(/"status":503/);
     await expect(fetch(`http://${address}/healthz`)).rejects.toThrow();
+  });
+
+  it('close(): a keep-alive connection whose request was in flight is ended after its response, so the close does not wait for the client or keepAliveTimeout', async () => {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let entered!: () => void;
+    const inFlight = new Promise<void>((resolve) => (entered = resolve));
+    const { server, address } = await start({
+      routes: (s) =>
+        s.app.get('/slow', async () => {
+          entered();
+          await released;
+          return { done: true };
+        }),
+    });
+    const [host, port] = [address.split(':')[0]!, Number(address.split(':')[1])];
+    const socket = net.connect(port, host);
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    onTestFinished(() => void socket.destroy());
+    const endedByServer = new Promise<void>((resolve) => socket.once('end', () => resolve()));
+    const response = readUntil(socket, /"done":true/);
+    socket.write(`GET /slow HTTP/1.1\r\nHost: ${address}\r\n\r\n`); // HTTP/1.1: keep-alive unless told otherwise
+    await inFlight;
+
+    const closed = server.close();
+    // The response is sent only once the close has looked for idle connections (then the socket stops listening).
+    for (let i = 0; i < 10_000 && server.app.server.listening; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(server.app.server.listening).toBe(false);
+    release();
+    expect(await response).toMatch(/^HTTP\/1\.1 200[\s\S]*\{"done":true\}$/);
+    await endedByServer; // the server ended the connection; the client kept it open
+    await closed;
   });
 
   it('calls the metrics hook once per response with the route pattern, and serves GET /metrics from its registry', async () => {
