@@ -11,8 +11,8 @@
  * committed it first, is taken over once `locked_until` has passed.
  */
 import { randomUUID } from 'node:crypto';
-import type { Transaction } from 'kysely';
-import { forWrite, toDbTime, fromDbTime, Statement, type Db } from './db.js';
+import { sql, type Transaction } from 'kysely';
+import { dialectOf, forWrite, toDbTime, fromDbTime, Statement, type Db } from './db.js';
 import type { Database } from './schema.js';
 
 type Trx = Transaction<Database>;
@@ -40,6 +40,38 @@ export interface IdempotencyTimes {
   readonly ttlMs: number;
   /** After this long without completing, a claim counts as abandoned (its request died). */
   readonly lockMs: number;
+  /**
+   * PostgreSQL: `trx` is the request's own transaction (a write that locks
+   * rows, see WriteOptions.locksRows), which may wait for another request with
+   * the key. False (a group-commit batch): the key is `in_progress` instead of
+   * waited for. Default false.
+   */
+  readonly ownTransaction?: boolean;
+}
+
+/** Namespace of the per-key advisory locks (two-int form: apart from the outbox lock's bigint key). */
+const KEY_LOCK_SPACE = 0x69646d70; // "idmp"
+
+/**
+ * PostgreSQL: takes the key's advisory lock for the rest of the transaction,
+ * before anything of the key is read or written. A batch holds the outbox lock
+ * while it writes; a request in a transaction of its own (pause, cancel, a
+ * card update) claims its key first and takes the outbox lock last, for its
+ * events. Had the batch waited on that request's uncommitted key row, each
+ * waited for the other: PostgreSQL broke the deadlock after a second by
+ * failing one of them (a 500, or every write of the batch). So only the
+ * request of its own transaction waits (it holds nothing the batch needs);
+ * a batch that finds the key taken answers `in_progress`. SQLite runs one
+ * writer at a time: nothing to take.
+ */
+async function lockKey(trx: Trx, key: string, wait: boolean): Promise<boolean> {
+  if (dialectOf(trx) !== 'postgres') return true;
+  if (wait) {
+    await sql`select pg_advisory_xact_lock(${KEY_LOCK_SPACE}, hashtext(${key}))`.execute(trx);
+    return true;
+  }
+  const { rows } = await sql<{ ok: boolean }>`select pg_try_advisory_xact_lock(${KEY_LOCK_SPACE}, hashtext(${key})) as ok`.execute(trx);
+  return rows[0]?.ok === true;
 }
 
 const lastPurge = new WeakMap<Db, number>();
@@ -69,6 +101,7 @@ const COMPLETE_KEY = new Statement(
  * keys are purged once a minute per database).
  */
 export async function claimIdempotencyKey(trx: Trx, db: Db, request: IdempotencyRequest, now: number, times: IdempotencyTimes): Promise<IdempotencyClaim> {
+  if (!(await lockKey(trx, request.key, times.ownTransaction === true))) return { kind: 'in_progress' };
   if (now - (lastPurge.get(db) ?? -Infinity) >= PURGE_EVERY_MS) {
     lastPurge.set(db, now);
     await trx.deleteFrom('idempotency_keys').where('expires_at', '<', toDbTime(now)).execute();

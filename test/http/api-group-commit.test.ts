@@ -122,3 +122,44 @@ describe('group commit of API writes', () => {
     expect((await api.call('POST', CREATE, requests[0]!)).status).toBe(201);
   });
 });
+
+describe('PostgreSQL: a batch and a write in a transaction of its own (pause, cancel, PATCH) with one Idempotency-Key', () => {
+  it('never deadlock: the cancel (first with the key) is answered 200, the create that reused the key 409, the other create of the batch 201', async (ctx) => {
+    api = await startApi();
+    if (dialectOf(api.tmp.db) !== 'postgres') ctx.skip();
+    const sub = await api.call('POST', CREATE, { body: { ...base, externalId: 'to-cancel' } });
+    expect(sub.status).toBe(201);
+    const id = (sub.body as { id: string }).id;
+    await api.tmp.db.connection().execute(async (blocker) => {
+      // Another transaction holds a customer id the batch's first create inserts: the batch waits
+      // there, holding the outbox lock, with its second write (the reused key) still to come.
+      await sql`begin`.execute(blocker);
+      await sql`insert into customers (id, email, created_at) values ('cus_block', 'block@example.com', '2026-03-01T12:00:00.000Z')`.execute(blocker);
+      const release = api.writes.hold();
+      const batch = Promise.all([
+        api.call('POST', CREATE, { body: { ...base, externalId: 'first', customer: { id: 'cus_block', email: 'first@example.com' } } }),
+        api.call('POST', CREATE, { body: { ...base, externalId: 'second' }, headers: { 'idempotency-key': 'shared-key' } }),
+      ]);
+      while (api.writes.stats().queued < 2) await new Promise((resolve) => setTimeout(resolve, 5));
+      release();
+      const waiting = async (n: number) => {
+        for (;;) {
+          const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_locks where not granted`.execute(api.tmp.db);
+          if (rows[0]!.n >= n) return;
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+      };
+      await waiting(1);
+      // The cancel claims the key, locks its row and then waits for the outbox lock the batch holds.
+      const cancelled = api.call('POST', `${CREATE}/${id}/cancel`, { body: {}, headers: { 'idempotency-key': 'shared-key' } });
+      await waiting(2);
+      await sql`rollback`.execute(blocker);
+      const [[first, second], cancel] = await Promise.all([batch, cancelled]);
+      expect({ first: first.status, cancel: cancel.status }).toEqual({ first: 201, cancel: 200 });
+      // The cancel had the key first and was still running when the batch came to it.
+      expect(second.status).toBe(409);
+      expect((await api.call('GET', `${CREATE}/${id}`)).body).toMatchObject({ status: 'terminated' });
+      expect((await api.call('GET', `${CREATE}?externalId=second`)).body).toMatchObject({ data: [] });
+    });
+  });
+});

@@ -112,7 +112,7 @@ export async function runWrite(
   const path = request.url;
   const requestHash = createHash('sha256').update(`${request.method} ${path}\n${canonical(rawBodies.get(request) ?? null)}`).digest('hex');
   const outcome = await deps.writes.run(async (trx): Promise<{ claim: IdempotencyClaim; response?: WriteResponse }> => {
-    const claim = await claimIdempotencyKey(trx, deps.db, { key: header, requestHash, method: request.method, path }, now, { ttlMs: IDEMPOTENCY_TTL_MS, lockMs: IDEMPOTENCY_LOCK_MS });
+    const claim = await claimIdempotencyKey(trx, deps.db, { key: header, requestHash, method: request.method, path }, now, { ttlMs: IDEMPOTENCY_TTL_MS, lockMs: IDEMPOTENCY_LOCK_MS, ownTransaction: options.locksRows === true });
     if (claim.kind !== 'claimed') return { claim };
     let response: WriteResponse;
     try {
