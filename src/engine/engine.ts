@@ -254,9 +254,13 @@ export function createEngine(deps: EngineDeps): Engine {
   function start() {
     if (loop.running) return;
     loop.start();
-    // Heartbeat: long queues and slow gateways must not let a held lease expire under us.
+    // Heartbeat: long queues and slow gateways must not let a held lease expire under us. Only the
+    // rows a job still holds: one given up on (its outcome could not be recorded) keeps the lease of
+    // its claim until that runs out and the row is reconciled; extending every lease of this daemon
+    // kept such a row from everyone for as long as any other call was out.
     heartbeat = setInterval(() => {
-      if (holdings.active > 0) store.extendLeases(`${owner}/`, guard.trustedNow(), options.leaseMs).catch((err: unknown) => failures.report('lease heartbeat failed', err));
+      const held = dispatcher.heldLeases();
+      if (held.length > 0) store.extendLeases(held, guard.trustedNow(), options.leaseMs).catch((err: unknown) => failures.report('lease heartbeat failed', err));
     }, Math.max(1000, Math.floor(options.leaseMs / 3)));
     heartbeat.unref?.();
   }
