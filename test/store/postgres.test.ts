@@ -10,7 +10,9 @@ import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import type { Clock } from '../../src/clock.js';
-import { createSubscription, dialectOf, lastEventId, migrateToLatest, openDatabase, openWakeBus, notifyWake, type Db } from '../../src/store/index.js';
+import { hostname } from 'node:os';
+import type { Gateway, GatewayResult } from '../../src/gateways/index.js';
+import { createSubscription, dialectOf, lastEventId, migrateToLatest, openDatabase, openWakeBus, notifyWake, processAlive, type Db } from '../../src/store/index.js';
 import { addSubscription, daemonEngine } from '../support/engine-harness.js';
 import { waitFor } from '../e2e/support/processes.js';
 import { goldSubscription as input } from '../support/plans.js';
@@ -118,6 +120,40 @@ describe('PostgreSQL: this host against the database', () => {
     await engine.stop(5_000);
     const captured = await db.selectFrom('attempts').select('state').execute();
     expect(captured.map((a) => a.state)).toContain('captured');
+  });
+});
+
+describe('PostgreSQL: recovering a dead daemon\'s leases', () => {
+  it('a daemon whose clock is ahead of the database\'s (within maxClockJumpSeconds) expires a dead daemon\'s lease by the database\'s clock: the row is reconciled at once', async () => {
+    const server = await fresh();
+    const db = open(server.url);
+    await migrateToLatest(db);
+    await addSubscription(db, Date.now(), { id: 'orphan', customer: { id: 'c1' }, paymentToken: 'tok_ok', startDate: '2020-01-01' });
+    // The dead daemon: this host's name, a pid no process can have (above the kernel's pid_max), a call out when it died.
+    const deadPid = 2 ** 22 + 12_345;
+    expect(processAlive(deadPid)).toBe(false);
+    const dead = `${hostname()}:${deadPid}:dead`;
+    let called: () => void = () => undefined;
+    const calledOnce = new Promise<void>((resolve) => (called = resolve));
+    const hanging: Gateway = {
+      name: 'sim',
+      charge: () => (called(), new Promise<GatewayResult>(() => undefined)),
+      sendLink: () => Promise.reject(new Error('no links')),
+      status: async () => ({ kind: 'not_found' }),
+    };
+    const first = daemonEngine(db, offsetClock({ ms: 0 }), {}, { owner: dead, gateways: new Map([['sim', hanging]]) });
+    expect(await first.sweep()).toBe(1);
+    await calledOnce;
+
+    // The next daemon on this host starts with its clock 200 s ahead of the database's (allowed: under 300 s).
+    const ahead = daemonEngine(db, offsetClock({ ms: 200_000 }), { maxClockJumpMs: 300_000 }, { owner: `${hostname()}:${process.pid}:next` });
+    await ahead.checkStartClock();
+    expect(await ahead.recoverDeadOwners()).toBe(1);
+    // The dead daemon's row is claimable now, not 200 s from now (beyond even the 120 s lease it had).
+    expect(await ahead.sweep()).toBe(1);
+    await ahead.stop(5_000);
+    // The same key, sent again after the status query found nothing: one attempt, captured.
+    expect((await db.selectFrom('attempts').select(['state', 'sends']).execute()).map((a) => [a.state, Number(a.sends)])).toEqual([['captured', 2]]);
   });
 });
 
