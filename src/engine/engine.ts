@@ -272,8 +272,11 @@ export function createEngine(deps: EngineDeps): Engine {
     await sweeper.running;
     // Queued jobs that never started: their attempt rows say in_flight and the row says reconcile,
     // so giving the lease back due now lets the next daemon ask the gateway (it will say "not
-    // found" and re-send the same key).
-    const { unsent, abandonedInFlight } = await dispatcher.stop(drainMs, (token, ids) => store.release(token, ids, guard.trustedNow()));
+    // found" and re-send the same key). "Now" by the clock that judges due work: on PostgreSQL the
+    // database's (this host's may run ahead of it by up to maxClockJumpSeconds, which made these rows
+    // due later than the lease they had would have).
+    const dueNow = async () => (usesDatabaseClock(db) ? databaseNow(db) : guard.trustedNow());
+    const { unsent, abandonedInFlight } = await dispatcher.stop(drainMs, async (token, ids) => store.release(token, ids, await dueNow()));
     return {
       drained: unsent + abandonedInFlight === 0,
       attemptsStarted: sweeper.attemptsStarted,

@@ -157,6 +157,38 @@ describe('PostgreSQL: recovering a dead daemon\'s leases', () => {
   });
 });
 
+describe('PostgreSQL: a daemon stopping gives back its unsent calls', () => {
+  it('due now by the database\'s clock, even with its own clock ahead (within maxClockJumpSeconds): another daemon settles them at once', async () => {
+    const server = await fresh();
+    const db = open(server.url);
+    await migrateToLatest(db);
+    for (const id of ['out', 'unsent']) await addSubscription(db, Date.now(), { id, customer: { id: `c-${id}` }, paymentToken: 'tok_ok', startDate: '2020-01-01' });
+    // One call at a time; the first hangs, so the other is still queued when the daemon stops.
+    let called: () => void = () => undefined;
+    const calledOnce = new Promise<void>((resolve) => (called = resolve));
+    const hanging: Gateway = {
+      name: 'sim',
+      charge: () => (called(), new Promise<GatewayResult>(() => undefined)),
+      sendLink: () => Promise.reject(new Error('no links')),
+      status: async () => ({ kind: 'not_found' }),
+    };
+    const ahead = daemonEngine(db, offsetClock({ ms: 200_000 }), { concurrency: 1, maxClockJumpMs: 300_000 }, { owner: 'ahead', gateways: new Map([['sim', hanging]]) });
+    expect(await ahead.sweep()).toBe(2);
+    await calledOnce;
+    expect(await ahead.stop(0)).toMatchObject({ unsent: 1, abandonedInFlight: 1 });
+
+    // The queued call's row was given back "due now": another daemon claims it at once (the hanging one keeps its lease).
+    const other = daemonEngine(db, offsetClock({ ms: 0 }), { maxClockJumpMs: 300_000 }, { owner: 'other' });
+    expect(await other.sweep()).toBe(1);
+    await other.stop(5_000);
+    const attempts = await db.selectFrom('attempts').select(['subscription_id', 'state']).orderBy('subscription_id').execute();
+    expect(attempts.map((a) => [a.subscription_id, a.state])).toEqual([
+      ['out', 'in_flight'],
+      ['unsent', 'captured'],
+    ]);
+  });
+});
+
 describe('PostgreSQL: wake-ups between daemons', () => {
   it('a NOTIFY from one daemon wakes the others, not itself; a listener that lost its session comes back', async () => {
     const server = await fresh();
