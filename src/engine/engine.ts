@@ -208,7 +208,14 @@ export function createEngine(deps: EngineDeps): Engine {
     clockHeld,
   });
   writer.claimAlong((finishing) => sweeper.claimAlong(finishing));
-  const loop = new WakeUpLoop({ clock, logger, holdings, failures, maxSleepMs: options.maxSleepMs, sweep: () => sweeper.sweep(), nextWakeAt: () => nextWakeAt(db) });
+  // The loop sleeps on this host's clock; on PostgreSQL work_at is the database's. A host ahead of it (by
+  // up to maxClockJumpSeconds, allowed) read a row due in the database's future as due already and swept
+  // every millisecond until the database caught up (about 200 sweeps a second); one behind woke late.
+  const wakeAt = async () => {
+    const next = await nextWakeAt(db);
+    return next === null ? null : next + guard.databaseOffsetMs();
+  };
+  const loop = new WakeUpLoop({ clock, logger, holdings, failures, maxSleepMs: options.maxSleepMs, sweep: () => sweeper.sweep(), nextWakeAt: wakeAt });
   let heartbeat: ReturnType<typeof setInterval> | null = null;
 
   /** Logs each change of the clock guard once, and says whether it holds now. */

@@ -123,6 +123,27 @@ describe('PostgreSQL: this host against the database', () => {
   });
 });
 
+describe('PostgreSQL: waking for due work by the database\'s clock', () => {
+  it('a daemon 5 s ahead of the database (allowed) sleeps until a row is due by the database\'s clock, instead of sweeping every millisecond until then', async () => {
+    const server = await fresh();
+    const db = open(server.url);
+    await migrateToLatest(db);
+    await addSubscription(db, Date.now(), { id: 'soon', customer: { id: 'c1' }, paymentToken: 'tok_ok', startDate: '2020-01-01' });
+    // Due 3 s from now by the database's clock (which the test process shares).
+    const due = new Date(Date.now() + 3_000).toISOString();
+    await db.updateTable('subscriptions').set({ action_at: due, work_at: due }).where('id', '=', 'soon').execute();
+    const engine = daemonEngine(db, offsetClock({ ms: 5_000 }), { maxClockJumpMs: 300_000 });
+    engine.start();
+    try {
+      await waitFor(async () => ((await db.selectFrom('attempts').select('state').execute()).some((a) => a.state === 'captured') ? true : undefined), { timeoutMs: 20_000 });
+      // A sweep at start, one when the row is due, and the few its outcome's commit wakes (about 600 before: one a millisecond).
+      expect(engine.stats().sweeps).toBeLessThan(20);
+    } finally {
+      await engine.stop(5_000);
+    }
+  });
+});
+
 describe('PostgreSQL: recovering a dead daemon\'s leases', () => {
   it('a daemon whose clock is ahead of the database\'s (within maxClockJumpSeconds) expires a dead daemon\'s lease by the database\'s clock: the row is reconciled at once', async () => {
     const server = await fresh();
