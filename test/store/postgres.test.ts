@@ -12,7 +12,20 @@ import { pino } from 'pino';
 import type { Clock } from '../../src/clock.js';
 import { hostname } from 'node:os';
 import type { Gateway, GatewayResult } from '../../src/gateways/index.js';
-import { createSubscription, dialectOf, lastEventId, migrateToLatest, openDatabase, openWakeBus, notifyWake, processAlive, type Db } from '../../src/store/index.js';
+import {
+  createSubscription,
+  dialectOf,
+  ensureWebhookEndpoint,
+  lastEventId,
+  migrateToLatest,
+  openDatabase,
+  openWakeBus,
+  notifyWake,
+  processAlive,
+  recordAndClaim,
+  scanOutbox,
+  type Db,
+} from '../../src/store/index.js';
 import { addSubscription, daemonEngine } from '../support/engine-harness.js';
 import { waitFor } from '../e2e/support/processes.js';
 import { goldSubscription as input } from '../support/plans.js';
@@ -141,6 +154,21 @@ describe('PostgreSQL: waking for due work by the database\'s clock', () => {
     } finally {
       await engine.stop(5_000);
     }
+  });
+});
+
+describe('PostgreSQL: webhook deliveries due by the database\'s clock', () => {
+  it('a relay whose host is ahead of the database (allowed) makes the deliveries it scans due now by the database\'s clock: they are claimed at once', async () => {
+    const server = await fresh();
+    const db = open(server.url);
+    await migrateToLatest(db);
+    const ahead = () => Date.now() + 200_000;
+    await ensureWebhookEndpoint(db, 'we_ahead', 'http://127.0.0.1:9/hook', 0, ahead());
+    await addSubscription(db, Date.now(), { id: 'hooked', customer: { id: 'c1' }, paymentToken: 'tok_ok', startDate: '2020-01-01' });
+    expect(await scanOutbox(db, 'we_ahead', () => true, 500, ahead())).toBeGreaterThan(0);
+    // Claims judge "due" by the database's clock: the new delivery is due now, not 200 s from now.
+    const { claimed } = await recordAndClaim(db, 'we_ahead', 'relay-a', [], { now: ahead(), limit: 10, leaseMs: 60_000 });
+    expect(claimed.length).toBeGreaterThan(0);
   });
 });
 
