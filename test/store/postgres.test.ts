@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import type { Clock } from '../../src/clock.js';
 import { hostname } from 'node:os';
-import type { Gateway, GatewayResult } from '../../src/gateways/index.js';
+import { GatewayUnavailableError, type Gateway, type GatewayResult } from '../../src/gateways/index.js';
 import {
   createSubscription,
   dialectOf,
@@ -169,6 +169,35 @@ describe('PostgreSQL: webhook deliveries due by the database\'s clock', () => {
     // Claims judge "due" by the database's clock: the new delivery is due now, not 200 s from now.
     const { claimed } = await recordAndClaim(db, 'we_ahead', 'relay-a', [], { now: ahead(), limit: 10, leaseMs: 60_000 });
     expect(claimed.length).toBeGreaterThan(0);
+  });
+});
+
+describe('PostgreSQL: a row held back by an open circuit', () => {
+  it('is made due when the breaker lets a probe through by the database\'s clock, also from a host behind it (allowed)', async () => {
+    const server = await fresh();
+    const db = open(server.url);
+    await migrateToLatest(db);
+    await addSubscription(db, Date.now(), { id: 'first', customer: { id: 'c1' }, paymentToken: 'tok_ok', startDate: '2020-01-01' });
+    const down: Gateway = {
+      name: 'sim',
+      charge: () => Promise.reject(new GatewayUnavailableError('connection refused (test)')),
+      sendLink: () => Promise.reject(new Error('no links')),
+      status: async () => ({ kind: 'not_found' }),
+    };
+    // 200 s behind the database; one unavailable answer opens the breaker for 30 s.
+    const behind = daemonEngine(db, offsetClock({ ms: -200_000 }), { maxClockJumpMs: 300_000, circuit: { failureThreshold: 1, openMs: 30_000 } }, { gateways: new Map([['sim', down]]) });
+    expect(await behind.sweep()).toBe(1);
+    await waitFor(() => (behind.circuits()[0]?.state === 'open' ? true : undefined), { timeoutMs: 10_000 });
+    await addSubscription(db, Date.now(), { id: 'second', customer: { id: 'c2' }, paymentToken: 'tok_ok', startDate: '2020-01-01' });
+    expect(await behind.sweep()).toBe(1);
+    // Given back due in about 30 s by the database's clock (not 170 s ago, which every sweep would claim again at once).
+    const { work_at: workAt, lease_owner: owner } = await db.selectFrom('subscriptions').select(['work_at', 'lease_owner']).where('id', '=', 'second').executeTakeFirstOrThrow();
+    expect(owner).toBeNull();
+    const inMs = Date.parse(workAt!) - Date.now();
+    expect(inMs).toBeGreaterThan(20_000);
+    expect(inMs).toBeLessThanOrEqual(30_000);
+    expect(await behind.sweep()).toBe(0);
+    await behind.stop(5_000);
   });
 });
 
