@@ -103,6 +103,15 @@ export class ClockGuard {
     return database ? { ok: false, reason: database, since: this.databaseOffSince } : { ok: true, reason: null, since: null };
   }
 
+  /**
+   * This host's clock minus the database's as last measured (PostgreSQL; 0 when
+   * never measured, and always on SQLite): turns an instant of the database's
+   * clock (a row's work_at) into the instant this host's clock reads then.
+   */
+  databaseOffsetMs(): number {
+    return this.databaseSkew ?? 0;
+  }
+
   /** Skew in ms of the current hold (0 when ok). */
   skewMs(): number {
     if (this.held) return this.held.skew;

@@ -15,6 +15,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { iso, type AttemptInfo, type CollectionPolicy, type DomainEvent, type Outcome, type Subscription } from '../domain/index.js';
 import { GatewayUnavailableError, type CollectRequest, type Gateway, type GatewayResult, type StatusResult } from '../gateways/gateway.js';
+import type { HeldLease } from '../store/index.js';
 import type { CircuitBreakers } from './circuit.js';
 import type { Holdings } from './holdings.js';
 import { TimeSlicer } from './time-slice.js';
@@ -64,6 +65,8 @@ export class Dispatcher {
   private readonly unstarted = new Map<string, string>();
   /** Jobs between their enqueue and their recorded outcome, by subscription id. */
   private readonly jobs = new Map<string, Promise<void>>();
+  /** The claim token of each job in `jobs`: the leases the heartbeat extends (and only these). */
+  private readonly tokens = new Map<string, string>();
   gatewayCalls = 0;
   outcomesRecorded = 0;
   queueHighWater = 0;
@@ -93,9 +96,22 @@ export class Dispatcher {
         this.deps.holdings.drop(1);
       })
       .finally(() => {
-        if (this.jobs.get(id) === running) this.jobs.delete(id);
+        if (this.jobs.get(id) !== running) return;
+        this.jobs.delete(id);
+        this.tokens.delete(id);
       });
     this.jobs.set(id, running);
+    this.tokens.set(id, job.token);
+  }
+
+  /**
+   * The rows this engine holds now (a call queued, out, or its outcome not yet
+   * recorded), with their claim tokens: the heartbeat extends these leases. A
+   * row whose job failed (its outcome could not be recorded) is not among
+   * them: its lease runs out, and the row is reconciled by whoever claims it.
+   */
+  heldLeases(): HeldLease[] {
+    return [...this.tokens].map(([id, token]) => ({ id, token }));
   }
 
   /** Waits until every job started so far has recorded its outcome. */
@@ -120,6 +136,7 @@ export class Dispatcher {
     for (const [id, token] of this.unstarted) {
       byToken.set(token, [...(byToken.get(token) ?? []), id]);
       this.jobs.delete(id); // its call was cleared and will never be made
+      this.tokens.delete(id);
     }
     this.deps.holdings.drop(unsent);
     for (const [token, ids] of byToken) {

@@ -208,7 +208,14 @@ export function createEngine(deps: EngineDeps): Engine {
     clockHeld,
   });
   writer.claimAlong((finishing) => sweeper.claimAlong(finishing));
-  const loop = new WakeUpLoop({ clock, logger, holdings, failures, maxSleepMs: options.maxSleepMs, sweep: () => sweeper.sweep(), nextWakeAt: () => nextWakeAt(db) });
+  // The loop sleeps on this host's clock; on PostgreSQL work_at is the database's. A host ahead of it (by
+  // up to maxClockJumpSeconds, allowed) read a row due in the database's future as due already and swept
+  // every millisecond until the database caught up (about 200 sweeps a second); one behind woke late.
+  const wakeAt = async () => {
+    const next = await nextWakeAt(db);
+    return next === null ? null : next + guard.databaseOffsetMs();
+  };
+  const loop = new WakeUpLoop({ clock, logger, holdings, failures, maxSleepMs: options.maxSleepMs, sweep: () => sweeper.sweep(), nextWakeAt: wakeAt });
   let heartbeat: ReturnType<typeof setInterval> | null = null;
 
   /** Logs each change of the clock guard once, and says whether it holds now. */
@@ -254,9 +261,13 @@ export function createEngine(deps: EngineDeps): Engine {
   function start() {
     if (loop.running) return;
     loop.start();
-    // Heartbeat: long queues and slow gateways must not let a held lease expire under us.
+    // Heartbeat: long queues and slow gateways must not let a held lease expire under us. Only the
+    // rows a job still holds: one given up on (its outcome could not be recorded) keeps the lease of
+    // its claim until that runs out and the row is reconciled; extending every lease of this daemon
+    // kept such a row from everyone for as long as any other call was out.
     heartbeat = setInterval(() => {
-      if (holdings.active > 0) store.extendLeases(`${owner}/`, guard.trustedNow(), options.leaseMs).catch((err: unknown) => failures.report('lease heartbeat failed', err));
+      const held = dispatcher.heldLeases();
+      if (held.length > 0) store.extendLeases(held, guard.trustedNow(), options.leaseMs).catch((err: unknown) => failures.report('lease heartbeat failed', err));
     }, Math.max(1000, Math.floor(options.leaseMs / 3)));
     heartbeat.unref?.();
   }
@@ -268,8 +279,11 @@ export function createEngine(deps: EngineDeps): Engine {
     await sweeper.running;
     // Queued jobs that never started: their attempt rows say in_flight and the row says reconcile,
     // so giving the lease back due now lets the next daemon ask the gateway (it will say "not
-    // found" and re-send the same key).
-    const { unsent, abandonedInFlight } = await dispatcher.stop(drainMs, (token, ids) => store.release(token, ids, guard.trustedNow()));
+    // found" and re-send the same key). "Now" by the clock that judges due work: on PostgreSQL the
+    // database's (this host's may run ahead of it by up to maxClockJumpSeconds, which made these rows
+    // due later than the lease they had would have).
+    const dueNow = async () => (usesDatabaseClock(db) ? databaseNow(db) : guard.trustedNow());
+    const { unsent, abandonedInFlight } = await dispatcher.stop(drainMs, async (token, ids) => store.release(token, ids, await dueNow()));
     return {
       drained: unsent + abandonedInFlight === 0,
       attemptsStarted: sweeper.attemptsStarted,

@@ -30,8 +30,12 @@ export async function recoverDeadOwners(db: Db, owner: string, now: number, logg
   }
   let expired = 0;
   let deliveries = 0;
+  // PostgreSQL judges leases and due work by its own clock: expired by this host's, which may run
+  // ahead of it by up to maxClockJumpSeconds, a dead daemon's lease was set to end (and its rows made
+  // due) in the database's future, beyond even the lease it had.
+  const at = dead.size > 0 && usesDatabaseClock(db) ? await databaseNow(db) : now;
   for (const daemon of dead) {
-    expired += await expireLeases(db, `${daemon}/`, now);
+    expired += await expireLeases(db, `${daemon}/`, at);
     // Its webhook stream heads go back at once (sent again with the same webhook-id), not when their lease runs out.
     deliveries += await releaseDeliveryLeases(db, { owner: daemon });
   }

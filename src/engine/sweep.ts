@@ -54,7 +54,7 @@ export interface SweeperDeps {
   readonly store: HotPathStore;
   /** The batch instant. */
   readonly clock: Clock;
-  /** The clock guard's trusted instant (an open circuit's fallback release time). */
+  /** The clock guard's trusted instant, the circuit breakers' clock (how long an open one stays open). */
   readonly trustedNow: () => number;
   /** Durations: elapsed time, not the wall clock. */
   readonly elapsedMs: () => number;
@@ -222,8 +222,15 @@ export class Sweeper {
         }
       case 'collect': {
         // No intent for a call known to fail: the row waits, due when the breaker lets a probe through.
+        // The breaker counts on this host's clock, the row's work instant on the batch's (PostgreSQL: the
+        // database's): what is carried over is how long the breaker stays open. Its instant as such put
+        // the row in the database's past from a host behind it (claimed and given back at once, again
+        // and again while the breaker stayed open) and held it back as much from a host ahead.
         const { circuits } = this.deps;
-        if (!circuits.allowAttempt(sub.gateway)) return { kind: 'release', dueAt: circuits.retryAt(sub.gateway) ?? this.deps.trustedNow() };
+        if (!circuits.allowAttempt(sub.gateway)) {
+          const retryAt = circuits.retryAt(sub.gateway);
+          return { kind: 'release', dueAt: retryAt === null ? now : now + Math.max(0, retryAt - this.deps.trustedNow()) };
+        }
         try {
           const begun = beginAttempt(sub, now, now + this.deps.leaseMs);
           return { kind: 'begin', transition: begun, attempt: { key: begun.key, cycle: begun.cycle, attempt: begun.attempt } };

@@ -158,8 +158,14 @@ export interface HotPathStore {
   recordOutcomes(now: number, items: readonly OutcomeWrite[]): Promise<OutcomeWritten[]>;
   /** Gives back the leases `token` holds on `ids`; with `dueAt`, the rows' pending step becomes due then. */
   release(token: string, ids: readonly string[], dueAt?: number): Promise<void>;
-  /** Moves the lease expiry of every row whose owner starts with `ownerPrefix` to `leaseMs` after now (`now`, or the database's clock) (heartbeat). */
-  extendLeases(ownerPrefix: string, now: number, leaseMs: number): Promise<void>;
+  /**
+   * Moves the lease expiry of the rows the engine still holds to `leaseMs`
+   * after now (`now`, or the database's clock) (heartbeat): each row only
+   * while the claim token given with it still holds its lease. Never every
+   * lease of the daemon: a row it gave up on (an outcome it could not record,
+   * a refused step) must have its lease run out, so it is reconciled.
+   */
+  extendLeases(leases: readonly HeldLease[], now: number, leaseMs: number): Promise<void>;
   /**
    * Stages a simulator ledger entry: it is written by the next outcome commit
    * (recordOutcomes) or flushStaged, so at the latest by the commit that
@@ -181,6 +187,12 @@ export interface HotPathStore {
   flushStaged(): Promise<void>;
   /** Ledger entries staged and not yet committed. */
   readonly staged: number;
+}
+
+/** A row the engine holds (a gateway call queued, out, or waiting for its outcome's commit) and the claim token that leased it. */
+export interface HeldLease {
+  readonly id: string;
+  readonly token: string;
 }
 
 /** A simulator ledger entry staged for the next outcome commit (both implementations keep them the same way). */

@@ -34,6 +34,7 @@ import {
   type ClaimedRow,
   type ClaimRequest,
   type ClaimResult,
+  type HeldLease,
   type HotPathStore,
   type OutcomeBatch,
   type OutcomeWrite,
@@ -531,14 +532,15 @@ class PostgresHotPathStore implements HotPathStore {
     return this.transaction(0, (trx) => this.releaseRows(trx, token, ids, dueAt));
   }
 
-  extendLeases(ownerPrefix: string, callerNow: number, leaseMs: number): Promise<void> {
+  extendLeases(leases: readonly HeldLease[], callerNow: number, leaseMs: number): Promise<void> {
+    if (leases.length === 0) return Promise.resolve();
     return this.transaction(callerNow, async (trx, now) => {
-      // Compared as text: LIKE would treat `_` and `%` in a host name as wildcards.
-      await query(trx, 'update subscriptions set lease_until = $1 where lease_owner is not null and substr(lease_owner, 1, $2) = $3', [
-        toDbTime(now + leaseMs),
-        ownerPrefix.length,
-        ownerPrefix,
-      ]);
+      await query(
+        trx,
+        `update subscriptions s set lease_until = $1 from unnest($2::text[], $3::text[]) as v(id, token)
+         where s.id = any($2::text[]) and s.id = v.id and s.lease_owner = v.token`,
+        [toDbTime(now + leaseMs), leases.map((l) => l.id), leases.map((l) => l.token)],
+      );
     });
   }
 

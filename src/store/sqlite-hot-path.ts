@@ -29,6 +29,7 @@ import {
   type ClaimedRow,
   type ClaimRequest,
   type ClaimResult,
+  type HeldLease,
   type HotPathStore,
   type OutcomeBatch,
   type OutcomeWrite,
@@ -368,12 +369,12 @@ class SqliteHotPathStore implements HotPathStore {
     });
   }
 
-  extendLeases(ownerPrefix: string, now: number, leaseMs: number): Promise<void> {
-    const until = now + leaseMs;
+  extendLeases(leases: readonly HeldLease[], now: number, leaseMs: number): Promise<void> {
+    if (leases.length === 0) return Promise.resolve();
+    const until = toDbTime(now + leaseMs);
     return this.exclusive(() => {
-      // Compared as text: LIKE would treat `_` and `%` in a host name as wildcards. `lease_owner is
-      // not null` lets the partial index subscriptions_leased narrow the rows first.
-      this.statement('update subscriptions set lease_until = ? where lease_owner is not null and substr(lease_owner, 1, ?) = ?').run(toDbTime(until), ownerPrefix.length, ownerPrefix);
+      const extend = this.statement('update subscriptions set lease_until = ? where id = ? and lease_owner = ?');
+      for (const l of leases) extend.run(until, l.id, l.token);
     });
   }
 

@@ -94,7 +94,10 @@ export async function scanOutbox(db: Db, endpointId: string, matches: (type: str
       .limit(limit)
       .execute();
     if (events.length === 0) return 0;
-    const at = toDbTime(now);
+    // Due now by the clock that claims judge it by (claimIn): the database's, unless the Db runs on the
+    // caller's. Stamped with this host's, a host ahead of the database held every new delivery back by
+    // as much (up to maxClockJumpSeconds).
+    const at = toDbTime(usesDatabaseClock(db) ? await databaseNow(trx) : now);
     const rows = events
       .filter((e) => matches(e.type))
       .map((e) => ({

@@ -13,6 +13,7 @@ import { pause, updateDetails } from '../../src/domain/index.js';
 import type { CollectRequest, Gateway, GatewayResult } from '../../src/gateways/index.js';
 import { getSubscription, updateSubscription } from '../../src/store/index.js';
 import { addSubscription, attemptsOf, cyclesOf, daemonEngine, eventsOf, ms, openTempDb, type TempDb } from '../support/engine-harness.js';
+import { waitFor } from '../e2e/support/processes.js';
 
 const DUE = ms('2025-01-31T10:00:00Z');
 
@@ -137,5 +138,66 @@ describe('outcome written against the row as it is now', () => {
     expect(await eventsOf(t.db, 'lost', 'charge.succeeded')).toHaveLength(1);
     const lease = await sql<{ lease_owner: string | null }>`select lease_owner from subscriptions where id = 'lost'`.execute(t.db);
     expect(lease.rows[0]!.lease_owner).toBeNull();
+  });
+});
+
+describe('leases the engine no longer holds', () => {
+  it('a row whose outcome could not be recorded is not kept leased by the heartbeat while other calls are out: its lease runs out and it is reconciled', async () => {
+    const clock = new VirtualClock(DUE);
+    const LEASE = 3_000; // heartbeat every 1 s (real time), leases judged by the virtual clock
+    await addSubscription(t.db, DUE - 86_400_000, { id: 'stuck', startDate: '2025-01-31' }, { sendOnHour: 10 });
+    await addSubscription(t.db, DUE - 86_400_000, { id: 'busy', startDate: '2025-01-31' }, { sendOnHour: 10 });
+    // The gateway: 'stuck' is captured at once; 'busy' hangs until the end of the test, so the engine always has a call out.
+    const seen = new Map<string, GatewayResult>();
+    let releaseBusy: () => void = () => undefined;
+    const busyHeld = new Promise<void>((resolve) => (releaseBusy = resolve));
+    const gateway: Gateway = {
+      name: 'sim',
+      async charge(r) {
+        if (r.subscriptionId === 'busy') await busyHeld;
+        const result: GatewayResult = { kind: 'captured', externalId: `ext-${r.idempotencyKey}` };
+        seen.set(r.idempotencyKey, result);
+        return result;
+      },
+      sendLink: () => Promise.reject(new Error('no links')),
+      status: async (key) => seen.get(key) ?? { kind: 'not_found' },
+    };
+    // The database refuses the write of stuck's outcome (a lost connection, a full disk): the batch fails, and so does its retry alone.
+    const postgres = t.dialect === 'postgres';
+    if (postgres) {
+      await sql`create function refuse_stuck() returns trigger language plpgsql as $$ begin raise exception 'outcome write refused (test)'; end $$`.execute(t.db);
+      await sql`create trigger refuse_stuck before update on attempts for each row when (new.idempotency_key = 'stuck:1:1') execute function refuse_stuck()`.execute(t.db);
+    } else {
+      await sql`create trigger refuse_stuck before update on attempts when new.idempotency_key = 'stuck:1:1' begin select raise(abort, 'outcome write refused (test)'); end`.execute(t.db);
+    }
+    const a = daemonEngine(t.db, clock, { leaseMs: LEASE }, { gateways: new Map([['sim', gateway]]), owner: 'a' });
+    const leaseOf = async (id: string) =>
+      (await t.db.selectFrom('subscriptions').select(['lease_owner', 'lease_until']).where('id', '=', id).executeTakeFirstOrThrow()) as { lease_owner: string | null; lease_until: string | null };
+    try {
+      a.start();
+      // stuck's job failed (its outcome unrecorded, the row no longer held); busy's call is still out.
+      await waitFor(() => (seen.has('stuck:1:1') && a.stats().active === 1 ? true : undefined), { timeoutMs: 10_000 });
+      if (postgres) await sql`drop trigger refuse_stuck on attempts`.execute(t.db);
+      else await sql`drop trigger refuse_stuck`.execute(t.db);
+      const stuckLease = await leaseOf('stuck');
+      expect(stuckLease.lease_owner).toMatch(/^a\//);
+      expect(Date.parse(stuckLease.lease_until!)).toBe(DUE + LEASE);
+
+      // Within the lease, a heartbeat runs: it extends the lease of busy, whose call is out, and only that one.
+      clock.set(DUE + 2_000);
+      await waitFor(async () => (Date.parse((await leaseOf('busy')).lease_until!) === DUE + 2_000 + LEASE ? true : undefined), { timeoutMs: 10_000 });
+      expect(Date.parse((await leaseOf('stuck')).lease_until!)).toBe(DUE + LEASE);
+
+      // Past stuck's lease: it is claimed again and reconciled (the gateway says captured), by either daemon.
+      clock.set(DUE + LEASE + 500);
+      const b = daemonEngine(t.db, clock, { leaseMs: LEASE }, { gateways: new Map([['sim', gateway]]), owner: 'b' });
+      await b.sweepUntilIdle();
+      await waitFor(async () => ((await attemptsOf(t.db, 'stuck'))[0]?.state === 'captured' ? true : undefined), { timeoutMs: 10_000 });
+      expect((await cyclesOf(t.db, 'stuck')).map((c) => [c.cycle, c.status])).toEqual([[1, 'paid']]);
+      expect(await eventsOf(t.db, 'stuck', 'charge.succeeded')).toHaveLength(1);
+    } finally {
+      releaseBusy();
+      await a.stop(5_000);
+    }
   });
 });

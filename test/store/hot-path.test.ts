@@ -279,12 +279,13 @@ describe('outcomes (conditional writes)', () => {
 });
 
 describe('leases and the simulator ledger', () => {
-  it('release gives back only the leases the token holds; extendLeases moves the expiry of one owner prefix', async () => {
+  it('release gives back only the leases the token holds; extendLeases moves the expiry of the rows given, each only under its token', async () => {
     await addSubscription(temp.db, NOW - 86_400_000, { id: 'a', startDate: '2025-01-31' }, { sendOnHour: 10 });
     await addSubscription(temp.db, NOW - 86_400_000, { id: 'b', startDate: '2025-01-31' }, { sendOnHour: 10 });
     await claimAndBegin('d1/1');
-    await store.extendLeases('d1/', NOW, 10 * LEASE);
+    await store.extendLeases([{ id: 'a', token: 'd1/1' }, { id: 'b', token: 'd1/0' }], NOW, 10 * LEASE);
     expect((await rowMeta('a')).leaseUntil).toBe(new Date(NOW + 10 * LEASE).toISOString());
+    expect((await rowMeta('b')).leaseUntil).toBe(new Date(NOW + LEASE).toISOString());
     await store.release('other/1', ['a']);
     expect((await rowMeta('a')).leaseOwner).toBe('d1/1');
     await store.release('d1/1', ['a'], NOW + 1);

@@ -10,7 +10,22 @@ import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import type { Clock } from '../../src/clock.js';
-import { createSubscription, dialectOf, lastEventId, migrateToLatest, openDatabase, openWakeBus, notifyWake, type Db } from '../../src/store/index.js';
+import { hostname } from 'node:os';
+import { GatewayUnavailableError, type Gateway, type GatewayResult } from '../../src/gateways/index.js';
+import {
+  createSubscription,
+  dialectOf,
+  ensureWebhookEndpoint,
+  lastEventId,
+  migrateToLatest,
+  openDatabase,
+  openWakeBus,
+  notifyWake,
+  processAlive,
+  recordAndClaim,
+  scanOutbox,
+  type Db,
+} from '../../src/store/index.js';
 import { addSubscription, daemonEngine } from '../support/engine-harness.js';
 import { waitFor } from '../e2e/support/processes.js';
 import { goldSubscription as input } from '../support/plans.js';
@@ -118,6 +133,137 @@ describe('PostgreSQL: this host against the database', () => {
     await engine.stop(5_000);
     const captured = await db.selectFrom('attempts').select('state').execute();
     expect(captured.map((a) => a.state)).toContain('captured');
+  });
+});
+
+describe('PostgreSQL: waking for due work by the database\'s clock', () => {
+  it('a daemon 5 s ahead of the database (allowed) sleeps until a row is due by the database\'s clock, instead of sweeping every millisecond until then', async () => {
+    const server = await fresh();
+    const db = open(server.url);
+    await migrateToLatest(db);
+    await addSubscription(db, Date.now(), { id: 'soon', customer: { id: 'c1' }, paymentToken: 'tok_ok', startDate: '2020-01-01' });
+    // Due 3 s from now by the database's clock (which the test process shares).
+    const due = new Date(Date.now() + 3_000).toISOString();
+    await db.updateTable('subscriptions').set({ action_at: due, work_at: due }).where('id', '=', 'soon').execute();
+    const engine = daemonEngine(db, offsetClock({ ms: 5_000 }), { maxClockJumpMs: 300_000 });
+    engine.start();
+    try {
+      await waitFor(async () => ((await db.selectFrom('attempts').select('state').execute()).some((a) => a.state === 'captured') ? true : undefined), { timeoutMs: 20_000 });
+      // A sweep at start, one when the row is due, and the few its outcome's commit wakes (about 600 before: one a millisecond).
+      expect(engine.stats().sweeps).toBeLessThan(20);
+    } finally {
+      await engine.stop(5_000);
+    }
+  });
+});
+
+describe('PostgreSQL: webhook deliveries due by the database\'s clock', () => {
+  it('a relay whose host is ahead of the database (allowed) makes the deliveries it scans due now by the database\'s clock: they are claimed at once', async () => {
+    const server = await fresh();
+    const db = open(server.url);
+    await migrateToLatest(db);
+    const ahead = () => Date.now() + 200_000;
+    await ensureWebhookEndpoint(db, 'we_ahead', 'http://127.0.0.1:9/hook', 0, ahead());
+    await addSubscription(db, Date.now(), { id: 'hooked', customer: { id: 'c1' }, paymentToken: 'tok_ok', startDate: '2020-01-01' });
+    expect(await scanOutbox(db, 'we_ahead', () => true, 500, ahead())).toBeGreaterThan(0);
+    // Claims judge "due" by the database's clock: the new delivery is due now, not 200 s from now.
+    const { claimed } = await recordAndClaim(db, 'we_ahead', 'relay-a', [], { now: ahead(), limit: 10, leaseMs: 60_000 });
+    expect(claimed.length).toBeGreaterThan(0);
+  });
+});
+
+describe('PostgreSQL: a row held back by an open circuit', () => {
+  it('is made due when the breaker lets a probe through by the database\'s clock, also from a host behind it (allowed)', async () => {
+    const server = await fresh();
+    const db = open(server.url);
+    await migrateToLatest(db);
+    await addSubscription(db, Date.now(), { id: 'first', customer: { id: 'c1' }, paymentToken: 'tok_ok', startDate: '2020-01-01' });
+    const down: Gateway = {
+      name: 'sim',
+      charge: () => Promise.reject(new GatewayUnavailableError('connection refused (test)')),
+      sendLink: () => Promise.reject(new Error('no links')),
+      status: async () => ({ kind: 'not_found' }),
+    };
+    // 200 s behind the database; one unavailable answer opens the breaker for 30 s.
+    const behind = daemonEngine(db, offsetClock({ ms: -200_000 }), { maxClockJumpMs: 300_000, circuit: { failureThreshold: 1, openMs: 30_000 } }, { gateways: new Map([['sim', down]]) });
+    expect(await behind.sweep()).toBe(1);
+    await waitFor(() => (behind.circuits()[0]?.state === 'open' ? true : undefined), { timeoutMs: 10_000 });
+    await addSubscription(db, Date.now(), { id: 'second', customer: { id: 'c2' }, paymentToken: 'tok_ok', startDate: '2020-01-01' });
+    expect(await behind.sweep()).toBe(1);
+    // Given back due in about 30 s by the database's clock (not 170 s ago, which every sweep would claim again at once).
+    const { work_at: workAt, lease_owner: owner } = await db.selectFrom('subscriptions').select(['work_at', 'lease_owner']).where('id', '=', 'second').executeTakeFirstOrThrow();
+    expect(owner).toBeNull();
+    const inMs = Date.parse(workAt!) - Date.now();
+    expect(inMs).toBeGreaterThan(20_000);
+    expect(inMs).toBeLessThanOrEqual(30_000);
+    expect(await behind.sweep()).toBe(0);
+    await behind.stop(5_000);
+  });
+});
+
+describe('PostgreSQL: recovering a dead daemon\'s leases', () => {
+  it('a daemon whose clock is ahead of the database\'s (within maxClockJumpSeconds) expires a dead daemon\'s lease by the database\'s clock: the row is reconciled at once', async () => {
+    const server = await fresh();
+    const db = open(server.url);
+    await migrateToLatest(db);
+    await addSubscription(db, Date.now(), { id: 'orphan', customer: { id: 'c1' }, paymentToken: 'tok_ok', startDate: '2020-01-01' });
+    // The dead daemon: this host's name, a pid no process can have (above the kernel's pid_max), a call out when it died.
+    const deadPid = 2 ** 22 + 12_345;
+    expect(processAlive(deadPid)).toBe(false);
+    const dead = `${hostname()}:${deadPid}:dead`;
+    let called: () => void = () => undefined;
+    const calledOnce = new Promise<void>((resolve) => (called = resolve));
+    const hanging: Gateway = {
+      name: 'sim',
+      charge: () => (called(), new Promise<GatewayResult>(() => undefined)),
+      sendLink: () => Promise.reject(new Error('no links')),
+      status: async () => ({ kind: 'not_found' }),
+    };
+    const first = daemonEngine(db, offsetClock({ ms: 0 }), {}, { owner: dead, gateways: new Map([['sim', hanging]]) });
+    expect(await first.sweep()).toBe(1);
+    await calledOnce;
+
+    // The next daemon on this host starts with its clock 200 s ahead of the database's (allowed: under 300 s).
+    const ahead = daemonEngine(db, offsetClock({ ms: 200_000 }), { maxClockJumpMs: 300_000 }, { owner: `${hostname()}:${process.pid}:next` });
+    await ahead.checkStartClock();
+    expect(await ahead.recoverDeadOwners()).toBe(1);
+    // The dead daemon's row is claimable now, not 200 s from now (beyond even the 120 s lease it had).
+    expect(await ahead.sweep()).toBe(1);
+    await ahead.stop(5_000);
+    // The same key, sent again after the status query found nothing: one attempt, captured.
+    expect((await db.selectFrom('attempts').select(['state', 'sends']).execute()).map((a) => [a.state, Number(a.sends)])).toEqual([['captured', 2]]);
+  });
+});
+
+describe('PostgreSQL: a daemon stopping gives back its unsent calls', () => {
+  it('due now by the database\'s clock, even with its own clock ahead (within maxClockJumpSeconds): another daemon settles them at once', async () => {
+    const server = await fresh();
+    const db = open(server.url);
+    await migrateToLatest(db);
+    for (const id of ['out', 'unsent']) await addSubscription(db, Date.now(), { id, customer: { id: `c-${id}` }, paymentToken: 'tok_ok', startDate: '2020-01-01' });
+    // One call at a time; the first hangs, so the other is still queued when the daemon stops.
+    let called: () => void = () => undefined;
+    const calledOnce = new Promise<void>((resolve) => (called = resolve));
+    const hanging: Gateway = {
+      name: 'sim',
+      charge: () => (called(), new Promise<GatewayResult>(() => undefined)),
+      sendLink: () => Promise.reject(new Error('no links')),
+      status: async () => ({ kind: 'not_found' }),
+    };
+    const ahead = daemonEngine(db, offsetClock({ ms: 200_000 }), { concurrency: 1, maxClockJumpMs: 300_000 }, { owner: 'ahead', gateways: new Map([['sim', hanging]]) });
+    expect(await ahead.sweep()).toBe(2);
+    await calledOnce;
+    expect(await ahead.stop(0)).toMatchObject({ unsent: 1, abandonedInFlight: 1 });
+
+    // The queued call's row was given back "due now": another daemon claims it at once (the hanging one keeps its lease).
+    const other = daemonEngine(db, offsetClock({ ms: 0 }), { maxClockJumpMs: 300_000 }, { owner: 'other' });
+    expect(await other.sweep()).toBe(1);
+    await other.stop(5_000);
+    const attempts = await db.selectFrom('attempts').select(['subscription_id', 'state']).orderBy('subscription_id').execute();
+    expect(attempts.map((a) => [a.subscription_id, a.state])).toEqual([
+      ['out', 'in_flight'],
+      ['unsent', 'captured'],
+    ]);
   });
 });
 
