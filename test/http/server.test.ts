@@ -34,6 +34,30 @@ async function start(options: { metrics?: HttpMetrics; routes?: (server: HttpSer
   return { tmp, clock, engine, server, address, url: `http://${address}` };
 }
 
+/**
+ * A server with GET /slow, which answers {"done":true} only once `release()`
+ * is called (`inFlight` resolves when it is entered), and a raw socket
+ * connected to it, for writing requests byte by byte.
+ */
+async function slowRouteOnRawSocket() {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let entered!: () => void;
+  const inFlight = new Promise<void>((resolve) => (entered = resolve));
+  const { server, address } = await start({
+    routes: (s) =>
+      s.app.get('/slow', async () => {
+        entered();
+        await released;
+        return { done: true };
+      }),
+  });
+  const [host, port] = [address.split(':')[0]!, Number(address.split(':')[1])];
+  const socket = net.connect(port, host);
+  await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+  return { server, address, socket, inFlight, release };
+}
+
 /** Sends raw HTTP/1.1 text on `socket` and resolves with everything read until `until` matches. */
 function readUntil(socket: net.Socket, until: RegExp): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -107,21 +131,7 @@ describe('rebill HTTP server', () => {
   });
 
   it('close(): the request in flight finishes, a new request on a busy connection gets 503 problem+json with Retry-After, then new connections are refused', async () => {
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    let entered!: () => void;
-    const inFlight = new Promise<void>((resolve) => (entered = resolve));
-    const { server, address } = await start({
-      routes: (s) =>
-        s.app.get('/slow', async () => {
-          entered();
-          await released;
-          return { done: true };
-        }),
-    });
-    const [host, port] = [address.split(':')[0]!, Number(address.split(':')[1])];
-    const socket = net.connect(port, host);
-    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    const { server, address, socket, inFlight, release } = await slowRouteOnRawSocket();
     const responses = readUntil(socket, /"done":true[\s\S]*HTTP\/1\.1 503[\s\S]*\r\n\r\n\{[^}]*\}/);
     socket.write(`GET /slow HTTP/1.1\r\nHost: ${address}\r\n\r\n`);
     await inFlight;
@@ -146,21 +156,7 @@ describe('rebill HTTP server', () => {
   });
 
   it('close(): a keep-alive connection whose request was in flight is ended after its response, so the close does not wait for the client or keepAliveTimeout', async () => {
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    let entered!: () => void;
-    const inFlight = new Promise<void>((resolve) => (entered = resolve));
-    const { server, address } = await start({
-      routes: (s) =>
-        s.app.get('/slow', async () => {
-          entered();
-          await released;
-          return { done: true };
-        }),
-    });
-    const [host, port] = [address.split(':')[0]!, Number(address.split(':')[1])];
-    const socket = net.connect(port, host);
-    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    const { server, address, socket, inFlight, release } = await slowRouteOnRawSocket();
     onTestFinished(() => void socket.destroy());
     const endedByServer = new Promise<void>((resolve) => socket.once('end', () => resolve()));
     const response = readUntil(socket, /"done":true/);

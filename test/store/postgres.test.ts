@@ -49,6 +49,31 @@ function open(url: string): Db {
   return db;
 }
 
+/** A gateway whose charges never answer (`calledOnce` resolves at the first); status says not_found. */
+function hangingGateway(): { gateway: Gateway; calledOnce: Promise<void> } {
+  let called: () => void = () => undefined;
+  const calledOnce = new Promise<void>((resolve) => (called = resolve));
+  const gateway: Gateway = {
+    name: 'sim',
+    charge: () => (called(), new Promise<GatewayResult>(() => undefined)),
+    sendLink: () => Promise.reject(new Error('no links')),
+    status: async () => ({ kind: 'not_found' }),
+  };
+  return { gateway, calledOnce };
+}
+
+/** A fresh database, migrated, opened once. */
+async function migrated(): Promise<Db> {
+  const db = open((await fresh()).url);
+  await migrateToLatest(db);
+  return db;
+}
+
+/** Adds a charge-mode subscription `id` (customer `customerId`, tok_ok) started 2020-01-01, so a cycle is due now. */
+function addDue(db: Db, id: string, customerId: string): Promise<unknown> {
+  return addSubscription(db, Date.now(), { id, customer: { id: customerId }, paymentToken: 'tok_ok', startDate: '2020-01-01' });
+}
+
 describe('PostgreSQL', () => {
   it('four daemons migrating one fresh database at once apply each migration exactly once', async () => {
     const server = await fresh();
@@ -64,9 +89,7 @@ describe('PostgreSQL', () => {
   });
 
   it('bigint columns and counts come back as numbers, as they do from SQLite', async () => {
-    const server = await fresh();
-    const db = open(server.url);
-    await migrateToLatest(db);
+    const db = await migrated();
     await createSubscription(db, input({ id: 'big' }, { amountMinor: 900_719_925_474_099, currency: 'USD' }), NOW);
     const row = await db.selectFrom('subscriptions').select(['amount_minor']).executeTakeFirstOrThrow();
     expect(row.amount_minor).toBe(900_719_925_474_099);
@@ -103,9 +126,7 @@ describe('PostgreSQL: this host against the database', () => {
   const HOUR = 3_600_000;
 
   it('refuses to start (CLOCK_SKEW) when this host is further from the database\'s clock than maxClockJumpSeconds', async () => {
-    const server = await fresh();
-    const db = open(server.url);
-    await migrateToLatest(db);
+    const db = await migrated();
     const ahead = await daemonEngine(db, offsetClock({ ms: HOUR }), { maxClockJumpMs: 300_000 }).checkStartClock().then(
       () => null,
       (e: unknown) => e as Error & { code?: string },
@@ -115,10 +136,8 @@ describe('PostgreSQL: this host against the database', () => {
   });
 
   it('while running, a host clock that drifts off the database\'s holds collection (readiness fails) until it is back in line', async () => {
-    const server = await fresh();
-    const db = open(server.url);
-    await migrateToLatest(db);
-    await addSubscription(db, Date.now(), { id: 'due', customer: { id: 'c1' }, paymentToken: 'tok_ok', startDate: '2020-01-01' });
+    const db = await migrated();
+    await addDue(db, 'due', 'c1');
     const offset = { ms: -2 * HOUR };
     const engine = daemonEngine(db, offsetClock(offset), { maxClockJumpMs: 300_000 });
     // Behind the database by two hours: nothing is claimed, and readiness says why.
@@ -138,10 +157,8 @@ describe('PostgreSQL: this host against the database', () => {
 
 describe('PostgreSQL: waking for due work by the database\'s clock', () => {
   it('a daemon 5 s ahead of the database (allowed) sleeps until a row is due by the database\'s clock, instead of sweeping every millisecond until then', async () => {
-    const server = await fresh();
-    const db = open(server.url);
-    await migrateToLatest(db);
-    await addSubscription(db, Date.now(), { id: 'soon', customer: { id: 'c1' }, paymentToken: 'tok_ok', startDate: '2020-01-01' });
+    const db = await migrated();
+    await addDue(db, 'soon', 'c1');
     // Due 3 s from now by the database's clock (which the test process shares).
     const due = new Date(Date.now() + 3_000).toISOString();
     await db.updateTable('subscriptions').set({ action_at: due, work_at: due }).where('id', '=', 'soon').execute();
@@ -159,12 +176,10 @@ describe('PostgreSQL: waking for due work by the database\'s clock', () => {
 
 describe('PostgreSQL: webhook deliveries due by the database\'s clock', () => {
   it('a relay whose host is ahead of the database (allowed) makes the deliveries it scans due now by the database\'s clock: they are claimed at once', async () => {
-    const server = await fresh();
-    const db = open(server.url);
-    await migrateToLatest(db);
+    const db = await migrated();
     const ahead = () => Date.now() + 200_000;
     await ensureWebhookEndpoint(db, 'we_ahead', 'http://127.0.0.1:9/hook', 0, ahead());
-    await addSubscription(db, Date.now(), { id: 'hooked', customer: { id: 'c1' }, paymentToken: 'tok_ok', startDate: '2020-01-01' });
+    await addDue(db, 'hooked', 'c1');
     expect(await scanOutbox(db, 'we_ahead', () => true, 500, ahead())).toBeGreaterThan(0);
     // Claims judge "due" by the database's clock: the new delivery is due now, not 200 s from now.
     const { claimed } = await recordAndClaim(db, 'we_ahead', 'relay-a', [], { now: ahead(), limit: 10, leaseMs: 60_000 });
@@ -174,10 +189,8 @@ describe('PostgreSQL: webhook deliveries due by the database\'s clock', () => {
 
 describe('PostgreSQL: a row held back by an open circuit', () => {
   it('is made due when the breaker lets a probe through by the database\'s clock, also from a host behind it (allowed)', async () => {
-    const server = await fresh();
-    const db = open(server.url);
-    await migrateToLatest(db);
-    await addSubscription(db, Date.now(), { id: 'first', customer: { id: 'c1' }, paymentToken: 'tok_ok', startDate: '2020-01-01' });
+    const db = await migrated();
+    await addDue(db, 'first', 'c1');
     const down: Gateway = {
       name: 'sim',
       charge: () => Promise.reject(new GatewayUnavailableError('connection refused (test)')),
@@ -188,7 +201,7 @@ describe('PostgreSQL: a row held back by an open circuit', () => {
     const behind = daemonEngine(db, offsetClock({ ms: -200_000 }), { maxClockJumpMs: 300_000, circuit: { failureThreshold: 1, openMs: 30_000 } }, { gateways: new Map([['sim', down]]) });
     expect(await behind.sweep()).toBe(1);
     await waitFor(() => (behind.circuits()[0]?.state === 'open' ? true : undefined), { timeoutMs: 10_000 });
-    await addSubscription(db, Date.now(), { id: 'second', customer: { id: 'c2' }, paymentToken: 'tok_ok', startDate: '2020-01-01' });
+    await addDue(db, 'second', 'c2');
     expect(await behind.sweep()).toBe(1);
     // Given back due in about 30 s by the database's clock (not 170 s ago, which every sweep would claim again at once).
     const { work_at: workAt, lease_owner: owner } = await db.selectFrom('subscriptions').select(['work_at', 'lease_owner']).where('id', '=', 'second').executeTakeFirstOrThrow();
@@ -203,22 +216,13 @@ describe('PostgreSQL: a row held back by an open circuit', () => {
 
 describe('PostgreSQL: recovering a dead daemon\'s leases', () => {
   it('a daemon whose clock is ahead of the database\'s (within maxClockJumpSeconds) expires a dead daemon\'s lease by the database\'s clock: the row is reconciled at once', async () => {
-    const server = await fresh();
-    const db = open(server.url);
-    await migrateToLatest(db);
-    await addSubscription(db, Date.now(), { id: 'orphan', customer: { id: 'c1' }, paymentToken: 'tok_ok', startDate: '2020-01-01' });
+    const db = await migrated();
+    await addDue(db, 'orphan', 'c1');
     // The dead daemon: this host's name, a pid no process can have (above the kernel's pid_max), a call out when it died.
     const deadPid = 2 ** 22 + 12_345;
     expect(processAlive(deadPid)).toBe(false);
     const dead = `${hostname()}:${deadPid}:dead`;
-    let called: () => void = () => undefined;
-    const calledOnce = new Promise<void>((resolve) => (called = resolve));
-    const hanging: Gateway = {
-      name: 'sim',
-      charge: () => (called(), new Promise<GatewayResult>(() => undefined)),
-      sendLink: () => Promise.reject(new Error('no links')),
-      status: async () => ({ kind: 'not_found' }),
-    };
+    const { gateway: hanging, calledOnce } = hangingGateway();
     const first = daemonEngine(db, offsetClock({ ms: 0 }), {}, { owner: dead, gateways: new Map([['sim', hanging]]) });
     expect(await first.sweep()).toBe(1);
     await calledOnce;
@@ -237,19 +241,10 @@ describe('PostgreSQL: recovering a dead daemon\'s leases', () => {
 
 describe('PostgreSQL: a daemon stopping gives back its unsent calls', () => {
   it('due now by the database\'s clock, even with its own clock ahead (within maxClockJumpSeconds): another daemon settles them at once', async () => {
-    const server = await fresh();
-    const db = open(server.url);
-    await migrateToLatest(db);
-    for (const id of ['out', 'unsent']) await addSubscription(db, Date.now(), { id, customer: { id: `c-${id}` }, paymentToken: 'tok_ok', startDate: '2020-01-01' });
+    const db = await migrated();
+    for (const id of ['out', 'unsent']) await addDue(db, id, `c-${id}`);
     // One call at a time; the first hangs, so the other is still queued when the daemon stops.
-    let called: () => void = () => undefined;
-    const calledOnce = new Promise<void>((resolve) => (called = resolve));
-    const hanging: Gateway = {
-      name: 'sim',
-      charge: () => (called(), new Promise<GatewayResult>(() => undefined)),
-      sendLink: () => Promise.reject(new Error('no links')),
-      status: async () => ({ kind: 'not_found' }),
-    };
+    const { gateway: hanging, calledOnce } = hangingGateway();
     const ahead = daemonEngine(db, offsetClock({ ms: 200_000 }), { concurrency: 1, maxClockJumpMs: 300_000 }, { owner: 'ahead', gateways: new Map([['sim', hanging]]) });
     expect(await ahead.sweep()).toBe(2);
     await calledOnce;
