@@ -24,7 +24,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { iso, type CollectionPolicy } from '../domain/index.js';
 import type { Gateway } from '../gateways/gateway.js';
-import { databaseNow, hotPathStore, nextWakeAt, skippedCyclesSince, usesDatabaseClock, type Db } from '../store/index.js';
+import { databaseNow, dueWorkNow, hotPathStore, nextWakeAt, skippedCyclesSince, usesDatabaseClock, type Db } from '../store/index.js';
 import { CircuitBreakers, type CircuitOptions, type CircuitView } from './circuit.js';
 import { ClockGuard, type ClockGuardState } from './clock-guard.js';
 import { Dispatcher } from './dispatch.js';
@@ -282,8 +282,7 @@ export function createEngine(deps: EngineDeps): Engine {
     // found" and re-send the same key). "Now" by the clock that judges due work: on PostgreSQL the
     // database's (this host's may run ahead of it by up to maxClockJumpSeconds, which made these rows
     // due later than the lease they had would have).
-    const dueNow = async () => (usesDatabaseClock(db) ? databaseNow(db) : guard.trustedNow());
-    const { unsent, abandonedInFlight } = await dispatcher.stop(drainMs, async (token, ids) => store.release(token, ids, await dueNow()));
+    const { unsent, abandonedInFlight } = await dispatcher.stop(drainMs, async (token, ids) => store.release(token, ids, await dueWorkNow(db, guard.trustedNow())));
     return {
       drained: unsent + abandonedInFlight === 0,
       attemptsStarted: sweeper.attemptsStarted,

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { iso } from '../domain/index.js';
 import { RebillError } from '../errors.js';
-import { databaseNow, deliveryLeaseOwners, expireLeases, latestChangeAt, leaseOwners, processAlive, releaseDeliveryLeases, usesDatabaseClock, type Db } from '../store/index.js';
+import { databaseNow, deliveryLeaseOwners, dueWorkNow, expireLeases, latestChangeAt, leaseOwners, processAlive, releaseDeliveryLeases, usesDatabaseClock, type Db } from '../store/index.js';
 
 /**
  * Expires leases held by dead processes on this host (a daemon killed with
@@ -33,7 +33,7 @@ export async function recoverDeadOwners(db: Db, owner: string, now: number, logg
   // PostgreSQL judges leases and due work by its own clock: expired by this host's, which may run
   // ahead of it by up to maxClockJumpSeconds, a dead daemon's lease was set to end (and its rows made
   // due) in the database's future, beyond even the lease it had.
-  const at = dead.size > 0 && usesDatabaseClock(db) ? await databaseNow(db) : now;
+  const at = dead.size > 0 ? await dueWorkNow(db, now) : now;
   for (const daemon of dead) {
     expired += await expireLeases(db, `${daemon}/`, at);
     // Its webhook stream heads go back at once (sent again with the same webhook-id), not when their lease runs out.

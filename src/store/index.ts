@@ -4,7 +4,7 @@ export * from './schema.js';
 export * from './repository.js';
 export * from './hot-path.js';
 export * from './hot-paths.js';
-export { databaseNow } from './postgres-hot-path.js';
+export { databaseNow, dueWorkNow } from './postgres-hot-path.js';
 export * from './lock.js';
 export * from './admin-queries.js';
 export * from './probe.js';

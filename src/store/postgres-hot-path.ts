@@ -59,6 +59,15 @@ export async function databaseNow(conn: Trx | Db): Promise<number> {
   return Number(row!.ms);
 }
 
+/**
+ * The instant that judges due work and leases: the database's clock when the
+ * Db runs on it (PostgreSQL, by default), else the caller's `callerNow`. Read
+ * in `conn` (a transaction) when given.
+ */
+export function dueWorkNow(db: Db, callerNow: number, conn: Trx | Db = db): Promise<number> {
+  return usesDatabaseClock(db) ? databaseNow(conn) : Promise.resolve(callerNow);
+}
+
 /** `set col = v.col, ...` over every state column, for the unnest updates. */
 const STATE_SET = STATE_COLUMNS.map((c) => `${c.column} = v.${c.column}`).join(', ');
 /** `$1::text[], $2::int[], ...`: the state columns' array parameters, numbered from `first`. */

@@ -6,7 +6,7 @@
 import type SQLite from 'better-sqlite3';
 import { sql, type Selectable, type Transaction } from 'kysely';
 import { forWrite, fromDbTime, sqliteConnectionOf, sqliteImmediate, toDbTime, usesDatabaseClock, type Db } from './db.js';
-import { databaseNow } from './postgres-hot-path.js';
+import { databaseNow, dueWorkNow } from './postgres-hot-path.js';
 import { ownedBy, type Conn } from './repository.js';
 import type { Database, WebhookDeliveryTable } from './schema.js';
 
@@ -97,7 +97,7 @@ export async function scanOutbox(db: Db, endpointId: string, matches: (type: str
     // Due now by the clock that claims judge it by (claimIn): the database's, unless the Db runs on the
     // caller's. Stamped with this host's, a host ahead of the database held every new delivery back by
     // as much (up to maxClockJumpSeconds).
-    const at = toDbTime(usesDatabaseClock(db) ? await databaseNow(trx) : now);
+    const at = toDbTime(await dueWorkNow(db, now, trx));
     const rows = events
       .filter((e) => matches(e.type))
       .map((e) => ({
